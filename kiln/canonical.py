@@ -1,0 +1,71 @@
+"""Canonical JSON (RFC 8785) and sha256 digests.
+
+Kiln's documents hold only strings, integers, booleans, null, lists and objects
+with ASCII keys. For that subset RFC 8785 is exactly `json.dumps` with sorted
+keys, no whitespace and no ASCII escaping: both escape only `"`, `\\` and
+control characters (as \\b \\t \\n \\f \\r or lowercase \\u00xx), and integers
+below 2**53 print the same. The C encoder is some fifty times faster than a
+pure-Python RFC 8785 encoder on a 50,000-file tree, so we use it and refuse
+anything outside the subset; a property test checks both agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, NewType
+
+from kiln.errors import InputError
+
+Digest = NewType("Digest", str)
+"""A content digest spelled `sha256:<64 lowercase hex>`."""
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def canonical_json(value: Any) -> bytes:
+    """Serialise `value` as RFC 8785 canonical JSON (UTF-8 bytes)."""
+    _check_subset(value)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _check_subset(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str) or not key.isascii():
+                    raise TypeError(f"canonical JSON keys must be ASCII strings, not {key!r}")
+                stack.append(child)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        elif isinstance(item, int):
+            if abs(item) > _MAX_SAFE_INTEGER:
+                raise TypeError(f"integer {item} is outside canonical JSON's exact range")
+        else:
+            raise TypeError(f"canonical JSON cannot hold {type(item).__name__}")
+
+
+def sha256_digest(data: bytes) -> Digest:
+    """The `sha256:` digest of some bytes."""
+    return Digest("sha256:" + hashlib.sha256(data).hexdigest())
+
+
+def parse_digest(text: str, *, what: str = "digest") -> Digest:
+    """Validate a `sha256:<hex>` string."""
+    if not _DIGEST.fullmatch(text):
+        raise InputError(f"{what} {text!r} is not of the form sha256:<64 hex digits>",
+                         reason="bad-digest")
+    return Digest(text)
+
+
+def digest_hex(digest: Digest) -> str:
+    """The hex part of a digest, as used in file names."""
+    return digest.split(":", 1)[1]

@@ -1,0 +1,54 @@
+"""The one error root of Kiln, with a stable reason string on every error.
+
+Tests assert the reason, never the wording, so messages can be improved freely.
+The CLI maps the class to an exit code: 2 for bad usage or bad input, 1 for a
+check that ran and failed.
+"""
+
+from __future__ import annotations
+
+
+class KilnError(Exception):
+    """Something a user did or met that Kiln reports as one clear line."""
+
+    exit_code = 2
+    default_reason = "kiln-error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(KilnError):
+    """Bad input: a malformed name, tree, archive, reference or file."""
+
+    default_reason = "bad-input"
+
+
+class NotFound(InputError):
+    """A reference that names nothing in the store."""
+
+    default_reason = "not-found"
+
+
+class ConflictError(InputError):
+    """Two things claim the same place (a path, a name)."""
+
+    default_reason = "conflict"
+
+
+class StoreError(KilnError):
+    """The store cannot be read or written (permissions, disk, corruption)."""
+
+    default_reason = "store-error"
+
+
+class CheckFailed(KilnError):
+    """A check ran and found a problem (fsck, verification, policy)."""
+
+    exit_code = 1
+    default_reason = "check-failed"

@@ -1,0 +1,98 @@
+"""Walking a directory for ingest: normalise what can be, refuse what cannot."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiln.errors import InputError
+from kiln.tree import DirectoryEntry, SymlinkEntry, check_path, check_symlink_target
+
+
+@dataclass(slots=True)
+class ScannedFile:
+    """A regular file found by the scan, with the stat fields the hash cache keys on."""
+
+    path: str
+    source: str
+    size: int
+    executable: bool
+    stat_key: tuple[int, int, int, int, int]  # dev, inode, size, mtime_ns, ctime_ns
+    changed_ns: int  # the later of mtime and ctime
+
+
+@dataclass
+class Scan:
+    files: list[ScannedFile] = field(default_factory=list)
+    others: list[DirectoryEntry | SymlinkEntry] = field(default_factory=list)
+
+    @property
+    def total_size(self) -> int:
+        return sum(item.size for item in self.files)
+
+
+_REFUSED = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def scan_directory(root: Path) -> Scan:
+    """Every entry under `root`; owner, times and modes beyond the executable bit are dropped."""
+    try:
+        if not stat.S_ISDIR(os.stat(root).st_mode):
+            raise InputError(f"{root} is not a directory", reason="not-a-directory")
+    except FileNotFoundError:
+        raise InputError(f"{root} does not exist", reason="not-found") from None
+    scan = Scan()
+    pending = [("", str(root))]
+    while pending:
+        relative_dir, absolute_dir = pending.pop()
+        try:
+            iterator = os.scandir(absolute_dir)
+        except OSError as exc:
+            raise InputError(f"cannot read directory {absolute_dir}: {exc.strerror}",
+                             reason="unreadable-file") from exc
+        with iterator:
+            for item in iterator:
+                relative = f"{relative_dir}/{item.name}" if relative_dir else item.name
+                _check_name(relative, item.path)
+                info = item.stat(follow_symlinks=False)
+                mode = info.st_mode
+                kind = stat.S_IFMT(mode)
+                if kind == stat.S_IFREG:
+                    if mode & (stat.S_ISUID | stat.S_ISGID):
+                        raise InputError(f"{item.path} is setuid or setgid; Kiln refuses such"
+                                         " files", reason="setuid-file")
+                    scan.files.append(ScannedFile(
+                        relative, item.path, info.st_size, bool(mode & stat.S_IXUSR),
+                        (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+                         info.st_ctime_ns),
+                        max(info.st_mtime_ns, info.st_ctime_ns),
+                    ))
+                elif kind == stat.S_IFDIR:
+                    scan.others.append(DirectoryEntry(relative))
+                    pending.append((relative, item.path))
+                elif kind == stat.S_IFLNK:
+                    target = os.readlink(item.path)
+                    scan.others.append(SymlinkEntry(relative, check_symlink_target(
+                        item.path, target)))
+                else:
+                    what = _REFUSED.get(kind, "of an unknown file type")
+                    raise InputError(f"{item.path} is {what}; a FileSet holds only files,"
+                                     " directories and symlinks", reason="special-file")
+    return scan
+
+
+def _check_name(relative: str, absolute: str) -> None:
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(absolute).decode("utf-8", "backslashreplace")
+        raise InputError(f"{shown}: file name is not valid UTF-8",
+                         reason="bad-path-encoding") from None
+    check_path(relative)
