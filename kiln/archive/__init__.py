@@ -1,0 +1,1 @@
+"""The stable archive: how a FileSet travels between hosts and into OCI layers."""

@@ -1,0 +1,206 @@
+"""Importing an archive: all or nothing, and nothing hostile gets through.
+
+Objects are staged, never written through archive paths, so no member can
+reach outside the store whatever its name. Every member is still checked, so
+a hostile archive is refused with a reason instead of half-imported: `..` or
+absolute paths, paths under a symlink, devices, FIFOs, setuid bits, hard links
+to nothing earlier in the archive, a path twice with different content,
+over-long paths, and truncated or corrupt data (gzip's CRC included).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import stat
+import zlib
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from kiln.archive.export import MANIFEST_SUFFIX
+from kiln.archive.tarformat import (
+    DIRECTORY,
+    HARDLINK,
+    REGULAR,
+    SYMLINK,
+    Member,
+    TarReader,
+    describe_type,
+)
+from kiln.errors import InputError, KilnError
+from kiln.faults import crash_point
+from kiln.fileset import MOUNT_ROOT, FileSet, Metadata
+from kiln.store.staging import ObjectStager
+from kiln.store.store import Store
+from kiln.tree import (
+    DirectoryEntry,
+    Entry,
+    FileEntry,
+    SymlinkEntry,
+    Tree,
+    check_path,
+    check_symlink_target,
+)
+
+_MANIFEST_PATH = re.compile(rf"{MOUNT_ROOT}/(.+){re.escape(MANIFEST_SUFFIX)}")
+_MAX_MANIFEST = 16 << 20
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    fileset: FileSet
+    files: int
+
+
+def import_archive(store: Store, source: Path, *, name: str | None = None,
+                   version: str | None = None) -> ImportResult:
+    """Import a Kiln archive (or, given NAME and VERSION, any plain tar) into the store."""
+    with ExitStack() as stack:
+        try:
+            raw = stack.enter_context(open(source, "rb"))
+        except OSError as exc:
+            raise InputError(f"cannot read {source}: {exc.strerror}",
+                             reason="unreadable-file") from exc
+        stream: BinaryIO = raw
+        if raw.peek(2)[:2] == b"\x1f\x8b":
+            stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        with store.shared():
+            stager = store.stager()
+            try:
+                return _import(store, stager, TarReader(stream), name, version, source)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                raise InputError(f"{source}: archive is truncated or corrupt: {exc}",
+                                 reason="archive-corrupt") from exc
+            except KilnError as exc:
+                exc.message = f"{source}: {exc.message}"
+                raise
+            finally:
+                stager.discard()
+
+
+def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | None,
+            version: str | None, source: Path) -> ImportResult:
+    manifest: FileSet | None = None
+    manifest_bytes = b""
+    prefix = ""
+    ancestors: set[str] = set()
+    set_aside: set[str] = set()
+    entries: dict[str, Entry] = {}
+    files = 0
+    seen_tree_member = False
+
+    for member in reader.members():
+        path = _clean_path(member.path)
+        if path is None:
+            continue  # the archive's root directory itself
+        if (manifest is None and not seen_tree_member and member.typeflag == REGULAR
+                and (match := _MANIFEST_PATH.fullmatch(path))):
+            manifest_bytes = reader.read_all(_MAX_MANIFEST)
+            manifest = FileSet.from_manifest(manifest_bytes, where=f"{member.path}")
+            if match.group(1) != f"{manifest.name}/{manifest.version}":
+                raise InputError(f"manifest {path} describes {manifest.label}",
+                                 reason="archive-manifest-mismatch")
+            prefix = manifest.mount_point + "/"
+            parts = manifest.mount_point.split("/")
+            ancestors = {"/".join(parts[:depth]) for depth in range(1, len(parts) + 1)}
+            if set_aside - ancestors:
+                raise InputError(f"member {min(set_aside - ancestors)!r} lies outside"
+                                 f" {manifest.mount_point}", reason="archive-outside-mount")
+            continue
+        if manifest is None and member.typeflag == DIRECTORY and path.startswith(MOUNT_ROOT):
+            set_aside.add(path)  # the manifest's ancestors, if a manifest follows
+            continue
+        seen_tree_member = True
+        if manifest is not None:
+            if path in ancestors and member.typeflag == DIRECTORY:
+                continue
+            if not path.startswith(prefix):
+                raise InputError(f"member {path!r} lies outside {manifest.mount_point}",
+                                 reason="archive-outside-mount")
+            path = path[len(prefix):]
+        entry = _entry(member, path, reader, stager, entries)
+        crash_point("import")
+        previous = entries.get(path)
+        if previous is not None and previous != entry:
+            raise InputError(f"member {path!r} appears twice with different content",
+                             reason="archive-duplicate")
+        entries[path] = entry
+        files += isinstance(entry, FileEntry)
+
+    if manifest is None:
+        # A plain tar: the directories under packages/ we set aside are its own.
+        for path in set_aside:
+            entries.setdefault(path, DirectoryEntry(path))
+        if name is None or version is None:
+            raise InputError("archive has no Kiln manifest; give --name and --version"
+                             " to import it as a plain tar", reason="archive-no-manifest")
+        _add_missing_parents(entries)
+        tree = Tree.from_entries(entries.values())
+        fileset = FileSet(name, version, tree.digest, (), Metadata())
+    else:
+        if (name, version) != (None, None) and (name, version) != (
+                manifest.name, manifest.version):
+            raise InputError(f"archive holds {manifest.label}, not {name}@{version}",
+                             reason="archive-manifest-mismatch")
+        tree = Tree.from_entries(entries.values())
+        if tree.digest != manifest.tree:
+            raise InputError(f"content of {manifest.label} does not match its manifest: tree"
+                             f" {tree.digest}, manifest says {manifest.tree}",
+                             reason="archive-digest-mismatch")
+        fileset = manifest
+    store.record(fileset, tree, stager, manifest_bytes=manifest_bytes or None)
+    return ImportResult(fileset, files)
+
+
+def _clean_path(raw: str) -> str | None:
+    path = raw
+    while path.startswith("./"):
+        path = path[2:]
+    path = path.rstrip("/")
+    if path in ("", "."):
+        return None
+    if raw.startswith("/"):
+        raise InputError(f"member {raw!r} has an absolute path", reason="archive-absolute-path")
+    if ".." in path.split("/"):
+        raise InputError(f"member {raw!r} has a '..' component", reason="archive-dotdot")
+    return check_path(path)
+
+
+def _entry(member: Member, path: str, reader: TarReader, stager: ObjectStager,
+           entries: dict[str, Entry]) -> Entry:
+    parent = path.rpartition("/")[0]
+    while parent:
+        if isinstance(entries.get(parent), SymlinkEntry):
+            raise InputError(f"member {path!r} lies under the symlink {parent!r}",
+                             reason="archive-through-symlink")
+        parent = parent.rpartition("/")[0]
+    if member.typeflag == DIRECTORY:
+        return DirectoryEntry(path)
+    if member.typeflag == SYMLINK:
+        return SymlinkEntry(path, check_symlink_target(path, member.linkname))
+    if member.typeflag in (REGULAR, HARDLINK):
+        if member.mode & (stat.S_ISUID | stat.S_ISGID):
+            raise InputError(f"member {path!r} is setuid or setgid", reason="setuid-file")
+    if member.typeflag == REGULAR:
+        executable = bool(member.mode & stat.S_IXUSR)
+        sha, size = stager.add_stream(reader.read_into, executable)
+        return FileEntry(path, size, sha, executable)
+    if member.typeflag == HARDLINK:
+        target = _clean_path(member.linkname)
+        linked = entries.get(target) if target is not None else None
+        if not isinstance(linked, FileEntry):
+            raise InputError(f"hard link {path!r} points to {member.linkname!r}, which is not"
+                             " a file earlier in the archive", reason="archive-hardlink-outside")
+        return FileEntry(path, linked.size, linked.sha256, linked.executable)
+    raise InputError(f"member {path!r} is {describe_type(member.typeflag)}; a FileSet holds"
+                     " only files, directories and symlinks", reason="special-file")
+
+
+def _add_missing_parents(entries: dict[str, Entry]) -> None:
+    for path in list(entries):
+        parent = path.rpartition("/")[0]
+        while parent and parent not in entries:
+            entries[parent] = DirectoryEntry(parent)
+            parent = parent.rpartition("/")[0]
