@@ -15,5 +15,5 @@ _ARMED = os.environ.get("KILN_CRASH_AT")
 
 def crash_point(name: str) -> None:
     """Die here, without cleanup, if the tests armed this point."""
-    if _ARMED == name:
+    if name == _ARMED:
         os.kill(os.getpid(), signal.SIGKILL)

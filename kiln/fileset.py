@@ -165,10 +165,11 @@ def _import_from_json(raw: Any, where: str) -> Import:
         raise InputError(f"{where}: an import must be an object", reason="bad-manifest")
     _refuse_unknown(raw, {"path", "name", "version", "digest"}, where)
     values = [raw.get(key) for key in ("path", "name", "version", "digest")]
-    if not all(isinstance(value, str) for value in values):
+    strings = [value for value in values if isinstance(value, str)]
+    if len(strings) != 4:
         raise InputError(f"{where}: import {raw!r} needs path, name, version and digest",
                          reason="bad-manifest")
-    path, name, version, digest = values
+    path, name, version, digest = strings
     return Import(check_path(path), validate_name(name), validate_version(version),
                   parse_digest(digest, what=f"{where}: import digest"))
 

@@ -17,7 +17,6 @@ import zlib
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from kiln.archive.export import MANIFEST_SUFFIX
 from kiln.archive.tarformat import (
@@ -25,6 +24,7 @@ from kiln.archive.tarformat import (
     HARDLINK,
     REGULAR,
     SYMLINK,
+    ByteStream,
     Member,
     TarReader,
     describe_type,
@@ -63,13 +63,13 @@ def import_archive(store: Store, source: Path, *, name: str | None = None,
         except OSError as exc:
             raise InputError(f"cannot read {source}: {exc.strerror}",
                              reason="unreadable-file") from exc
-        stream: BinaryIO = raw
+        stream: ByteStream = raw
         if raw.peek(2)[:2] == b"\x1f\x8b":
             stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         with store.shared():
             stager = store.stager()
             try:
-                return _import(store, stager, TarReader(stream), name, version, source)
+                return _import(store, stager, TarReader(stream), name, version)
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 raise InputError(f"{source}: archive is truncated or corrupt: {exc}",
                                  reason="archive-corrupt") from exc
@@ -81,77 +81,97 @@ def import_archive(store: Store, source: Path, *, name: str | None = None,
 
 
 def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | None,
-            version: str | None, source: Path) -> ImportResult:
-    manifest: FileSet | None = None
-    manifest_bytes = b""
-    prefix = ""
-    ancestors: set[str] = set()
-    set_aside: set[str] = set()
-    entries: dict[str, Entry] = {}
-    files = 0
-    seen_tree_member = False
-
+            version: str | None) -> ImportResult:
+    state = _ArchiveState()
     for member in reader.members():
         path = _clean_path(member.path)
-        if path is None:
-            continue  # the archive's root directory itself
-        if (manifest is None and not seen_tree_member and member.typeflag == REGULAR
-                and (match := _MANIFEST_PATH.fullmatch(path))):
-            manifest_bytes = reader.read_all(_MAX_MANIFEST)
-            manifest = FileSet.from_manifest(manifest_bytes, where=f"{member.path}")
+        if path is not None and not state.take_header(member, path, reader):
+            tree_path = state.tree_path(path, member)
+            if tree_path is not None:
+                state.add(_entry(member, tree_path, reader, stager, state.entries))
+                crash_point("import")
+    fileset, tree = state.finish(name, version)
+    store.record(fileset, tree, stager, manifest_bytes=state.manifest_bytes or None)
+    return ImportResult(fileset, sum(1 for _ in tree.files()))
+
+
+class _ArchiveState:
+    """What has been read so far: the manifest, if any, and the tree's entries."""
+
+    def __init__(self) -> None:
+        self.manifest: FileSet | None = None
+        self.manifest_bytes = b""
+        self.ancestors: set[str] = set()
+        self.set_aside: set[str] = set()
+        self.entries: dict[str, Entry] = {}
+        self.seen_tree_member = False
+
+    def take_header(self, member: Member, path: str, reader: TarReader) -> bool:
+        """Consume the manifest and the directories before it; True if it was one."""
+        if self.manifest is not None or self.seen_tree_member:
+            return False
+        match = _MANIFEST_PATH.fullmatch(path)
+        if member.typeflag == REGULAR and match:
+            self.manifest_bytes = reader.read_all(_MAX_MANIFEST)
+            manifest = FileSet.from_manifest(self.manifest_bytes, where=member.path)
             if match.group(1) != f"{manifest.name}/{manifest.version}":
                 raise InputError(f"manifest {path} describes {manifest.label}",
                                  reason="archive-manifest-mismatch")
-            prefix = manifest.mount_point + "/"
             parts = manifest.mount_point.split("/")
-            ancestors = {"/".join(parts[:depth]) for depth in range(1, len(parts) + 1)}
-            if set_aside - ancestors:
-                raise InputError(f"member {min(set_aside - ancestors)!r} lies outside"
-                                 f" {manifest.mount_point}", reason="archive-outside-mount")
-            continue
-        if manifest is None and member.typeflag == DIRECTORY and path.startswith(MOUNT_ROOT):
-            set_aside.add(path)  # the manifest's ancestors, if a manifest follows
-            continue
-        seen_tree_member = True
-        if manifest is not None:
-            if path in ancestors and member.typeflag == DIRECTORY:
-                continue
-            if not path.startswith(prefix):
-                raise InputError(f"member {path!r} lies outside {manifest.mount_point}",
+            self.ancestors = {"/".join(parts[:depth]) for depth in range(1, len(parts) + 1)}
+            if self.set_aside - self.ancestors:
+                raise InputError(f"member {min(self.set_aside - self.ancestors)!r} lies"
+                                 f" outside {manifest.mount_point}",
                                  reason="archive-outside-mount")
-            path = path[len(prefix):]
-        entry = _entry(member, path, reader, stager, entries)
-        crash_point("import")
-        previous = entries.get(path)
-        if previous is not None and previous != entry:
-            raise InputError(f"member {path!r} appears twice with different content",
-                             reason="archive-duplicate")
-        entries[path] = entry
-        files += isinstance(entry, FileEntry)
+            self.manifest = manifest
+            return True
+        if member.typeflag == DIRECTORY and path.startswith(MOUNT_ROOT):
+            self.set_aside.add(path)  # the manifest's ancestors, if a manifest follows
+            return True
+        return False
 
-    if manifest is None:
-        # A plain tar: the directories under packages/ we set aside are its own.
-        for path in set_aside:
-            entries.setdefault(path, DirectoryEntry(path))
-        if name is None or version is None:
-            raise InputError("archive has no Kiln manifest; give --name and --version"
-                             " to import it as a plain tar", reason="archive-no-manifest")
-        _add_missing_parents(entries)
-        tree = Tree.from_entries(entries.values())
-        fileset = FileSet(name, version, tree.digest, (), Metadata())
-    else:
+    def tree_path(self, path: str, member: Member) -> str | None:
+        """The member's path inside the tree, or None for the mount point's ancestors."""
+        self.seen_tree_member = True
+        if self.manifest is None:
+            return path
+        if path in self.ancestors and member.typeflag == DIRECTORY:
+            return None
+        prefix = self.manifest.mount_point + "/"
+        if not path.startswith(prefix):
+            raise InputError(f"member {path!r} lies outside {self.manifest.mount_point}",
+                             reason="archive-outside-mount")
+        return path[len(prefix):]
+
+    def add(self, entry: Entry) -> None:
+        previous = self.entries.get(entry.path)
+        if previous is not None and previous != entry:
+            raise InputError(f"member {entry.path!r} appears twice with different content",
+                             reason="archive-duplicate")
+        self.entries[entry.path] = entry
+
+    def finish(self, name: str | None, version: str | None) -> tuple[FileSet, Tree]:
+        manifest = self.manifest
+        if manifest is None:
+            if name is None or version is None:
+                raise InputError("archive has no Kiln manifest; give --name and --version"
+                                 " to import it as a plain tar", reason="archive-no-manifest")
+            # A plain tar: the directories under packages/ set aside are its own.
+            for path in self.set_aside:
+                self.entries.setdefault(path, DirectoryEntry(path))
+            _add_missing_parents(self.entries)
+            tree = Tree.from_entries(self.entries.values())
+            return FileSet(name, version, tree.digest, (), Metadata()), tree
         if (name, version) != (None, None) and (name, version) != (
                 manifest.name, manifest.version):
             raise InputError(f"archive holds {manifest.label}, not {name}@{version}",
                              reason="archive-manifest-mismatch")
-        tree = Tree.from_entries(entries.values())
+        tree = Tree.from_entries(self.entries.values())
         if tree.digest != manifest.tree:
             raise InputError(f"content of {manifest.label} does not match its manifest: tree"
                              f" {tree.digest}, manifest says {manifest.tree}",
                              reason="archive-digest-mismatch")
-        fileset = manifest
-    store.record(fileset, tree, stager, manifest_bytes=manifest_bytes or None)
-    return ImportResult(fileset, files)
+        return manifest, tree
 
 
 def _clean_path(raw: str) -> str | None:
@@ -180,9 +200,8 @@ def _entry(member: Member, path: str, reader: TarReader, stager: ObjectStager,
         return DirectoryEntry(path)
     if member.typeflag == SYMLINK:
         return SymlinkEntry(path, check_symlink_target(path, member.linkname))
-    if member.typeflag in (REGULAR, HARDLINK):
-        if member.mode & (stat.S_ISUID | stat.S_ISGID):
-            raise InputError(f"member {path!r} is setuid or setgid", reason="setuid-file")
+    if member.typeflag in (REGULAR, HARDLINK) and member.mode & (stat.S_ISUID | stat.S_ISGID):
+        raise InputError(f"member {path!r} is setuid or setgid", reason="setuid-file")
     if member.typeflag == REGULAR:
         executable = bool(member.mode & stat.S_IXUSR)
         sha, size = stager.add_stream(reader.read_into, executable)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from kiln.errors import InputError
 
@@ -111,6 +111,14 @@ def _padding(size: int) -> bytes:
 # -- reading ---------------------------------------------------------------
 
 
+class ByteStream(Protocol):
+    """A readable binary stream: a file or a gzip decompressor."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
 @dataclass(frozen=True)
 class Member:
     """One archive member as its headers describe it (path not yet checked)."""
@@ -125,7 +133,7 @@ class Member:
 class TarReader:
     """Reads members one by one; the caller must consume each member's data."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self._remaining = 0  # data bytes of the current member not yet read
         self._pad = 0
@@ -169,7 +177,7 @@ class TarReader:
         if self._remaining == 0:
             return 0
         wanted = min(len(view), self._remaining)
-        count = self._stream.readinto(view[:wanted])  # type: ignore[attr-defined]
+        count = self._stream.readinto(view[:wanted])
         if not count:
             raise _truncated("member data")
         self._remaining -= count

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+# Only what is typed here is needed from the store; importing Store itself would be circular.
+from typing import TYPE_CHECKING
+
 from kiln.errors import ConflictError
 from kiln.fileset import FileSet
 from kiln.tree import DirectoryEntry, Entry, Tree, path_sort_key
-
-# Only what is typed here is needed from the store; importing Store itself would be circular.
-from typing import TYPE_CHECKING  # noqa: I001
 
 if TYPE_CHECKING:
     from kiln.store.store import Store

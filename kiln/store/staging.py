@@ -68,7 +68,8 @@ class ObjectStager:
         finally:
             os.close(src)
 
-    def add_stream(self, read_into: Callable[[memoryview], int], executable: bool) -> tuple[str, int]:
+    def add_stream(self, read_into: Callable[[memoryview], int],
+                   executable: bool) -> tuple[str, int]:
         """Stage bytes from a reader that fills a buffer and returns the count (0 at end)."""
         return self._stage(read_into, executable, None)
 

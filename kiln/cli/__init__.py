@@ -1,0 +1,1 @@
+"""The `kiln` command: the face of every package; nothing imports it."""

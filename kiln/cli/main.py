@@ -1,0 +1,67 @@
+"""Entry point: parse arguments, run one command, turn errors into one line.
+
+Imports stay inside the command handlers: `kiln --help` and small commands
+must not pay for modules they do not use (Python alone takes ~0.14 s to start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kiln import __version__
+from kiln.cli import fileset_commands, store_commands
+from kiln.errors import KilnError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiln",
+        description="Kiln: compose containers from verified, content-addressed FileSets.",
+    )
+    parser.add_argument("--version", action="version", version=f"kiln {__version__}")
+    parser.add_argument("--store", type=Path, metavar="DIR",
+                        help="the store directory (default: $KILN_STORE, else"
+                             " ~/.local/share/kiln/store)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show a traceback when a command fails")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fileset_commands.register(commands)
+    store_commands.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except KilnError as exc:
+        if args.debug:
+            raise
+        print(f"kiln: error: {exc.message} [{exc.reason}]", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"kiln: error: {exc.strerror or exc}{where} [os-error]", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kiln: interrupted", file=sys.stderr)
+        return 130
+    sys.stdout.flush()
+    return code
+
+
+def run() -> None:
+    # Close stdout ourselves so that a closed pipe (`kiln ... | head`) is not a traceback.
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)
