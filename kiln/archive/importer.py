@@ -88,7 +88,7 @@ def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | N
         if path is not None and not state.take_header(member, path, reader):
             tree_path = state.tree_path(path, member)
             if tree_path is not None:
-                state.add(_entry(member, tree_path, reader, stager, state.entries))
+                state.add(_entry(member, tree_path, reader, stager, state))
                 crash_point("import")
     fileset, tree = state.finish(name, version)
     store.record(fileset, tree, stager, manifest_bytes=state.manifest_bytes or None)
@@ -143,6 +143,18 @@ class _ArchiveState:
                              reason="archive-outside-mount")
         return path[len(prefix):]
 
+    def link_target(self, linkname: str) -> Entry | None:
+        """The earlier entry a hard link names (archive paths carry the mount point)."""
+        path = _clean_path(linkname)
+        if path is None:
+            return None
+        if self.manifest is not None:
+            prefix = self.manifest.mount_point + "/"
+            if not path.startswith(prefix):
+                return None
+            path = path[len(prefix):]
+        return self.entries.get(path)
+
     def add(self, entry: Entry) -> None:
         previous = self.entries.get(entry.path)
         if previous is not None and previous != entry:
@@ -189,7 +201,8 @@ def _clean_path(raw: str) -> str | None:
 
 
 def _entry(member: Member, path: str, reader: TarReader, stager: ObjectStager,
-           entries: dict[str, Entry]) -> Entry:
+           state: _ArchiveState) -> Entry:
+    entries = state.entries
     parent = path.rpartition("/")[0]
     while parent:
         if isinstance(entries.get(parent), SymlinkEntry):
@@ -207,8 +220,7 @@ def _entry(member: Member, path: str, reader: TarReader, stager: ObjectStager,
         sha, size = stager.add_stream(reader.read_into, executable)
         return FileEntry(path, size, sha, executable)
     if member.typeflag == HARDLINK:
-        target = _clean_path(member.linkname)
-        linked = entries.get(target) if target is not None else None
+        linked = state.link_target(member.linkname)
         if not isinstance(linked, FileEntry):
             raise InputError(f"hard link {path!r} points to {member.linkname!r}, which is not"
                              " a file earlier in the archive", reason="archive-hardlink-outside")
