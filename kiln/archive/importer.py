@@ -90,6 +90,7 @@ def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | N
             if tree_path is not None:
                 state.add(_entry(member, tree_path, reader, stager, state))
                 crash_point("import")
+    reader.finish()
     fileset, tree = state.finish(name, version)
     store.record(fileset, tree, stager, manifest_bytes=state.manifest_bytes or None)
     return ImportResult(fileset, sum(1 for _ in tree.files()))
@@ -145,7 +146,10 @@ class _ArchiveState:
 
     def link_target(self, linkname: str) -> Entry | None:
         """The earlier entry a hard link names (archive paths carry the mount point)."""
-        path = _clean_path(linkname)
+        try:
+            path = _clean_path(linkname)
+        except InputError:
+            return None  # absolute or `..`: nothing in this archive
         if path is None:
             return None
         if self.manifest is not None:

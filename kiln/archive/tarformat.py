@@ -191,6 +191,11 @@ class TarReader:
         self._remaining = 0
         return data
 
+    def finish(self) -> None:
+        """Read to the end of the stream, so that gzip checks its CRC and length."""
+        while self._stream.read(1 << 16):
+            pass
+
     def _skip_rest(self) -> None:
         while self._remaining:
             chunk = self._stream.read(min(self._remaining, 1 << 20))
