@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiln.errors import InputError
-from kiln.store import Store
-from kiln.store import hashcache
+from kiln.store import Store, hashcache
 from kiln.store.ingest import ingest_directory
 from tests.golden.fixtures import HELLO
 from tests.treespec import Dir, File, Link, Spec, write_tree

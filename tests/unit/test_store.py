@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.errors import ConflictError, NotFound
+from kiln.errors import ConflictError, InputError, NotFound
 from kiln.fileset import FileSet, make_imports
 from kiln.store import Store
 from kiln.store.fsck import check_store
@@ -28,7 +28,7 @@ def add(store: Store, tmp_path: Path, name: str, spec: Spec, version: str = "1",
 
 
 def _assert_read_only_and_shared(store: Store, fileset: FileSet, tree: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(tree):
+    for dirpath, _dirnames, filenames in os.walk(tree):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o555
         for name in filenames:
             path = Path(dirpath, name)
@@ -43,7 +43,8 @@ def _assert_read_only_and_shared(store: Store, fileset: FileSet, tree: Path) -> 
 def test_materialize_is_read_only_and_shares_inodes(tmp_path: Path, store: Store) -> None:
     fileset = add(store, tmp_path, "kiln.dev/hello", HELLO)
     made = materialize(store, fileset, tmp_path / "out")
-    assert made.linked == len([e for e in store.tree(fileset).files()]) and made.copied == 0
+    assert made.linked == len(list(store.tree(fileset).files()))
+    assert made.copied == 0
     assert read_tree(tmp_path / "out") == with_parents(HELLO)
     _assert_read_only_and_shared(store, fileset, tmp_path / "out")
     if os.geteuid() != 0:  # root ignores permission bits
@@ -65,9 +66,9 @@ def test_materialize_refuses_a_non_empty_destination(tmp_path: Path, store: Stor
     fileset = add(store, tmp_path, "kiln.dev/hello", HELLO)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy/file").write_text("mine")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(InputError) as caught:
         materialize(store, fileset, tmp_path / "busy")
-    assert getattr(caught.value, "reason", None) == "destination-exists"
+    assert caught.value.reason == "destination-exists"
     assert (tmp_path / "busy/file").read_text() == "mine"
 
 
@@ -143,7 +144,8 @@ def test_gc_drops_only_what_nothing_uses(tmp_path: Path, store: Store) -> None:
 
     report = collect_garbage(store)
     assert report.filesets_removed == [f"kiln.dev/tool@1 ({old.digest})"]
-    assert report.objects_removed == 1 and report.bytes_freed == len(b"old tool")
+    assert report.objects_removed == 1
+    assert report.bytes_freed == len(b"old tool")
     assert report.materialized_removed == 1
     assert report.temporary_removed == 1
     assert not store.has(old.digest)
