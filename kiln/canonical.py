@@ -25,9 +25,14 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def canonical_json(value: Any) -> bytes:
-    """Serialise `value` as RFC 8785 canonical JSON (UTF-8 bytes)."""
-    _check_subset(value)
+def canonical_json(value: Any, *, check: bool = True) -> bytes:
+    """Serialise `value` as RFC 8785 canonical JSON (UTF-8 bytes).
+
+    `check=False` skips the walk that refuses values outside the subset, for
+    values built from already validated models (a tree of 50,000 entries).
+    """
+    if check:
+        _check_subset(value)
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")

@@ -22,6 +22,14 @@ class KilnError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (ingest workers); keep the reason.
+        return (_rebuild, (type(self), self.message, self.reason))
+
+
+def _rebuild(cls: type[KilnError], message: str, reason: str) -> KilnError:
+    return cls(message, reason=reason)
+
 
 class InputError(KilnError):
     """Bad input: a malformed name, tree, archive, reference or file."""

@@ -72,6 +72,11 @@ def path_sort_key(path: str) -> tuple[str, ...]:
 
 def check_path(path: str) -> str:
     """Refuse a path that is not a clean, relative, UTF-8 path inside a tree."""
+    # Fast path for the common case, all in C: short ASCII, no empty, . or .. part.
+    if (path.isascii() and 0 < len(path) <= MAX_COMPONENT_BYTES and "\0" not in path
+            and "//" not in path and "/./" not in f"/{path}/" and "/../" not in f"/{path}/"
+            and path[0] != "/" and path[-1] != "/"):
+        return path
     if not path or path.startswith("/") or path.endswith("/"):
         raise InputError(f"path {path!r} must be relative, without a trailing slash",
                          reason="bad-path")
@@ -127,7 +132,8 @@ class Tree:
     @functools.cached_property
     def canonical_bytes(self) -> bytes:
         """The canonical JSON whose sha256 is the tree digest."""
-        return canonical_json([entry.to_json() for entry in self.entries])
+        # Entries are typed and validated: only str, int and bool reach the encoder.
+        return canonical_json([entry.to_json() for entry in self.entries], check=False)
 
     @functools.cached_property
     def digest(self) -> Digest:

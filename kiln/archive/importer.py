@@ -92,7 +92,8 @@ def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | N
                 crash_point("import")
     reader.finish()
     fileset, tree = state.finish(name, version)
-    store.record(fileset, tree, stager, manifest_bytes=state.manifest_bytes or None)
+    store.record(fileset, tree, stager, manifest_bytes=state.manifest_bytes or None,
+                 objects_checked=True)
     return ImportResult(fileset, sum(1 for _ in tree.files()))
 
 

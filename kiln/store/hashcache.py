@@ -1,70 +1,63 @@
 """Remembers file hashes by stat, so an unchanged tree is not hashed again.
 
-The cache is keyed by absolute path and checked against (device, inode, size,
-mtime, ctime), as git's index is. A file changed within the same timestamp
-tick as it was hashed would keep its stat, so files changed less than
-RACY_NS before the scan are never cached (git's "racily clean" entries).
-The cache is advisory: when it cannot be read or written, ingest hashes.
+One index file per ingested directory, as git keeps one index per work tree:
+relative path -> (device, inode, size, mtime, ctime, sha256), and the tree
+digest that ingest produced. A file is trusted only when all five stat fields
+match. While that tree is in the store, so are the objects of its files: gc
+removes trees before objects, and cannot run during an ingest. A file changed within the same
+timestamp tick as it was hashed would keep its stat, so files changed less
+than RACY_NS before the scan are never remembered (git's "racily clean").
+The cache is advisory: a missing, stale or damaged index only costs hashing.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import hashlib
+import marshal
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 RACY_NS = 2_000_000_000
+_MAGIC = b"kiln-hash-index/v2\n"
 
 StatKey = tuple[int, int, int, int, int]
 
 
 class HashCache:
-    """An SQLite table of path -> (stat key, sha256)."""
+    """The hash index of one directory, kept under the store's cache/."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._db: sqlite3.Connection | None = None
+    def __init__(self, cache_dir: Path, root: str) -> None:
+        self._root = root.rstrip("/") + "/"
+        key = hashlib.sha256(self._root.encode("utf-8", "surrogateescape")).hexdigest()
+        self._path = cache_dir / f"{key}.index"
+        self._tmp_dir = cache_dir
+
+    def load(self) -> tuple[dict[str, tuple[StatKey, str]], str | None]:
+        """(absolute path -> (stat key, sha256), the tree digest of that ingest)."""
         try:
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER,"
-                " ino INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER,"
-                " sha256 TEXT)"
-            )
-        except sqlite3.Error:
-            self._db = None
-
-    def lookup_under(self, root: str) -> dict[str, tuple[StatKey, str]]:
-        """Every cached file below the directory `root`."""
-        if self._db is None:
-            return {}
-        prefix = root.rstrip("/") + "/"
+            data = self._path.read_bytes()
+        except OSError:
+            return {}, None
+        checksum, payload = data[len(_MAGIC):len(_MAGIC) + 32], data[len(_MAGIC) + 32:]
+        if not data.startswith(_MAGIC) or hashlib.sha256(payload).digest() != checksum:
+            return {}, None
         try:
-            rows = self._db.execute(
-                "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM files"
-                " WHERE path >= ? AND path < ?",
-                (prefix, prefix[:-1] + "0"),  # "0" is the character after "/"
-            ).fetchall()
-        except sqlite3.Error:
-            return {}
-        return {row[0]: ((row[1], row[2], row[3], row[4], row[5]), row[6]) for row in rows}
+            tree, rows = marshal.loads(payload)
+        except (EOFError, ValueError, TypeError):
+            return {}, None
+        root = self._root
+        return {root + relative: (tuple(row[:5]), row[5])
+                for relative, row in rows.items()}, tree
 
-    def remember(self, rows: Iterable[tuple[str, StatKey, str]]) -> None:
-        if self._db is None:
-            return
+    def save(self, rows: Iterable[tuple[str, StatKey, str]], tree: str) -> None:
+        """Replace the index with `rows` (absolute path, stat key, sha256) of `tree`."""
+        start = len(self._root)
+        payload = marshal.dumps(
+            (tree, {path[start:]: (*key, sha) for path, key, sha in rows}))
+        tmp = self._tmp_dir / f".{self._path.name}.{os.getpid()}"
         try:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    ((path, *key, sha) for path, key, sha in rows),
-                )
-        except sqlite3.Error:
-            pass  # a lost cache entry only costs a re-hash next time
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+            tmp.write_bytes(_MAGIC + hashlib.sha256(payload).digest() + payload)
+            os.replace(tmp, self._path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a lost index only costs a re-hash next time

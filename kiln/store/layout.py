@@ -33,6 +33,7 @@ class StoreLayout:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._objects_prefix = f"{root}/objects/"
         self.marker = root / "kiln-store"
         self.lock = root / "lock"
         self.objects = root / "objects"
@@ -49,8 +50,12 @@ class StoreLayout:
                 self.materialized, self.tmp, self.cache]
 
     def object_path(self, sha256_hex: str, executable: bool) -> Path:
+        return Path(self.object_file(sha256_hex, executable))
+
+    def object_file(self, sha256_hex: str, executable: bool) -> str:
+        """The object's path as a string: ingest asks this once per file, so no Path."""
         suffix = ".x" if executable else ""
-        return self.objects / sha256_hex[:2] / f"{sha256_hex}{suffix}"
+        return f"{self._objects_prefix}{sha256_hex[:2]}/{sha256_hex}{suffix}"
 
     def tree_path(self, digest: Digest) -> Path:
         return self.trees / f"{digest_hex(digest)}.json"

@@ -80,8 +80,8 @@ class Store:
                                  reason="store-format")
             for directory in layout.directories():
                 directory.mkdir(exist_ok=True)
-            for prefix in range(256):
-                (layout.objects / f"{prefix:02x}").mkdir(exist_ok=True)
+            # objects/<aa>/ directories are made on first use: creating all 256
+            # up front costs more than small stores ever need.
             layout.lock.touch()
             # The marker goes last: a store is only a store once it is complete.
             write_atomically(layout.marker, STORE_FORMAT, layout.tmp, mode=0o644)
@@ -115,15 +115,17 @@ class Store:
 
     # -- writing -----------------------------------------------------------
 
-    def stager(self) -> ObjectStager:
-        return ObjectStager(self.layout)
+    def stager(self, *, publish_now: bool = False) -> ObjectStager:
+        return ObjectStager(self.layout, publish_now=publish_now)
 
     def record(self, fileset: FileSet, tree: Tree, stager: ObjectStager | None = None,
-               *, manifest_bytes: bytes | None = None) -> FileSet:
+               *, manifest_bytes: bytes | None = None, objects_checked: bool = False) -> FileSet:
         """Commit staged objects, then the tree, the FileSet and its name.
 
         Call with the shared lock held. `manifest_bytes`, when given, are the
         exact bytes an archive carried; they must be the FileSet's canonical form.
+        `objects_checked` says the caller saw, under this same lock, every object
+        of the tree present or staged (ingest does), so they are not looked up again.
         """
         if tree.digest != fileset.tree:
             raise InputError(f"{fileset.label}: tree digest {tree.digest} does not match"
@@ -142,8 +144,10 @@ class Store:
             joined_entries(self, fileset, tree)  # refuses a path claimed twice
         if stager is not None:
             stager.commit()
-        missing = [entry.path for entry in tree.files()
-                   if not os.path.exists(self.layout.object_path(entry.sha256, entry.executable))]
+        object_file = self.layout.object_file
+        missing = [] if objects_checked else [
+            entry.path for entry in tree.files()
+            if not os.path.exists(object_file(entry.sha256, entry.executable))]
         if missing:
             raise StoreError(f"{fileset.label}: {len(missing)} objects are missing, first"
                              f" {missing[0]!r}", reason="object-missing")

@@ -150,6 +150,7 @@ def test_warm_reingest_reads_nothing(tmp_path: Path, store: Store,
     warm = ingest_directory(store, root, name="kiln.dev/hello", version="1")
     assert warm.bytes_hashed == 0
     assert warm.fileset.digest == cold.fileset.digest
+    assert ingest_directory(store, root, name="kiln.dev/hello", version="1").bytes_hashed == 0
 
     # A change that keeps size and mtime still changes ctime: it is re-read.
     target = root / "usr/share/man/man1/hello.1"
@@ -166,12 +167,26 @@ def test_racily_clean_files_are_not_remembered(tmp_path: Path, store: Store,
     # A file edited in the same timestamp tick as it was hashed keeps its stat;
     # so files changed within RACY_NS of the scan are never cached.
     root = write_tree(tmp_path / "t", {"f": File(b"one")})
-    cache_path = store.layout.cache / "hashes.sqlite"
     ingest_directory(store, root, name="kiln.dev/t", version="1")
-    assert hashcache.HashCache(cache_path).lookup_under(str(root)) == {}
+    assert hashcache.HashCache(store.layout.cache, str(root)).load()[0] == {}
     monkeypatch.setattr("kiln.store.ingest.RACY_NS", 0)
     ingest_directory(store, root, name="kiln.dev/t", version="1")
-    assert list(hashcache.HashCache(cache_path).lookup_under(str(root))) == [str(root / "f")]
+    remembered = hashcache.HashCache(store.layout.cache, str(root)).load()[0]
+    assert list(remembered) == [str(root / "f")]
+
+
+def test_a_damaged_index_only_costs_hashing(tmp_path: Path, store: Store,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kiln.store.ingest.RACY_NS", 0)
+    root = write_tree(tmp_path / "t", HELLO)
+    cold = ingest_directory(store, root, name="kiln.dev/hello", version="1")
+    for index in store.layout.cache.iterdir():
+        data = bytearray(index.read_bytes())
+        data[-5] ^= 0xFF
+        index.write_bytes(bytes(data))
+    again = ingest_directory(store, root, name="kiln.dev/hello", version="1")
+    assert again.bytes_hashed == cold.bytes_total
+    assert again.fileset.digest == cold.fileset.digest
 
 
 def test_object_lost_from_store_is_read_again_despite_cache(
