@@ -8,14 +8,16 @@ tree format, not a new reading of this one.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from kiln.canonical import Digest, canonical_json, parse_digest, sha256_digest
+from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.errors import InputError
 
 _T = TypeVar("_T")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 MAX_PATH_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
@@ -62,12 +64,14 @@ class DirectoryEntry:
 Entry = FileEntry | SymlinkEntry | DirectoryEntry
 
 
-def path_sort_key(path: str) -> tuple[str, ...]:
+def path_sort_key(path: str) -> str:
     """Order paths component by component, so a directory precedes its contents.
 
-    Comparing str by code point is the same as comparing their UTF-8 bytes.
+    With every "/" made NUL (which no component may hold), plain string order
+    is component order: "a/b" < "a-b" as ("a", "b") < ("a-b",). Comparing str
+    by code point is the same as comparing their UTF-8 bytes.
     """
-    return tuple(path.split("/"))
+    return path.replace("/", "\0")
 
 
 def check_path(path: str) -> str:
@@ -122,10 +126,10 @@ class Tree:
                     " of the tree",
                     reason="bad-parent",
                 )
-            if isinstance(entry, FileEntry):
-                parse_digest("sha256:" + entry.sha256, what=f"sha256 of {entry.path!r}")
-                if entry.size < 0:
-                    raise InputError(f"size of {entry.path!r} is negative", reason="bad-tree")
+            if isinstance(entry, FileEntry) and (
+                    entry.size < 0 or not _SHA256_HEX.fullmatch(entry.sha256)):
+                raise InputError(f"file {entry.path!r} has a bad size or sha256",
+                                 reason="bad-tree")
             kinds[entry.path] = entry.kind
         return cls(tuple(ordered))
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 RACY_NS = 2_000_000_000
@@ -34,7 +33,7 @@ class HashCache:
         self._tmp_dir = cache_dir
 
     def load(self) -> tuple[dict[str, tuple[StatKey, str]], str | None]:
-        """(absolute path -> (stat key, sha256), the tree digest of that ingest)."""
+        """(path in the tree -> (stat key, sha256), the tree digest of that ingest)."""
         try:
             data = self._path.read_bytes()
         except OSError:
@@ -46,15 +45,11 @@ class HashCache:
             tree, rows = marshal.loads(payload)
         except (EOFError, ValueError, TypeError):
             return {}, None
-        root = self._root
-        return {root + relative: (tuple(row[:5]), row[5])
-                for relative, row in rows.items()}, tree
+        return rows, tree
 
-    def save(self, rows: Iterable[tuple[str, StatKey, str]], tree: str) -> None:
-        """Replace the index with `rows` (absolute path, stat key, sha256) of `tree`."""
-        start = len(self._root)
-        payload = marshal.dumps(
-            (tree, {path[start:]: (*key, sha) for path, key, sha in rows}))
+    def save(self, rows: dict[str, tuple[StatKey, str]], tree: str) -> None:
+        """Replace the index with `rows` (path in the tree -> stat key, sha256) of `tree`."""
+        payload = marshal.dumps((tree, rows))
         tmp = self._tmp_dir / f".{self._path.name}.{os.getpid()}"
         try:
             tmp.write_bytes(_MAGIC + hashlib.sha256(payload).digest() + payload)

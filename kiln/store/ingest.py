@@ -88,17 +88,17 @@ def _hash_files(
     progress: Progress,
     jobs: int,
     scan_started: int,
-) -> tuple[list[Entry], list[tuple[str, StatKey, str]], int]:
+) -> tuple[list[Entry], dict[str, tuple[StatKey, str]], int]:
     entries: list[Entry] = []
     to_read: list[ScannedFile] = []
     # The index is rewritten whole: what it still holds true is remembered again.
-    to_remember = []
+    to_remember: dict[str, tuple[StatKey, str]] = {}
     for item in files:
-        hit = cached.get(item.source)
+        hit = cached.get(item.path)
         if hit is not None and hit[0] == item.stat_key and (
                 objects_known or stager.has(hit[1], item.executable)):
             entries.append(FileEntry(item.path, item.size, hit[1], item.executable))
-            to_remember.append((item.source, item.stat_key, hit[1]))
+            to_remember[item.path] = hit
         else:
             to_read.append(item)
 
@@ -114,7 +114,7 @@ def _hash_files(
         # The size read wins over the size seen by stat; a file that changed
         # meanwhile is recorded as read and left out of the cache.
         if size == item.size and item.changed_ns < cacheable_before:
-            to_remember.append((item.source, item.stat_key, sha))
+            to_remember[item.path] = (item.stat_key, sha)
     return entries, to_remember, bytes_to_read
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import InputError
-from kiln.tree import DirectoryEntry, SymlinkEntry, check_path, check_symlink_target
+from kiln.tree import DirectoryEntry, SymlinkEntry, check_symlink_target
 
 
 @dataclass(slots=True)
@@ -60,7 +60,7 @@ def scan_directory(root: Path) -> Scan:
         with iterator:
             for item in iterator:
                 relative = f"{relative_dir}/{item.name}" if relative_dir else item.name
-                _check_name(relative, item.path)
+                _check_name(item.name, item.path)
                 info = item.stat(follow_symlinks=False)
                 mode = info.st_mode
                 kind = stat.S_IFMT(mode)
@@ -88,11 +88,14 @@ def scan_directory(root: Path) -> Scan:
     return scan
 
 
-def _check_name(relative: str, absolute: str) -> None:
+def _check_name(name: str, absolute: str) -> None:
+    # A name from a directory listing is one component, never "", "." or "..";
+    # the tree checks whole paths (length included) once it is built.
+    if name.isascii():
+        return
     try:
-        relative.encode("utf-8")
+        name.encode("utf-8")
     except UnicodeEncodeError:
         shown = os.fsencode(absolute).decode("utf-8", "backslashreplace")
         raise InputError(f"{shown}: file name is not valid UTF-8",
                          reason="bad-path-encoding") from None
-    check_path(relative)

@@ -172,7 +172,7 @@ def test_racily_clean_files_are_not_remembered(tmp_path: Path, store: Store,
     monkeypatch.setattr("kiln.store.ingest.RACY_NS", 0)
     ingest_directory(store, root, name="kiln.dev/t", version="1")
     remembered = hashcache.HashCache(store.layout.cache, str(root)).load()[0]
-    assert list(remembered) == [str(root / "f")]
+    assert list(remembered) == ["f"]
 
 
 def test_a_damaged_index_only_costs_hashing(tmp_path: Path, store: Store,
