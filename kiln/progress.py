@@ -8,7 +8,8 @@ from typing import Protocol
 class Progress(Protocol):
     """Receives progress from long operations; the CLI decides how to show it."""
 
-    def start(self, label: str, total_bytes: int) -> None: ...
+    def start(self, label: str, total_bytes: int | None) -> None:
+        """Begin; `total_bytes` is None while the total is not known yet."""
 
     def advance(self, nbytes: int) -> None: ...
 
@@ -18,7 +19,7 @@ class Progress(Protocol):
 class NoProgress:
     """Shows nothing: the default for library calls and tests."""
 
-    def start(self, label: str, total_bytes: int) -> None:
+    def start(self, label: str, total_bytes: int | None) -> None:
         pass
 
     def advance(self, nbytes: int) -> None:

@@ -1,4 +1,8 @@
-"""Progress for long work: a rich bar on a terminal, a line every few seconds otherwise."""
+"""Progress for long work: a rich bar on a terminal, a line every few seconds otherwise.
+
+Both stay silent for work that ends quickly: the bar appears only once
+MIN_BYTES have gone by, the lines only every LINE_INTERVAL seconds.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +12,57 @@ import time
 from typing import Any
 
 from kiln.cli.output import human_size
-from kiln.progress import NoProgress, Progress
+from kiln.progress import Progress
 
 LINE_INTERVAL = 5.0
-MIN_BYTES = 64 << 20  # smaller work finishes before a bar would help
+MIN_BYTES = 64 << 20
 
 
 def progress_for_stderr() -> Progress:
-    if sys.stderr.isatty():
-        return _RichProgress()
-    return _LineProgress()
+    return _RichProgress() if sys.stderr.isatty() else _LineProgress()
 
 
-class _RichProgress:
+class _Counting:
+    """What both kinds share: a label, a total that may be unknown, a thread-safe count."""
+
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._label = ""
+        self._total: int | None = None
+        self._done = 0
+
+    def start(self, label: str, total_bytes: int | None) -> None:
+        self._label, self._total, self._done = label, total_bytes, 0
+
+    def _count(self, nbytes: int) -> int:
+        with self._lock:
+            self._done += nbytes
+            return self._done
+
+
+class _RichProgress(_Counting):
+    def __init__(self) -> None:
+        super().__init__()
         self._bar: Any = None
         self._task: Any = None
 
-    def start(self, label: str, total_bytes: int) -> None:
-        if total_bytes < MIN_BYTES:
-            return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._bar = Progress("{task.description}", BarColumn(), DownloadColumn(),
-                             TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(label, total=total_bytes)
-
     def advance(self, nbytes: int) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, nbytes)
+        done = self._count(nbytes)
+        if self._bar is None and done >= MIN_BYTES:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._bar = Progress("{task.description}", BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self._label, total=self._total, completed=done)
+        elif self._bar is not None:
+            self._bar.update(self._task, completed=done)
 
     def finish(self) -> None:
         if self._bar is not None:
@@ -51,23 +70,23 @@ class _RichProgress:
             self._bar = None
 
 
-class _LineProgress(NoProgress):
+class _LineProgress(_Counting):
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._label = ""
-        self._total = self._done = 0
+        super().__init__()
         self._next = 0.0
 
-    def start(self, label: str, total_bytes: int) -> None:
-        self._label, self._total, self._done = label, total_bytes, 0
+    def start(self, label: str, total_bytes: int | None) -> None:
+        super().start(label, total_bytes)
         self._next = time.monotonic() + LINE_INTERVAL
 
     def advance(self, nbytes: int) -> None:
-        with self._lock:
-            self._done += nbytes
-            now = time.monotonic()
-            if now < self._next:
-                return
-            self._next = now + LINE_INTERVAL
-        print(f"kiln: {self._label}: {human_size(self._done)} of {human_size(self._total)}",
-              file=sys.stderr, flush=True)
+        done = self._count(nbytes)
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + LINE_INTERVAL
+        of = f" of {human_size(self._total)}" if self._total is not None else ""
+        print(f"kiln: {self._label}: {human_size(done)}{of}", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        pass

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import InputError
@@ -23,16 +24,6 @@ class ScannedFile:
     changed_ns: int  # the later of mtime and ctime
 
 
-@dataclass
-class Scan:
-    files: list[ScannedFile] = field(default_factory=list)
-    others: list[DirectoryEntry | SymlinkEntry] = field(default_factory=list)
-
-    @property
-    def total_size(self) -> int:
-        return sum(item.size for item in self.files)
-
-
 _REFUSED = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
@@ -41,14 +32,14 @@ _REFUSED = {
 }
 
 
-def scan_directory(root: Path) -> Scan:
-    """Every entry under `root`; owner, times and modes beyond the executable bit are dropped."""
+def walk_directory(root: Path) -> Iterator[ScannedFile | DirectoryEntry | SymlinkEntry]:
+    """Every entry under `root`, as found; owner, times and modes beyond the
+    executable bit are dropped, and what a FileSet cannot hold is refused."""
     try:
         if not stat.S_ISDIR(os.stat(root).st_mode):
             raise InputError(f"{root} is not a directory", reason="not-a-directory")
     except FileNotFoundError:
         raise InputError(f"{root} does not exist", reason="not-found") from None
-    scan = Scan()
     pending = [("", str(root))]
     while pending:
         relative_dir, absolute_dir = pending.pop()
@@ -68,24 +59,22 @@ def scan_directory(root: Path) -> Scan:
                     if mode & (stat.S_ISUID | stat.S_ISGID):
                         raise InputError(f"{item.path} is setuid or setgid; Kiln refuses such"
                                          " files", reason="setuid-file")
-                    scan.files.append(ScannedFile(
+                    yield ScannedFile(
                         relative, item.path, info.st_size, bool(mode & stat.S_IXUSR),
                         (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
                          info.st_ctime_ns),
                         max(info.st_mtime_ns, info.st_ctime_ns),
-                    ))
+                    )
                 elif kind == stat.S_IFDIR:
-                    scan.others.append(DirectoryEntry(relative))
+                    yield DirectoryEntry(relative)
                     pending.append((relative, item.path))
                 elif kind == stat.S_IFLNK:
                     target = os.readlink(item.path)
-                    scan.others.append(SymlinkEntry(relative, check_symlink_target(
-                        item.path, target)))
+                    yield SymlinkEntry(relative, check_symlink_target(item.path, target))
                 else:
                     what = _REFUSED.get(kind, "of an unknown file type")
                     raise InputError(f"{item.path} is {what}; a FileSet holds only files,"
                                      " directories and symlinks", reason="special-file")
-    return scan
 
 
 def _check_name(name: str, absolute: str) -> None:
