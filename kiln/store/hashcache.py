@@ -1,13 +1,17 @@
 """Remembers file hashes by stat, so an unchanged tree is not hashed again.
 
 One index file per ingested directory, as git keeps one index per work tree:
-relative path -> (device, inode, size, mtime, ctime, sha256), and the tree
-digest that ingest produced. A file is trusted only when all five stat fields
-match. While that tree is in the store, so are the objects of its files: gc
-removes trees before objects, and cannot run during an ingest. A file changed within the same
-timestamp tick as it was hashed would keep its stat, so files changed less
-than RACY_NS before the scan are never remembered (git's "racily clean").
-The cache is advisory: a missing, stale or damaged index only costs hashing.
+each file's (device, inode, size, mtime, ctime, sha256), the tree digest that
+ingest produced, and its directories and symlinks (path -> target, None for a
+directory). A file is trusted only when all five stat fields match. While that
+tree is in the store, so are the objects of its files: gc removes trees before
+objects, and cannot run during an ingest. When every file and all directories
+and symlinks match, the tree is that tree: nothing is hashed, sorted or encoded.
+
+A file changed within the same timestamp tick as it was hashed would keep its
+stat, so files changed less than RACY_NS before the scan are never remembered
+(git's "racily clean" entries). The index is advisory: a missing, stale or
+damaged index only costs hashing.
 """
 
 from __future__ import annotations
@@ -16,11 +20,20 @@ import hashlib
 import marshal
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 RACY_NS = 2_000_000_000
-_MAGIC = b"kiln-hash-index/v2\n"
+_MAGIC = b"kiln-hash-index/v3\n"
 
 StatKey = tuple[int, int, int, int, int]
+Files = dict[str, tuple[StatKey, str]]
+Others = dict[str, str | None]
+
+
+class Index(NamedTuple):
+    files: Files
+    others: Others
+    tree: str | None
 
 
 class HashCache:
@@ -32,24 +45,25 @@ class HashCache:
         self._path = cache_dir / f"{key}.index"
         self._tmp_dir = cache_dir
 
-    def load(self) -> tuple[dict[str, tuple[StatKey, str]], str | None]:
-        """(path in the tree -> (stat key, sha256), the tree digest of that ingest)."""
+    def load(self) -> Index:
+        """What the last ingest of this directory remembered (empty if nothing usable)."""
+        empty = Index({}, {}, None)
         try:
             data = self._path.read_bytes()
         except OSError:
-            return {}, None
+            return empty
         checksum, payload = data[len(_MAGIC):len(_MAGIC) + 32], data[len(_MAGIC) + 32:]
         if not data.startswith(_MAGIC) or hashlib.sha256(payload).digest() != checksum:
-            return {}, None
+            return empty
         try:
-            tree, rows = marshal.loads(payload)
+            tree, files, others = marshal.loads(payload)
         except (EOFError, ValueError, TypeError):
-            return {}, None
-        return rows, tree
+            return empty
+        return Index(files, others, tree)
 
-    def save(self, rows: dict[str, tuple[StatKey, str]], tree: str) -> None:
-        """Replace the index with `rows` (path in the tree -> stat key, sha256) of `tree`."""
-        payload = marshal.dumps((tree, rows))
+    def save(self, index: Index) -> None:
+        """Replace the index (written whole, then renamed into place)."""
+        payload = marshal.dumps((index.tree, index.files, index.others))
         tmp = self._tmp_dir / f".{self._path.name}.{os.getpid()}"
         try:
             tmp.write_bytes(_MAGIC + hashlib.sha256(payload).digest() + payload)

@@ -18,7 +18,7 @@ from kiln.canonical import Digest
 from kiln.fileset import FileSet, Import, Metadata
 from kiln.progress import NoProgress, Progress
 from kiln.store.filereader import FileReader
-from kiln.store.hashcache import RACY_NS, HashCache, StatKey
+from kiln.store.hashcache import RACY_NS, Files, HashCache, Index, Others
 from kiln.store.scan import ScannedFile, walk_directory
 from kiln.store.store import Store
 from kiln.tree import Entry, FileEntry, Tree
@@ -49,16 +49,17 @@ def ingest_directory(
     root = Path(root).absolute()
     scan_started = time.time_ns()
     cache = HashCache(store.layout.cache, str(root))
-    cached, cached_tree = cache.load()
+    cached = cache.load()
     entries: list[Entry] = []
+    others: Others = {}
     to_read: list[ScannedFile] = []
     # The index is rewritten whole: what it still holds true is remembered again.
-    remember: dict[str, tuple[StatKey, str]] = {}
+    remember: Files = {}
     files = bytes_total = 0
     with store.shared():
         # While the tree the index came from is stored, every object it names is.
-        objects_known = cached_tree is not None and store.layout.tree_path(
-            Digest(cached_tree)).exists()
+        objects_known = cached.tree is not None and store.layout.tree_path(
+            Digest(cached.tree)).exists()
         stager = store.stager(publish_now=True)
         try:
             progress.start("hashing", None)
@@ -66,10 +67,11 @@ def ingest_directory(
                 for item in walk_directory(root):
                     if not isinstance(item, ScannedFile):
                         entries.append(item)
+                        others[item.path] = getattr(item, "target", None)
                         continue
                     files += 1
                     bytes_total += item.size
-                    hit = cached.get(item.path)
+                    hit = cached.files.get(item.path)
                     if hit is not None and hit[0] == item.stat_key and (
                             objects_known or stager.has(hit[1], item.executable)):
                         entries.append(FileEntry(item.path, item.size, hit[1], item.executable))
@@ -86,11 +88,17 @@ def ingest_directory(
                 # changed meanwhile is recorded as read and left out of the index.
                 if size == item.size and item.changed_ns < cacheable_before:
                     remember[item.path] = (item.stat_key, sha)
-            tree = Tree.from_entries(entries)
-            fileset = FileSet(name, version, tree.digest, tuple(imports), metadata or Metadata())
+            if (objects_known and not to_read and len(remember) == len(cached.files)
+                    and others == cached.others):
+                # Nothing changed since the last ingest: its tree is this tree.
+                tree, tree_digest = None, Digest(str(cached.tree))
+            else:
+                tree = Tree.from_entries(entries)
+                tree_digest = tree.digest
+            fileset = FileSet(name, version, tree_digest, tuple(imports), metadata or Metadata())
             store.record(fileset, tree, stager, objects_checked=True)
         finally:
             stager.discard()
-    cache.save(remember, fileset.tree)
+    cache.save(Index(remember, others, fileset.tree))
     return IngestResult(fileset, files, bytes_total, sum(item.size for item in to_read),
                         stager.bytes_written)

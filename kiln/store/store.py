@@ -118,16 +118,22 @@ class Store:
     def stager(self, *, publish_now: bool = False) -> ObjectStager:
         return ObjectStager(self.layout, publish_now=publish_now)
 
-    def record(self, fileset: FileSet, tree: Tree, stager: ObjectStager | None = None,
+    def record(self, fileset: FileSet, tree: Tree | None, stager: ObjectStager | None = None,
                *, manifest_bytes: bytes | None = None, objects_checked: bool = False) -> FileSet:
         """Commit staged objects, then the tree, the FileSet and its name.
 
-        Call with the shared lock held. `manifest_bytes`, when given, are the
-        exact bytes an archive carried; they must be the FileSet's canonical form.
-        `objects_checked` says the caller saw, under this same lock, every object
-        of the tree present or staged (ingest does), so they are not looked up again.
+        Call with the shared lock held. `tree` None means the FileSet's tree is
+        already stored (an unchanged re-ingest), and with it its objects.
+        `manifest_bytes`, when given, are the exact bytes an archive carried;
+        they must be the FileSet's canonical form. `objects_checked` says the
+        caller saw, under this same lock, every object of the tree present or
+        staged (ingest does), so they are not looked up again.
         """
-        if tree.digest != fileset.tree:
+        if tree is None:
+            if not self.layout.tree_path(fileset.tree).exists():
+                raise StoreError(f"{fileset.label}: tree {fileset.tree} is not stored",
+                                 reason="tree-missing")
+        elif tree.digest != fileset.tree:
             raise InputError(f"{fileset.label}: tree digest {tree.digest} does not match"
                              f" the manifest's {fileset.tree}", reason="tree-digest-mismatch")
         if manifest_bytes is not None and manifest_bytes != fileset.manifest_bytes:
@@ -144,20 +150,21 @@ class Store:
             joined_entries(self, fileset, tree)  # refuses a path claimed twice
         if stager is not None:
             stager.commit()
-        object_file = self.layout.object_file
-        missing = [] if objects_checked else [
-            entry.path for entry in tree.files()
-            if not os.path.exists(object_file(entry.sha256, entry.executable))]
-        if missing:
-            raise StoreError(f"{fileset.label}: {len(missing)} objects are missing, first"
-                             f" {missing[0]!r}", reason="object-missing")
-        self._write_once(self.layout.tree_path(tree.digest), tree.canonical_bytes)
+        if tree is not None:
+            object_file = self.layout.object_file
+            missing = [] if objects_checked else [
+                entry.path for entry in tree.files()
+                if not os.path.exists(object_file(entry.sha256, entry.executable))]
+            if missing:
+                raise StoreError(f"{fileset.label}: {len(missing)} objects are missing, first"
+                                 f" {missing[0]!r}", reason="object-missing")
+            self._write_once(self.layout.tree_path(tree.digest), tree.canonical_bytes)
+            self._trees[tree.digest] = tree
         crash_point("record-tree")
         self._write_once(self.layout.fileset_path(fileset.digest), fileset.manifest_bytes)
         crash_point("record-manifest")
         self.set_ref(fileset.name, fileset.version, fileset.digest)
         self._filesets[fileset.digest] = fileset
-        self._trees[tree.digest] = tree
         return fileset
 
     def _write_once(self, path: Path, data: bytes) -> None:

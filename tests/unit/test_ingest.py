@@ -162,16 +162,45 @@ def test_warm_reingest_reads_nothing(tmp_path: Path, store: Store,
     assert changed.fileset.digest != cold.fileset.digest
 
 
+@pytest.mark.parametrize("change", ["add-empty-dir", "remove-empty-dir", "retarget-link",
+                                    "add-link", "remove-file"])
+def test_warm_reingest_sees_changes_that_read_no_file(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    # An unchanged tree is recognised from the index alone; any change to the
+    # set of directories, links or files must still give the new tree.
+    monkeypatch.setattr("kiln.store.ingest.RACY_NS", 0)
+    spec: Spec = {**HELLO, "old/empty": Dir(), "link": Link("usr/bin/hello")}
+    root = write_tree(tmp_path / "t", spec)
+    first = ingest_directory(store, root, name="kiln.dev/t", version="1").fileset
+    assert ingest_directory(store, root, name="kiln.dev/t", version="1").fileset == first
+    if change == "add-empty-dir":
+        (root / "new-empty").mkdir()
+    elif change == "remove-empty-dir":
+        (root / "old/empty").rmdir()
+    elif change == "retarget-link":
+        (root / "link").unlink()
+        (root / "link").symlink_to("usr/share")
+    elif change == "add-link":
+        (root / "another").symlink_to("link")
+    else:
+        (root / "etc/hello.conf").unlink()
+    again = ingest_directory(store, root, name="kiln.dev/t", version="1")
+    assert again.bytes_hashed == 0
+    fresh = ingest_directory(Store.open(tmp_path / "fresh"), root, name="kiln.dev/t",
+                             version="1").fileset
+    assert again.fileset.tree == fresh.tree != first.tree
+
+
 def test_racily_clean_files_are_not_remembered(tmp_path: Path, store: Store,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # A file edited in the same timestamp tick as it was hashed keeps its stat;
     # so files changed within RACY_NS of the scan are never cached.
     root = write_tree(tmp_path / "t", {"f": File(b"one")})
     ingest_directory(store, root, name="kiln.dev/t", version="1")
-    assert hashcache.HashCache(store.layout.cache, str(root)).load()[0] == {}
+    assert hashcache.HashCache(store.layout.cache, str(root)).load().files == {}
     monkeypatch.setattr("kiln.store.ingest.RACY_NS", 0)
     ingest_directory(store, root, name="kiln.dev/t", version="1")
-    remembered = hashcache.HashCache(store.layout.cache, str(root)).load()[0]
+    remembered = hashcache.HashCache(store.layout.cache, str(root)).load().files
     assert list(remembered) == ["f"]
 
 
