@@ -18,7 +18,15 @@ from kiln.canonical import Digest
 from kiln.fileset import FileSet, Import, Metadata
 from kiln.progress import NoProgress, Progress
 from kiln.store.filereader import FileReader
-from kiln.store.hashcache import RACY_NS, Files, HashCache, Index, Others
+from kiln.store.hashcache import (
+    RACY_NS,
+    Files,
+    HashCache,
+    Index,
+    Others,
+    entry_sha256,
+    index_entry,
+)
 from kiln.store.scan import ScannedFile, walk_directory
 from kiln.store.store import Store
 from kiln.tree import Entry, FileEntry, Tree
@@ -53,6 +61,7 @@ def ingest_directory(
     entries: list[Entry] = []
     others: Others = {}
     to_read: list[ScannedFile] = []
+    hits: list[ScannedFile] = []  # made into entries only if the tree must be rebuilt
     # The index is rewritten whole: what it still holds true is remembered again.
     remember: Files = {}
     files = bytes_total = 0
@@ -72,9 +81,9 @@ def ingest_directory(
                     files += 1
                     bytes_total += item.size
                     hit = cached.files.get(item.path)
-                    if hit is not None and hit[0] == item.stat_key and (
-                            objects_known or stager.has(hit[1], item.executable)):
-                        entries.append(FileEntry(item.path, item.size, hit[1], item.executable))
+                    if hit is not None and hit.startswith(item.stat_key) and (
+                            objects_known or stager.has(entry_sha256(hit), item.executable)):
+                        hits.append(item)
                         remember[item.path] = hit
                     else:
                         to_read.append(item)
@@ -87,18 +96,22 @@ def ingest_directory(
                 # The size read wins over the size seen by stat; a file that
                 # changed meanwhile is recorded as read and left out of the index.
                 if size == item.size and item.changed_ns < cacheable_before:
-                    remember[item.path] = (item.stat_key, sha)
-            if (objects_known and not to_read and len(remember) == len(cached.files)
-                    and others == cached.others):
+                    remember[item.path] = index_entry(item.stat_key, sha)
+            unchanged = (objects_known and not to_read and len(remember) == len(cached.files)
+                         and others == cached.others)
+            if unchanged:
                 # Nothing changed since the last ingest: its tree is this tree.
                 tree, tree_digest = None, Digest(str(cached.tree))
             else:
+                entries.extend(FileEntry(item.path, item.size, entry_sha256(remember[item.path]),
+                                         item.executable) for item in hits)
                 tree = Tree.from_entries(entries)
                 tree_digest = tree.digest
             fileset = FileSet(name, version, tree_digest, tuple(imports), metadata or Metadata())
             store.record(fileset, tree, stager, objects_checked=True)
         finally:
             stager.discard()
-    cache.save(Index(remember, others, fileset.tree))
+    if not unchanged:
+        cache.save(Index(remember, others, fileset.tree))
     return IngestResult(fileset, files, bytes_total, sum(item.size for item in to_read),
                         stager.bytes_written)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import InputError
+from kiln.store.hashcache import stat_key
 from kiln.tree import DirectoryEntry, SymlinkEntry, check_symlink_target
 
 
@@ -20,7 +21,7 @@ class ScannedFile:
     source: str
     size: int
     executable: bool
-    stat_key: tuple[int, int, int, int, int]  # dev, inode, size, mtime_ns, ctime_ns
+    stat_key: bytes  # packed dev, inode, size, mtime_ns, ctime_ns (see hashcache)
     changed_ns: int  # the later of mtime and ctime
 
 
@@ -51,7 +52,8 @@ def walk_directory(root: Path) -> Iterator[ScannedFile | DirectoryEntry | Symlin
         with iterator:
             for item in iterator:
                 relative = f"{relative_dir}/{item.name}" if relative_dir else item.name
-                _check_name(item.name, item.path)
+                if not item.name.isascii():
+                    _check_name(item.name, item.path)
                 info = item.stat(follow_symlinks=False)
                 mode = info.st_mode
                 kind = stat.S_IFMT(mode)
@@ -61,8 +63,8 @@ def walk_directory(root: Path) -> Iterator[ScannedFile | DirectoryEntry | Symlin
                                          " files", reason="setuid-file")
                     yield ScannedFile(
                         relative, item.path, info.st_size, bool(mode & stat.S_IXUSR),
-                        (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
-                         info.st_ctime_ns),
+                        stat_key(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+                                 info.st_ctime_ns),
                         max(info.st_mtime_ns, info.st_ctime_ns),
                     )
                 elif kind == stat.S_IFDIR:
@@ -80,8 +82,6 @@ def walk_directory(root: Path) -> Iterator[ScannedFile | DirectoryEntry | Symlin
 def _check_name(name: str, absolute: str) -> None:
     # A name from a directory listing is one component, never "", "." or "..";
     # the tree checks whole paths (length included) once it is built.
-    if name.isascii():
-        return
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
