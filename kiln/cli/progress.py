@@ -49,6 +49,7 @@ class _RichProgress(_Counting):
     def advance(self, nbytes: int) -> None:
         done = self._count(nbytes)
         if self._bar is None and done >= MIN_BYTES:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -57,8 +58,10 @@ class _RichProgress(_Counting):
                 TransferSpeedColumn,
             )
 
+            # stderr: stdout carries the command's result (and --json).
             self._bar = Progress("{task.description}", BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+                                 console=Console(stderr=True))
             self._bar.start()
             self._task = self._bar.add_task(self._label, total=self._total, completed=done)
         elif self._bar is not None:
