@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
-# Only what is typed here is needed from the store; importing Store itself would be circular.
 from typing import TYPE_CHECKING
 
 from kiln.errors import ConflictError
 from kiln.fileset import FileSet
 from kiln.tree import DirectoryEntry, Entry, Tree, path_sort_key
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # store.py imports this module; at run time only the type is needed
     from kiln.store.store import Store
 
 

@@ -155,13 +155,16 @@ class ObjectStager:
         sha = hashlib.sha256(data).hexdigest()
         if self.has(sha, executable):
             return sha
-        tmp = self._new_file(executable)
+        tmp, fd = self._new_file(executable)
         try:
-            write_all(tmp[1], data)
+            write_all(fd, data)
             crash_point("object-write")
+        except OSError as exc:
+            os.unlink(tmp)
+            raise StoreError(f"cannot write a new object: {exc}", reason="store-write") from exc
         finally:
-            os.close(tmp[1])
-        self._register(sha, executable, tmp[0], len(data), store_checked=True)
+            os.close(fd)
+        self._register(sha, executable, tmp, len(data), store_checked=True)
         return sha
 
     def add_stream(self, read_into: Callable[[memoryview], int],
