@@ -8,6 +8,7 @@ unreferenced leftovers, never a record whose objects are gone.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from kiln.canonical import Digest
@@ -57,7 +58,12 @@ def collect_garbage(store: Store) -> GcReport:
         live_names = {layout.materialized_path(d).name for d in live}
         for path in sorted(layout.materialized.iterdir()):
             if path.name not in live_names:
-                remove_tree(path)
+                # Out of sight first: a gc killed half-way through removing it
+                # must not leave a partial tree where store_tree would reuse it.
+                doomed = layout.temp_name("dead-tree")
+                os.rename(path, doomed)
+                crash_point("gc-materialized")
+                remove_tree(doomed)
                 report.materialized_removed += 1
 
         for digest in store.all_digests():

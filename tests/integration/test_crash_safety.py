@@ -117,3 +117,27 @@ def test_crash_during_gc_keeps_every_live_fileset_whole(tmp_path: Path) -> None:
     assert len(finished["filesets_removed"]) == 1  # the crashed gc had removed one
     assert finished["objects_removed"] == 2
     assert_fsck_clean(store_dir)
+
+
+def test_crash_while_gc_removes_a_materialised_tree_leaves_no_partial_tree(
+        tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    spec = {"a/b/c": File(b"c"), "d": File(b"d")}
+    src = write_tree(tmp_path / "t", spec)
+    assert run_kiln_process(store_dir, "fileset", "add", src, "--name", "kiln.dev/t",
+                            "--version", "1").returncode == 0
+    made = run_kiln_process(store_dir, "fileset", "materialize", "kiln.dev/t")
+    tree_dir = Path(made.stdout.strip())
+    assert run_kiln_process(store_dir, "fileset", "rm", "kiln.dev/t@1").returncode == 0
+    crashed = run_kiln_process(store_dir, "store", "gc",
+                               env={"KILN_CRASH_AT": "gc-materialized"})
+    assert crashed.returncode == KILLED
+    assert not tree_dir.exists()
+    # The same FileSet added again gets a whole tree, not the dead one's remains.
+    assert run_kiln_process(store_dir, "fileset", "add", src, "--name", "kiln.dev/t",
+                            "--version", "1").returncode == 0
+    again = Path(run_kiln_process(store_dir, "fileset", "materialize",
+                                  "kiln.dev/t").stdout.strip())
+    assert again == tree_dir
+    assert read_tree(again) == with_parents(spec)
+    assert_fsck_clean(store_dir)
