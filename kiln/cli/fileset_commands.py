@@ -65,6 +65,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     rm = sub.add_parser("rm", help="forget NAME@VERSION (gc then frees what it alone used)")
     rm.add_argument("refs", nargs="+", metavar="NAME@VERSION")
+    add_json_flag(rm)
     rm.set_defaults(handler=cmd_rm)
 
 
@@ -220,11 +221,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     store = open_store(args)
+    removed = []
     with store.shared():
         for ref in args.refs:
             name, at, version = ref.partition("@")
             if not at or version.startswith("sha256:"):
                 raise InputError(f"{ref!r}: rm takes NAME@VERSION", reason="bad-usage")
-            digest = store.remove_ref(name, version)
-            print(f"removed {ref} ({digest})")
+            removed.append({"name": name, "version": version,
+                            "digest": store.remove_ref(name, version)})
+    if args.json:
+        print_json(removed)
+    else:
+        for item in removed:
+            print(f"removed {item['name']}@{item['version']} ({item['digest']})")
     return 0

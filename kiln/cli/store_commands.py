@@ -25,10 +25,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     pin = sub.add_parser("pin", help="keep FileSets through gc, named or not")
     pin.add_argument("refs", nargs="+", metavar="REF")
+    add_json_flag(pin)
     pin.set_defaults(handler=cmd_pin)
 
     unpin = sub.add_parser("unpin", help="let gc drop FileSets again")
     unpin.add_argument("refs", nargs="+", metavar="REF")
+    add_json_flag(unpin)
     unpin.set_defaults(handler=cmd_unpin)
 
 
@@ -83,11 +85,16 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_pin(args: argparse.Namespace) -> int:
     store = open_store(args)
+    pinned = []
     with store.shared():
         for ref in args.refs:
             fileset = resolve_ref(store, ref)
             store.pin(fileset.digest)
-            print(f"pinned {fileset.label} ({fileset.digest})")
+            pinned.append(fileset.digest)
+            if not args.json:
+                print(f"pinned {fileset.label} ({fileset.digest})")
+    if args.json:
+        print_json(pinned)
     return 0
 
 
@@ -95,10 +102,15 @@ def cmd_unpin(args: argparse.Namespace) -> int:
     from kiln.canonical import parse_digest
 
     store = open_store(args)
+    unpinned = []
     with store.shared():
         for ref in args.refs:
             digest = (parse_digest(ref) if ref.startswith("sha256:")
                       else resolve_ref(store, ref).digest)
             store.unpin(digest)
-            print(f"unpinned {digest}")
+            unpinned.append(digest)
+            if not args.json:
+                print(f"unpinned {digest}")
+    if args.json:
+        print_json(unpinned)
     return 0

@@ -90,8 +90,10 @@ def test_name_alone_means_the_highest_version(tmp_path: Path, kiln: Kiln) -> Non
 
 def test_rm_then_gc_frees_what_only_it_used(tmp_path: Path, kiln: Kiln) -> None:
     src = write_tree(tmp_path / "a", {"only-mine": File(b"x" * 1000)})
-    kiln("fileset", "add", src, "--name", "kiln.dev/a", "--version", "1")
-    assert kiln("fileset", "rm", "kiln.dev/a@1").code == 0
+    digest = kiln("fileset", "add", src, "--name", "kiln.dev/a", "--version", "1").out.split()[1]
+    removed = kiln("fileset", "rm", "kiln.dev/a@1", "--json")
+    assert removed.code == 0
+    assert json.loads(removed.out) == [{"name": "kiln.dev/a", "version": "1", "digest": digest}]
     assert kiln("fileset", "show", "kiln.dev/a").code == 2
     gc = json.loads(kiln("store", "gc", "--json").out)
     assert gc["bytes_freed"] == 1000
@@ -105,7 +107,8 @@ def test_gc_pin_keeps_an_unnamed_fileset(tmp_path: Path, kiln: Kiln) -> None:
     kiln("fileset", "rm", "kiln.dev/a@1")
     kiln("store", "gc")
     assert json.loads(kiln("fileset", "show", digest, "--json").out)["files"] == 1
-    assert kiln("store", "unpin", digest).code == 0
+    unpinned = kiln("store", "unpin", digest, "--json")
+    assert json.loads(unpinned.out) == [digest]
     kiln("store", "gc")
     assert kiln("fileset", "show", digest).code == 2
 
