@@ -58,6 +58,14 @@ def _check_subset(value: Any) -> None:
             raise TypeError(f"canonical JSON cannot hold {type(item).__name__}")
 
 
+def parse_json(data: bytes, *, where: str, what: str, reason: str) -> Any:
+    """Load JSON that must be valid, or raise an InputError naming `where`."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise InputError(f"{where}: {what} is not valid JSON: {exc}", reason=reason) from exc
+
+
 def sha256_digest(data: bytes) -> Digest:
     """The `sha256:` digest of some bytes."""
     return Digest("sha256:" + hashlib.sha256(data).hexdigest())

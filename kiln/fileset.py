@@ -9,12 +9,11 @@ hashed (and later signed) is exactly what is stored and shipped.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kiln.canonical import Digest, canonical_json, parse_digest, sha256_digest
+from kiln.canonical import Digest, canonical_json, parse_digest, parse_json, sha256_digest
 from kiln.errors import InputError
 from kiln.naming import validate_name, validate_version
 from kiln.tree import check_path, path_sort_key
@@ -111,11 +110,7 @@ class FileSet:
     @classmethod
     def from_manifest(cls, data: bytes, *, where: str) -> FileSet:
         """Parse manifest bytes strictly and keep them as the FileSet's identity."""
-        try:
-            raw = json.loads(data)
-        except ValueError as exc:
-            raise InputError(f"{where}: manifest is not valid JSON: {exc}",
-                             reason="bad-manifest") from exc
+        raw = parse_json(data, where=where, what="manifest", reason="bad-manifest")
         if not isinstance(raw, dict):
             raise InputError(f"{where}: manifest must be a JSON object", reason="bad-manifest")
         _refuse_unknown(raw, {"format", "name", "version", "tree", "imports", "metadata"}, where)

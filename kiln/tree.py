@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from kiln.canonical import Digest, canonical_json, sha256_digest
+from kiln.canonical import Digest, canonical_json, parse_json, sha256_digest
 from kiln.errors import InputError
 
 _T = TypeVar("_T")
@@ -153,13 +153,7 @@ class Tree:
     @classmethod
     def from_json_bytes(cls, data: bytes, *, where: str) -> Tree:
         """Parse a stored tree strictly; unknown keys and types are refused."""
-        import json
-
-        try:
-            raw = json.loads(data)
-        except ValueError as exc:
-            raise InputError(f"{where}: tree is not valid JSON: {exc}",
-                             reason="bad-tree") from exc
+        raw = parse_json(data, where=where, what="tree", reason="bad-tree")
         if not isinstance(raw, list):
             raise InputError(f"{where}: tree must be a JSON list", reason="bad-tree")
         tree = cls.from_entries(_entry_from_json(item, where) for item in raw)
