@@ -53,7 +53,7 @@ class Metadata:
     @classmethod
     def from_json(cls, raw: Mapping[str, Any], *, where: str) -> Metadata:
         _refuse_unknown(raw, {"kind", "labels"}, where)
-        return cls(labels=_string_map(raw.get("labels", {}), f"{where}: labels"))
+        return cls(labels=string_map(raw.get("labels", {}), f"{where}: labels"))
 
 
 METADATA_KINDS: dict[str, type[Metadata]] = {"fileset": Metadata}
@@ -61,6 +61,9 @@ METADATA_KINDS: dict[str, type[Metadata]] = {"fileset": Metadata}
 
 
 def metadata_from_json(raw: Any, *, where: str) -> Metadata:
+    # Kinds defined in other modules register on import; load them on first need.
+    import kiln.package  # noqa: F401
+
     if not isinstance(raw, Mapping) or raw.get("kind") not in METADATA_KINDS:
         known = ", ".join(sorted(METADATA_KINDS))
         raise InputError(f"{where}: metadata needs a kind, one of {known}",
@@ -175,7 +178,8 @@ def _refuse_unknown(raw: Mapping[str, Any], known: set[str], where: str) -> None
         raise InputError(f"{where}: unknown keys {sorted(unknown)}", reason="unknown-key")
 
 
-def _string_map(raw: Any, where: str) -> dict[str, str]:
+def string_map(raw: Any, where: str) -> dict[str, str]:
+    """A JSON object of strings to strings, checked."""
     if not isinstance(raw, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in raw.items()
     ):

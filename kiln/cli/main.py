@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
-from kiln.cli import fileset_commands, store_commands
+from kiln.cli import fileset_commands, recipe_commands, store_commands
 from kiln.errors import KilnError
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     fileset_commands.register(commands)
     store_commands.register(commands)
+    recipe_commands.register(commands)
     return parser
 
 

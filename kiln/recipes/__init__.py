@@ -1,0 +1,1 @@
+"""Recipes: the versioned sources of packages, and the repositories that hold them."""

@@ -1,0 +1,306 @@
+"""The recipe format (`<name>/recipe.yaml`), parsed into typed, frozen models.
+
+Unknown keys are refused. Parsing collects every problem of a file, each with
+its line, instead of stopping at the first: a maintainer fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from kiln.errors import InputError
+from kiln.naming import validate_name, validate_version
+from kiln.package import DEFAULT_INSTALL, Requirements
+from kiln.recipes.yamldoc import Node, Problem, load_yaml
+from kiln.relations import Alternatives, parse_alternatives
+from kiln.tree import check_path
+
+RECIPE_FILE = "recipe.yaml"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9.+-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAPABILITY = re.compile(r"CAP_[A-Z_]+")
+_KERNEL = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    """A file fetched over https (or from file:), pinned by its sha256."""
+
+    url: str
+    sha256: str
+    line: int
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """A git repository at one commit (what is recorded is the commit)."""
+
+    url: str
+    commit: str
+    line: int
+
+
+@dataclass(frozen=True)
+class PathSource:
+    """A file or directory inside the recipe's own directory."""
+
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
+class DebianSource:
+    """A Debian source package, pinned by the sha256 of its .dsc."""
+
+    package: str
+    version: str
+    dsc_sha256: str
+    line: int
+
+
+Source = UrlSource | GitSource | PathSource | DebianSource
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    name: str
+    version: str
+    summary: str
+    license: str
+    homepage: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe, with the line of each of its top-level keys for later problems."""
+
+    file: Path
+    package: PackageInfo
+    sources: tuple[Source, ...]
+    build_requires: tuple[Alternatives, ...]
+    test_requires: tuple[Alternatives, ...]
+    requires: tuple[Alternatives, ...]
+    env: Mapping[str, str]
+    build: str
+    install: tuple[str, ...]
+    test: str | None
+    requirements: Requirements
+    provides: tuple[str, ...]
+    replaces: tuple[str, ...]
+    lines: Mapping[str, int] = field(default_factory=dict)
+    # build-requires, test-requires, requires: the line of each entry, in order
+    entry_lines: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return self.file.parent
+
+
+_TOP = {"package", "sources", "build-requires", "test-requires", "requires", "env", "build",
+        "install", "test", "requirements", "provides", "replaces"}
+_REQUIRED = {"package", "build"}
+
+
+class _Reader:
+    """Typed reads from YAML nodes; each bad value becomes a Problem, not an exception."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def problem(self, line: int, message: str, reason: str = "bad-recipe") -> None:
+        self.problems.append(Problem(self.file, line, message, reason))
+
+    def mapping(self, node: Node, what: str, known: set[str],
+                required: set[str] = frozenset()) -> dict[str, Node]:  # type: ignore[assignment]
+        if node.kind != "map":
+            self.problem(node.line, f"{what} must be a mapping")
+            return {}
+        found = {key: value for key, _line, value in node.pairs}
+        for key, line, _value in node.pairs:
+            if key not in known:
+                self.problem(line, f"unknown key {key!r} in {what}; known: "
+                             f"{', '.join(sorted(known))}", "unknown-key")
+        for key in sorted(required - set(found)):
+            self.problem(node.line, f"{what} needs {key!r}", "missing-key")
+        return found
+
+    def string(self, node: Node | None, what: str,
+               check: Callable[[str], object] | None = None) -> str | None:
+        if node is None:
+            return None
+        if node.kind != "scalar" or node.text is None:
+            self.problem(node.line, f"{what} must be a string")
+            return None
+        if check is not None:
+            try:
+                check(node.text)
+            except InputError as exc:
+                self.problem(node.line, f"{what}: {exc.message}", exc.reason)
+                return None
+        return node.text
+
+    def strings(self, node: Node | None, what: str) -> list[str]:
+        return self.parsed(node, what, str)
+
+    def parsed(self, node: Node | None, what: str, parse: Callable[[str], _T]) -> list[_T]:
+        """A list of strings, each turned into a value by `parse` (which may refuse it)."""
+        if node is None:
+            return []
+        if node.kind != "seq":
+            self.problem(node.line, f"{what} must be a list")
+            return []
+        out: list[_T] = []
+        for item in node.items:
+            text = self.string(item, f"an entry of {what}")
+            if text is None:
+                continue
+            try:
+                out.append(parse(text))
+            except InputError as exc:
+                self.problem(item.line, f"{what}: {exc.message}", exc.reason)
+        return out
+
+
+def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
+    """Parse one recipe file; the recipe is None when any problem was found."""
+    name = str(file)
+    try:
+        root = load_yaml(file.read_text(encoding="utf-8"), name)
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(name, 1, f"cannot read the recipe: {exc}", "unreadable-file")]
+    except InputError as exc:
+        line = int(exc.message.split(":")[1]) if exc.message.startswith(name + ":") else 1
+        message = exc.message.removeprefix(f"{name}:{line}: ")
+        return None, [Problem(name, line, message, exc.reason)]
+    reader = _Reader(name)
+    top = reader.mapping(root, "the recipe", _TOP, _REQUIRED)
+    package = _package(reader, top.get("package"))
+    recipe = Recipe(
+        file=file,
+        package=package or PackageInfo("", "", "", "", ""),
+        sources=tuple(_sources(reader, top.get("sources"))),
+        build_requires=tuple(reader.parsed(top.get("build-requires"), "build-requires",
+                                           parse_alternatives)),
+        test_requires=tuple(reader.parsed(top.get("test-requires"), "test-requires",
+                                          parse_alternatives)),
+        requires=tuple(reader.parsed(top.get("requires"), "requires", parse_alternatives)),
+        env=_env(reader, top.get("env")),
+        build=reader.string(top.get("build"), "build") or "",
+        install=tuple(reader.parsed(top.get("install"), "install", check_path))
+        if "install" in top else DEFAULT_INSTALL,
+        test=reader.string(top.get("test"), "test"),
+        requirements=_requirements(reader, top.get("requirements")),
+        provides=tuple(reader.parsed(top.get("provides"), "provides", validate_name)),
+        replaces=tuple(reader.parsed(top.get("replaces"), "replaces", validate_name)),
+        lines={key: line for key, line, _ in root.pairs} if root.kind == "map" else {},
+        entry_lines={key: tuple(item.line for item in top[key].items)
+                     for key in ("build-requires", "test-requires", "requires") if key in top},
+    )
+    return (None if reader.problems else recipe), reader.problems
+
+
+def _package(reader: _Reader, node: Node | None) -> PackageInfo | None:
+    if node is None:
+        return None
+    fields = reader.mapping(node, "package", {"name", "version", "summary", "license",
+                                              "homepage"}, {"name", "version"})
+    name = reader.string(fields.get("name"), "package name", validate_name)
+    version = reader.string(fields.get("version"), "package version", validate_version)
+    if name is None or version is None:
+        return None
+    return PackageInfo(name, version, reader.string(fields.get("summary"), "summary") or "",
+                       reader.string(fields.get("license"), "license") or "",
+                       reader.string(fields.get("homepage"), "homepage") or "")
+
+
+def _sources(reader: _Reader, node: Node | None) -> list[Source]:
+    if node is None:
+        return []
+    if node.kind != "seq":
+        reader.problem(node.line, "sources must be a list")
+        return []
+    sources: list[Source] = []
+    for item in node.items:
+        source = _source(reader, item)
+        if source is not None:
+            sources.append(source)
+    return sources
+
+
+def _source(reader: _Reader, node: Node) -> Source | None:
+    kinds = {"url": {"url", "sha256"}, "git": {"git", "commit"}, "path": {"path"},
+             "debian": {"debian", "version", "dsc-sha256"}}
+    keys = {key for key, _line, _value in node.pairs} if node.kind == "map" else set()
+    kind = next((k for k in kinds if k in keys), None)
+    if kind is None:
+        reader.problem(node.line, "a source needs one of url, git, path or debian",
+                       "bad-source")
+        return None
+    fields = reader.mapping(node, f"a {kind} source", kinds[kind], kinds[kind])
+    if len(fields) != len(kinds[kind]) or set(fields) != kinds[kind]:
+        return None
+    line = node.line
+    if kind == "url":
+        url = reader.string(fields["url"], "url")
+        sha = reader.string(fields["sha256"], "sha256", _pattern(_SHA256, "64 hex digits"))
+        if url is not None and not url.startswith(("https://", "file:")):
+            reader.problem(fields["url"].line, f"url {url!r} must be https:// or file:",
+                           "bad-source")
+            return None
+        return UrlSource(url, sha, line) if url and sha else None
+    if kind == "git":
+        url = reader.string(fields["git"], "git")
+        commit = reader.string(fields["commit"], "commit", _pattern(_COMMIT, "40 hex digits"))
+        return GitSource(url, commit, line) if url and commit else None
+    if kind == "path":
+        path = reader.string(fields["path"], "path", check_path)
+        return PathSource(path, line) if path else None
+    package = reader.string(fields["debian"], "debian", _pattern(_DEBIAN_PACKAGE,
+                                                                 "a Debian package name"))
+    version = reader.string(fields["version"], "version", validate_version)
+    dsc = reader.string(fields["dsc-sha256"], "dsc-sha256", _pattern(_SHA256, "64 hex digits"))
+    return DebianSource(package, version, dsc, line) if package and version and dsc else None
+
+
+def _env(reader: _Reader, node: Node | None) -> dict[str, str]:
+    if node is None:
+        return {}
+    if node.kind != "map":
+        reader.problem(node.line, "env must be a mapping")
+        return {}
+    env = {}
+    for key, line, value in node.pairs:
+        if not _ENV_NAME.fullmatch(key):
+            reader.problem(line, f"env name {key!r} is not a valid variable name")
+        text = reader.string(value, f"env {key}")
+        if text is not None:
+            env[key] = text
+    return env
+
+
+def _requirements(reader: _Reader, node: Node | None) -> Requirements:
+    if node is None:
+        return Requirements()
+    fields = reader.mapping(node, "requirements", {"kernel", "capabilities"})
+    kernel = reader.string(fields.get("kernel"), "kernel",
+                           _pattern(_KERNEL, "a kernel version such as 5.10"))
+    capabilities = reader.parsed(fields.get("capabilities"), "capabilities",
+                                 _pattern(_CAPABILITY, "a capability such as CAP_NET_ADMIN"))
+    return Requirements(kernel, tuple(capabilities))
+
+
+def _pattern(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if not pattern.fullmatch(text):
+            raise InputError(f"{text!r} is not {what}", reason="bad-value")
+        return text
+
+    return check

@@ -1,0 +1,137 @@
+"""A recipe repository: `<name>/recipe.yaml` for each package, checked as a whole.
+
+`check_repository` reports every problem at once: each recipe's own, a
+directory that does not match its package, two recipes of one package, `path`
+sources that are not there, requirements nothing provides, and build cycles.
+Names under `debian.org/` come from the locked toolchain (`kiln.lock`), which
+`kiln lock update` writes; until it exists they are reported as not locked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.errors import InputError
+from kiln.recipes.model import RECIPE_FILE, PathSource, Recipe, load_recipe
+from kiln.recipes.yamldoc import Problem
+from kiln.relations import Alternatives
+
+LOCK_FILE = "kiln.lock"
+DEBIAN_PREFIX = "debian.org/"
+
+
+@dataclass(frozen=True)
+class RecipeRepository:
+    root: Path
+    recipes: dict[str, Recipe]  # by package name
+    problems: tuple[Problem, ...]
+
+
+def load_repository(root: Path) -> RecipeRepository:
+    """Every recipe under `root`, and every problem found while reading them."""
+    if not root.is_dir():
+        raise InputError(f"{root} is not a directory of recipes", reason="not-found")
+    recipes: dict[str, Recipe] = {}
+    problems: list[Problem] = []
+    for file in sorted(root.glob(f"*/{RECIPE_FILE}")):
+        recipe, found = load_recipe(file)
+        problems.extend(found)
+        if recipe is None:
+            continue
+        name = recipe.package.name
+        line = recipe.lines.get("package", 1)
+        if file.parent.name != name.rsplit("/", 1)[1]:
+            problems.append(Problem(str(file), line, f"package {name} lives in"
+                                    f" {file.parent.name}/; its directory must be"
+                                    f" {name.rsplit('/', 1)[1]}/", "directory-mismatch"))
+        if name in recipes:
+            problems.append(Problem(str(file), line, f"package {name} is also made by"
+                                    f" {recipes[name].file}", "duplicate-package"))
+            continue
+        recipes[name] = recipe
+    return RecipeRepository(root, recipes, tuple(problems))
+
+
+def check_repository(root: Path) -> tuple[RecipeRepository, list[Problem]]:
+    """The repository and every problem of it, sorted by file and line."""
+    repository = load_repository(root)
+    problems = list(repository.problems)
+    for recipe in repository.recipes.values():
+        problems.extend(_check_sources(recipe))
+        problems.extend(_check_relations(repository, recipe))
+    problems.extend(_check_cycles(repository))
+    return repository, sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
+
+
+def _check_sources(recipe: Recipe) -> list[Problem]:
+    return [Problem(str(recipe.file), source.line,
+                    f"path source {source.path!r} is not in {recipe.directory}",
+                    "missing-source")
+            for source in recipe.sources
+            if isinstance(source, PathSource) and not (recipe.directory / source.path).exists()]
+
+
+def _check_relations(repository: RecipeRepository, recipe: Recipe) -> list[Problem]:
+    problems = []
+    for key, relations in (("build-requires", recipe.build_requires),
+                           ("test-requires", recipe.test_requires),
+                           ("requires", recipe.requires)):
+        lines = recipe.entry_lines.get(key, ())
+        for index, group in enumerate(relations):
+            if not _satisfiable(repository, group):
+                line = lines[index] if index < len(lines) else recipe.lines.get(key, 1)
+                problems.append(Problem(str(recipe.file), line,
+                                        _unsatisfied(repository, group, key),
+                                        f"missing-{key.removesuffix('s')}"))
+    return problems
+
+
+def _satisfiable(repository: RecipeRepository, group: Alternatives) -> bool:
+    for option in group.options:
+        recipe = repository.recipes.get(option.name)
+        if recipe is not None and option.satisfied_by(recipe.package.name,
+                                                      recipe.package.version):
+            return True
+        if any(option.name in other.provides for other in repository.recipes.values()):
+            return True
+    return False
+
+
+def _unsatisfied(repository: RecipeRepository, group: Alternatives, key: str) -> str:
+    if all(name.startswith(DEBIAN_PREFIX) for name in group.names):
+        return (f"{key} {group} is not in {LOCK_FILE}: Debian packages come from the locked"
+                " toolchain (kiln lock update)")
+    versions = [f"{name}@{repository.recipes[name].package.version}"
+                for name in group.names if name in repository.recipes]
+    have = f" (here: {', '.join(versions)})" if versions else ""
+    return f"{key} {group} is neither a recipe here nor provided by one{have}"
+
+
+def _check_cycles(repository: RecipeRepository) -> list[Problem]:
+    """Build cycles among recipes: a package cannot be needed to build itself."""
+    graph = {name: sorted({option.name for group in recipe.build_requires
+                           for option in group.options if option.name in repository.recipes})
+             for name, recipe in repository.recipes.items()}
+    problems = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for child in graph[name]:
+            if state.get(child) == 1:
+                cycle = [*path[path.index(child):], child]
+                recipe = repository.recipes[child]
+                problems.append(Problem(str(recipe.file), recipe.lines.get("build-requires", 1),
+                                        "build cycle: " + " -> ".join(cycle), "build-cycle"))
+            elif child not in state:
+                visit(child)
+        path.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    return problems
