@@ -1,9 +1,10 @@
 """Remembers file hashes by stat, so an unchanged tree is not hashed again.
 
 One index file per ingested directory, as git keeps one index per work tree:
-each file's (device, inode, size, mtime, ctime, sha256), the tree digest that
-ingest produced, and its directories and symlinks (path -> target, None for a
-directory). A file is trusted only when all five stat fields match. While that
+each file's (device, inode, size, mtime, ctime, executable bit, sha256), the
+tree digest that ingest produced, and its directories and symlinks (path ->
+target, None for a directory). A file is trusted only when all its stat
+fields match. While that
 tree is in the store, so are the objects of its files: gc removes trees before
 objects, and cannot run during an ingest. When every file and all directories
 and symlinks match, the tree is that tree: nothing is hashed, sorted or encoded.
@@ -23,18 +24,22 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
+from kiln.tree import FileEntry
+
 RACY_NS = 2_000_000_000
-_MAGIC = b"kiln-hash-index/v4\n"
+_MAGIC = b"kiln-hash-index/v5\n"
 
 # A file's entry is one bytes value: its packed stat key, then its raw sha256.
-# One flat value per file loads three times faster than nested tuples.
-STAT_KEY = struct.Struct("<5q")  # device, inode, size, mtime_ns, ctime_ns
+# One flat value per file loads three times faster than nested tuples. The
+# executable bit is in the key, so a hit alone rebuilds the file's tree entry.
+STAT_KEY = struct.Struct("<5q?")  # device, inode, size, mtime_ns, ctime_ns, executable
 Files = dict[str, bytes]
 Others = dict[str, str | None]
 
 
-def stat_key(dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> bytes:
-    return STAT_KEY.pack(dev, ino, size, mtime_ns, ctime_ns)
+def stat_key(dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int,
+             executable: bool) -> bytes:
+    return STAT_KEY.pack(dev, ino, size, mtime_ns, ctime_ns, executable)
 
 
 def index_entry(key: bytes, sha256_hex: str) -> bytes:
@@ -43,6 +48,12 @@ def index_entry(key: bytes, sha256_hex: str) -> bytes:
 
 def entry_sha256(entry: bytes) -> str:
     return entry[STAT_KEY.size:].hex()
+
+
+def file_entry(path: str, entry: bytes) -> FileEntry:
+    """The tree entry an index entry stands for."""
+    _dev, _ino, size, _mtime, _ctime, executable = STAT_KEY.unpack_from(entry)
+    return FileEntry(path, size, entry[STAT_KEY.size:].hex(), executable)
 
 
 class Index(NamedTuple):

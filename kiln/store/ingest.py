@@ -1,16 +1,22 @@
 """Ingest: a directory on disk becomes a FileSet in the store.
 
-Hashing is the cost. Files whose stat matches the hash index, and whose object
-is present, are not read at all; the rest are read once, hashed and copied in
-the same pass by worker processes, which start on the first batch while the
-scan goes on.
+Hashing is the cost. Files whose stat matches the directory's hash index, and
+whose object is present, are not read at all; the rest are read once, hashed
+and copied in the same pass, in one worker process per core:
+
+- a first ingest scans in this process and hands files to the workers in
+  batches as the scan goes (a tree too small for one batch never forks);
+- a re-ingest of a large tree hands whole subtrees to the workers, which walk
+  them against the index themselves, since then the walk is most of the work.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +31,18 @@ from kiln.store.hashcache import (
     Index,
     Others,
     entry_sha256,
+    file_entry,
     index_entry,
 )
-from kiln.store.scan import ScannedFile, walk_directory
+from kiln.store.scan import ScannedFile, check_root, walk_directory
 from kiln.store.staging import ObjectStager
 from kiln.store.store import Store
-from kiln.tree import Entry, FileEntry, Tree
+from kiln.tree import DirectoryEntry, Entry, FileEntry, SymlinkEntry, Tree
+
+# A re-ingest walks in parallel when the index lists at least this many files,
+# in about SHARES_PER_JOB subtrees per worker so that uneven ones balance out.
+PARALLEL_WALK_MIN_FILES = 2000
+SHARES_PER_JOB = 8
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,9 @@ def ingest_directory(
     """Add the tree at `root` to the store as NAME@VERSION and return its FileSet."""
     progress = progress or NoProgress()
     root = Path(root).absolute()
-    scan_started = time.time_ns()
+    check_root(root)
+    jobs = jobs or os.cpu_count() or 1
+    cacheable_before = time.time_ns() - RACY_NS
     cache = HashCache(store.layout.cache, str(root))
     cached = cache.load()
     with store.shared():
@@ -66,75 +80,165 @@ def ingest_directory(
         stager = store.stager(publish_now=True)
         try:
             progress.start("hashing", None)
-            with FileReader(stager, progress, jobs or os.cpu_count() or 1) as reader:
-                seen = _walk(root, cached, objects_known, stager, reader)
-                rows = reader.results()
+            walk = _Walk(root, cached, objects_known, stager, cacheable_before)
+            if jobs > 1 and len(cached.files) >= PARALLEL_WALK_MIN_FILES:
+                seen = walk.in_workers(jobs, progress)
+            else:
+                seen = walk.here(jobs, progress)
             progress.finish()
-            seen.add_read(rows, scan_started - RACY_NS)
             unchanged = objects_known and seen.matches(cached)
             # Nothing changed since the last ingest: its tree is this tree.
-            tree = None if unchanged else Tree.from_entries(seen.entries())
+            tree = None if unchanged else Tree.from_entries(seen.entries(cached))
             tree_digest = Digest(str(cached.tree)) if tree is None else tree.digest
             fileset = FileSet(name, version, tree_digest, tuple(imports), metadata or Metadata())
             store.record(fileset, tree, stager, objects_checked=True)
         finally:
             stager.discard()
     if not unchanged:
-        cache.save(Index(seen.remember, seen.others, fileset.tree))
-    return IngestResult(fileset, seen.files, seen.bytes_total,
-                        sum(item.size for item in seen.to_read), stager.bytes_written)
+        remember = {path: cached.files[path] for path in seen.hit_paths}
+        remember.update(seen.remember)
+        cache.save(Index(remember, seen.others, fileset.tree))
+    return IngestResult(fileset, seen.files, seen.bytes_total, seen.bytes_read,
+                        stager.bytes_written)
 
 
 @dataclass
 class _Seen:
-    """What the walk found, sorted into what the index vouches for and what was read."""
+    """What a walk found: what the index vouches for, and what was read."""
 
     others: Others = field(default_factory=dict)  # path -> symlink target, None: directory
-    linked: list[Entry] = field(default_factory=list)  # the directories and symlinks
-    hits: list[ScannedFile] = field(default_factory=list)
-    to_read: list[ScannedFile] = field(default_factory=list)
-    read: list[FileEntry] = field(default_factory=list)
-    # The index is rewritten whole: what it still holds true is remembered again.
-    remember: Files = field(default_factory=dict)
+    hit_paths: list[str] = field(default_factory=list)  # files the index vouches for
+    read: list[FileEntry] = field(default_factory=list)  # files read this time
+    remember: Files = field(default_factory=dict)  # index entries of the files read
     files: int = 0
     bytes_total: int = 0
+    bytes_read: int = 0
 
-    def add_read(self, rows: list[tuple[str, int]], cacheable_before: int) -> None:
-        for item, (sha, size) in zip(self.to_read, rows, strict=True):
-            self.read.append(FileEntry(item.path, size, sha, item.executable))
-            # The size read wins over the size seen by stat; a file that
-            # changed meanwhile is recorded as read and left out of the index.
-            if size == item.size and item.changed_ns < cacheable_before:
-                self.remember[item.path] = index_entry(item.stat_key, sha)
+    def add_other(self, item: DirectoryEntry | SymlinkEntry) -> None:
+        self.others[item.path] = item.target if isinstance(item, SymlinkEntry) else None
+
+    def add_read(self, item: ScannedFile, sha: str, size: int, cacheable_before: int) -> None:
+        self.read.append(FileEntry(item.path, size, sha, item.executable))
+        self.bytes_read += item.size
+        # The size read wins over the size seen by stat; a file that changed
+        # meanwhile is recorded as read and left out of the index.
+        if size == item.size and item.changed_ns < cacheable_before:
+            self.remember[item.path] = index_entry(item.stat_key, sha)
+
+    def merge(self, other: _Seen) -> None:
+        self.others.update(other.others)
+        self.hit_paths.extend(other.hit_paths)
+        self.read.extend(other.read)
+        self.remember.update(other.remember)
+        self.files += other.files
+        self.bytes_total += other.bytes_total
+        self.bytes_read += other.bytes_read
 
     def matches(self, index: Index) -> bool:
         """True when nothing was read and every file, directory and link is as indexed."""
-        return (not self.to_read and len(self.remember) == len(index.files)
+        return (not self.read and len(self.hit_paths) == len(index.files)
                 and self.others == index.others)
 
-    def entries(self) -> list[Entry]:
-        # Entries for hits are made only here, when the tree must be rebuilt.
-        hits = [FileEntry(item.path, item.size, entry_sha256(self.remember[item.path]),
-                          item.executable) for item in self.hits]
-        return [*self.linked, *hits, *self.read]
+    def entries(self, index: Index) -> list[Entry]:
+        # Entries of files the index vouches for are made only here, when the
+        # tree must be rebuilt.
+        linked: list[Entry] = [DirectoryEntry(path) if target is None
+                               else SymlinkEntry(path, target)
+                               for path, target in self.others.items()]
+        hits = [file_entry(path, index.files[path]) for path in self.hit_paths]
+        return [*linked, *hits, *self.read]
 
 
-def _walk(root: Path, cached: Index, objects_known: bool, stager: ObjectStager,
-          reader: FileReader) -> _Seen:
-    seen = _Seen()
-    for item in walk_directory(root):
-        if not isinstance(item, ScannedFile):
-            seen.linked.append(item)
-            seen.others[item.path] = getattr(item, "target", None)
-            continue
-        seen.files += 1
-        seen.bytes_total += item.size
-        hit = cached.files.get(item.path)
-        if hit is not None and hit.startswith(item.stat_key) and (
-                objects_known or stager.has(entry_sha256(hit), item.executable)):
-            seen.hits.append(item)
-            seen.remember[item.path] = hit
-        else:
-            seen.to_read.append(item)
-            reader.add(item)
-    return seen
+class _Walk:
+    """One ingest's walk: sorts each entry into the index's hits and what to read."""
+
+    def __init__(self, root: Path, cached: Index, objects_known: bool,
+                 stager: ObjectStager, cacheable_before: int) -> None:
+        self.root = root
+        self.cached = cached
+        self.objects_known = objects_known
+        self.stager = stager
+        self.cacheable_before = cacheable_before
+
+    def is_hit(self, item: ScannedFile) -> bool:
+        hit = self.cached.files.get(item.path)
+        return hit is not None and hit.startswith(item.stat_key) and (
+            self.objects_known or self.stager.has(entry_sha256(hit), item.executable))
+
+    def here(self, jobs: int, progress: Progress) -> _Seen:
+        """Scan in this process; workers read what the index cannot vouch for."""
+        seen = _Seen()
+        to_read: list[ScannedFile] = []
+        with FileReader(self.stager, progress, jobs) as reader:
+            for item in walk_directory(self.root):
+                if not isinstance(item, ScannedFile):
+                    seen.add_other(item)
+                    continue
+                seen.files += 1
+                seen.bytes_total += item.size
+                if self.is_hit(item):
+                    seen.hit_paths.append(item.path)
+                else:
+                    to_read.append(item)
+                    reader.add(item)
+            rows = reader.results()
+        for item, (sha, size) in zip(to_read, rows, strict=True):
+            seen.add_read(item, sha, size, self.cacheable_before)
+        return seen
+
+    def share(self, start: str, recursive: bool = True) -> _Seen:
+        """Walk one subtree, reading in this process what the index cannot vouch for."""
+        seen = _Seen()
+        for item in walk_directory(self.root, start=start, recursive=recursive):
+            if not isinstance(item, ScannedFile):
+                seen.add_other(item)
+                continue
+            seen.files += 1
+            seen.bytes_total += item.size
+            if self.is_hit(item):
+                seen.hit_paths.append(item.path)
+            else:
+                sha, size = self.stager.add_file(item.source, item.executable, item.size)
+                seen.add_read(item, sha, size, self.cacheable_before)
+        return seen
+
+    def in_workers(self, jobs: int, progress: Progress) -> _Seen:
+        """Hand subtrees to worker processes, each walking its share against the index."""
+        seen = _Seen()
+        # Breadth first, here, until there are enough subtrees to share out
+        # evenly; each directory's own entry is recorded by its parent's level.
+        frontier = [""]
+        while frontier and len(frontier) < SHARES_PER_JOB * jobs:
+            level = [self.share(start, recursive=False) for start in frontier]
+            for part in level:
+                seen.merge(part)
+            frontier = [path for part in level for path, target in part.others.items()
+                        if target is None]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                 initargs=(self,)) as pool:
+            # A few chunks per worker: one task per subtree would cost more in
+            # round trips than a small subtree takes to walk.
+            chunk = max(1, len(frontier) // (4 * jobs))
+            for part, written in pool.map(_walk_share, frontier, chunksize=chunk):
+                seen.merge(part)
+                self.stager.bytes_written += written
+                progress.advance(part.bytes_read)
+        return seen
+
+
+_worker_walk: _Walk | None = None
+
+
+def _start_worker(walk: _Walk) -> None:
+    global _worker_walk  # noqa: PLW0603 - one walk per worker process
+    walk.stager = walk.stager.for_worker()
+    _worker_walk = walk
+
+
+def _walk_share(start: str) -> tuple[_Seen, int]:
+    walk = _worker_walk
+    assert walk is not None
+    before = walk.stager.bytes_written
+    seen = walk.share(start)
+    return seen, walk.stager.bytes_written - before

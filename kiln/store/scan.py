@@ -21,7 +21,7 @@ class ScannedFile:
     source: str
     size: int
     executable: bool
-    stat_key: bytes  # packed dev, inode, size, mtime_ns, ctime_ns (see hashcache)
+    stat_key: bytes  # packed dev, inode, size, mtime_ns, ctime_ns, executable (hashcache)
     changed_ns: int  # the later of mtime and ctime
 
 
@@ -33,15 +33,21 @@ _REFUSED = {
 }
 
 
-def walk_directory(root: Path) -> Iterator[ScannedFile | DirectoryEntry | SymlinkEntry]:
-    """Every entry under `root`, as found; owner, times and modes beyond the
-    executable bit are dropped, and what a FileSet cannot hold is refused."""
+def check_root(root: Path) -> None:
+    """Refuse a root that is not a directory."""
     try:
         if not stat.S_ISDIR(os.stat(root).st_mode):
             raise InputError(f"{root} is not a directory", reason="not-a-directory")
     except FileNotFoundError:
         raise InputError(f"{root} does not exist", reason="not-found") from None
-    pending = [("", str(root))]
+
+
+def walk_directory(root: Path, *, start: str = "", recursive: bool = True
+                   ) -> Iterator[ScannedFile | DirectoryEntry | SymlinkEntry]:
+    """Every entry under `root/start` (paths relative to `root`), as found; owner,
+    times and modes beyond the executable bit are dropped, and what a FileSet
+    cannot hold is refused. Not `recursive`: one directory's own entries."""
+    pending = [(start, f"{root}/{start}" if start else str(root))]
     while pending:
         relative_dir, absolute_dir = pending.pop()
         try:
@@ -61,15 +67,17 @@ def walk_directory(root: Path) -> Iterator[ScannedFile | DirectoryEntry | Symlin
                     if mode & (stat.S_ISUID | stat.S_ISGID):
                         raise InputError(f"{item.path} is setuid or setgid; Kiln refuses such"
                                          " files", reason="setuid-file")
+                    executable = bool(mode & stat.S_IXUSR)
                     yield ScannedFile(
-                        relative, item.path, info.st_size, bool(mode & stat.S_IXUSR),
+                        relative, item.path, info.st_size, executable,
                         stat_key(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
-                                 info.st_ctime_ns),
+                                 info.st_ctime_ns, executable),
                         max(info.st_mtime_ns, info.st_ctime_ns),
                     )
                 elif kind == stat.S_IFDIR:
                     yield DirectoryEntry(relative)
-                    pending.append((relative, item.path))
+                    if recursive:
+                        pending.append((relative, item.path))
                 elif kind == stat.S_IFLNK:
                     target = os.readlink(item.path)
                     yield SymlinkEntry(relative, check_symlink_target(item.path, target))

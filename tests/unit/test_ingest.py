@@ -231,3 +231,46 @@ def test_object_lost_from_store_is_read_again_despite_cache(
     assert again.bytes_hashed == 7
     entry = next(store.tree(first.fileset).files())
     assert store.object_path(entry.sha256, False).read_bytes() == b"content"
+
+
+def _big_spec(files: int) -> Spec:
+    spec: dict[str, File | Link | Dir] = {f"top{i}": File(f"top {i}".encode()) for i in range(3)}
+    for index in range(files):
+        spec[f"d{index % 40}/e{index % 3}/f{index}"] = File(f"file {index}\n".encode(),
+                                                            executable=index % 7 == 0)
+    spec["d1/link"] = Link("e0/f1")
+    spec["d2/empty"] = Dir()
+    return spec
+
+
+def test_parallel_reingest_sees_every_change(tmp_path: Path, store: Store,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kiln.store.ingest.RACY_NS", 0)
+    monkeypatch.setattr("kiln.store.ingest.PARALLEL_WALK_MIN_FILES", 100)
+    root = write_tree(tmp_path / "t", _big_spec(600))
+    first = ingest_directory(store, root, name="kiln.dev/t", version="1", jobs=2)
+    unchanged = ingest_directory(store, root, name="kiln.dev/t", version="1", jobs=2)
+    assert unchanged.bytes_hashed == 0
+    assert unchanged.fileset == first.fileset
+    assert unchanged.files == first.files == 603
+
+    (root / "d5/e2/f5").write_bytes(b"changed content\n")
+    os.chmod(root / "d6/e0/f6", 0o755)
+    (root / "d7/e1/f7").unlink()
+    (root / "d8/new").write_bytes(b"a new file\n")
+    (root / "top0").write_bytes(b"changed at the top\n")
+    (root / "d1/link").unlink()
+    (root / "d1/link").symlink_to("elsewhere")
+    (root / "d3/new-empty").mkdir()
+    changed = ingest_directory(store, root, name="kiln.dev/t", version="1", jobs=2)
+    assert changed.bytes_hashed == sum(len(data) for data in (
+        b"changed content\n", b"file 6\n", b"a new file\n", b"changed at the top\n"))
+    fresh = ingest_directory(Store.open(tmp_path / "fresh"), root, name="kiln.dev/t",
+                             version="1", jobs=1)
+    assert changed.fileset.tree == fresh.fileset.tree != first.fileset.tree
+    again = ingest_directory(store, root, name="kiln.dev/t", version="1", jobs=2)
+    assert again.bytes_hashed == 0
+    assert again.fileset == changed.fileset
+    from kiln.store.fsck import check_store
+
+    assert check_store(store).clean
