@@ -1,0 +1,1 @@
+"""The hermetic build on a worker host: sources, sandbox, root composition, build."""

@@ -1,0 +1,172 @@
+"""Fetching a recipe's pinned sources into a cache keyed by their digests.
+
+A source is fetched at most once: the cache is keyed by sha256 (files) or by
+repository URL and commit (git), and a hit needs no network. Downloads are
+written to a temporary file while hashed; a digest that does not match the pin
+is refused, naming both digests, and nothing is kept, so nothing unverified is
+ever unpacked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from kiln.errors import InputError
+from kiln.recipes.model import GitSource, PathSource, UrlSource
+
+if TYPE_CHECKING:
+    from git import Repo
+
+CHUNK = 1 << 20
+TIMEOUT = 60
+
+
+class SourceDigestMismatch(InputError):
+    """A fetched source does not match the digest its recipe pins."""
+
+    default_reason = "source-digest-mismatch"
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """A verified source file in the cache."""
+
+    path: Path
+    sha256: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class FetchedGit:
+    """A git mirror in the cache that holds the pinned commit."""
+
+    mirror: Path
+    commit: str
+    uri: str
+
+
+class SourceCache:
+    """`<root>/sha256/<hex>` for files, `<root>/git/<sha256 of URL>.git` for mirrors."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "sha256").mkdir(parents=True, exist_ok=True)
+        (root / "git").mkdir(exist_ok=True)
+        (root / "tmp").mkdir(exist_ok=True)
+
+    def file_path(self, sha256: str) -> Path:
+        return self.root / "sha256" / sha256
+
+    def mirror_path(self, url: str) -> Path:
+        return self.root / "git" / (hashlib.sha256(url.encode()).hexdigest() + ".git")
+
+    def keep(self, stream: BinaryIO, expected: str, uri: str) -> FetchedFile:
+        """Copy `stream` into the cache if its sha256 is `expected`; refuse it otherwise."""
+        tmp = self.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}"
+        digest = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            actual = digest.hexdigest()
+            if actual != expected:
+                raise SourceDigestMismatch(
+                    f"{uri}: sha256 is {actual}, the recipe pins {expected}; not kept")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, self.file_path(expected))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return FetchedFile(self.file_path(expected), expected, uri)
+
+
+def fetch_url(cache: SourceCache, source: UrlSource) -> FetchedFile:
+    """An https or file: source, from the cache when it is there."""
+    cached = cache.file_path(source.sha256)
+    if cached.exists():
+        return FetchedFile(cached, source.sha256, source.url)
+    if source.url.startswith("file:"):
+        path = Path(urllib.parse.unquote(urllib.parse.urlparse(source.url).path))
+        try:
+            with open(path, "rb") as stream:
+                return cache.keep(stream, source.sha256, source.url)
+        except OSError as exc:
+            raise InputError(f"{source.url}: cannot read: {exc.strerror}",
+                             reason="source-unreachable") from exc
+    if not source.url.startswith("https://"):
+        raise InputError(f"{source.url}: only https:// and file: sources are fetched",
+                         reason="bad-source")
+    # The system's CA store; SSL_CERT_FILE points it at a private CA.
+    context = ssl.create_default_context()
+    try:
+        with urllib.request.urlopen(source.url, timeout=TIMEOUT, context=context) as response:
+            return cache.keep(response, source.sha256, source.url)
+    except urllib.error.HTTPError as exc:
+        raise InputError(f"{source.url}: the server answered {exc.code} {exc.reason}",
+                         reason="source-unreachable") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InputError(f"{source.url}: cannot fetch: {reason}",
+                         reason="source-unreachable") from exc
+
+
+def fetch_path(recipe_dir: Path, source: PathSource) -> FetchedFile:
+    """A file in the recipe's own directory; a symlink may not lead out of it."""
+    base = recipe_dir.resolve()
+    path = (recipe_dir / source.path).resolve()
+    if not path.is_relative_to(base):
+        raise InputError(f"path source {source.path!r} leads out of {recipe_dir}",
+                         reason="bad-source")
+    if not path.is_file():
+        raise InputError(f"path source {source.path!r} is not a file in {recipe_dir}",
+                         reason="missing-source")
+    with open(path, "rb") as stream:
+        sha = hashlib.file_digest(stream, "sha256").hexdigest()
+    return FetchedFile(path, sha, f"path:{source.path}")
+
+
+def fetch_git(cache: SourceCache, source: GitSource) -> FetchedGit:
+    """A mirror of the repository holding the pinned commit; fetched only if it lacks it."""
+    import git
+
+    mirror = cache.mirror_path(source.url)
+    try:
+        if not mirror.exists():
+            scratch = cache.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}.git"
+            try:
+                git.Repo.clone_from(source.url, scratch, mirror=True)
+                os.rename(scratch, mirror)
+            except OSError:
+                if not mirror.exists():
+                    raise
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        repo = git.Repo(mirror)
+        if not _has_commit(repo, source.commit):
+            repo.git.fetch("origin", "+refs/*:refs/*", "--prune")
+    except git.GitCommandError as exc:
+        raise InputError(f"{source.url}: git failed: {exc.stderr.strip() or exc}",
+                         reason="source-unreachable") from exc
+    if not _has_commit(repo, source.commit):
+        raise SourceDigestMismatch(f"{source.url}: has no commit {source.commit}",
+                                   reason="source-commit-missing")
+    return FetchedGit(mirror, source.commit, f"git+{source.url}")
+
+
+def _has_commit(repo: Repo, commit: str) -> bool:
+    import git
+
+    try:
+        return repo.commit(commit).hexsha == commit
+    except (ValueError, git.BadName):
+        return False
