@@ -160,25 +160,39 @@ class _Walk:
         self.stager = stager
         self.cacheable_before = cacheable_before
 
-    def is_hit(self, item: ScannedFile) -> bool:
-        hit = self.cached.files.get(item.path)
-        return hit is not None and hit.startswith(item.stat_key) and (
-            self.objects_known or self.stager.has(entry_sha256(hit), item.executable))
+    @property
+    def known(self) -> Files | None:
+        """What the scan may match on its own: the index, while its objects are known."""
+        return self.cached.files if self.objects_known else None
+
+    def _sort(self, seen: _Seen, item: str | ScannedFile | DirectoryEntry | SymlinkEntry
+              ) -> ScannedFile | None:
+        """Record an entry; a file that must be read is returned instead."""
+        if isinstance(item, ScannedFile):
+            # Without a stored tree behind the index, each object is looked for.
+            entry = self.cached.files.get(item.path)
+            if entry is None or not entry.startswith(item.stat_key) or not self.stager.has(
+                    entry_sha256(entry), item.executable):
+                return item
+            item = item.path
+        if isinstance(item, str):
+            seen.files += 1
+            seen.bytes_total += file_entry(item, self.cached.files[item]).size
+            seen.hit_paths.append(item)
+        else:
+            seen.add_other(item)
+        return None
 
     def here(self, jobs: int, progress: Progress) -> _Seen:
         """Scan in this process; workers read what the index cannot vouch for."""
         seen = _Seen()
         to_read: list[ScannedFile] = []
         with FileReader(self.stager, progress, jobs) as reader:
-            for item in walk_directory(self.root):
-                if not isinstance(item, ScannedFile):
-                    seen.add_other(item)
-                    continue
-                seen.files += 1
-                seen.bytes_total += item.size
-                if self.is_hit(item):
-                    seen.hit_paths.append(item.path)
-                else:
+            for found in walk_directory(self.root, known=self.known):
+                item = self._sort(seen, found)
+                if item is not None:
+                    seen.files += 1
+                    seen.bytes_total += item.size
                     to_read.append(item)
                     reader.add(item)
             rows = reader.results()
@@ -189,15 +203,12 @@ class _Walk:
     def share(self, start: str, recursive: bool = True) -> _Seen:
         """Walk one subtree, reading in this process what the index cannot vouch for."""
         seen = _Seen()
-        for item in walk_directory(self.root, start=start, recursive=recursive):
-            if not isinstance(item, ScannedFile):
-                seen.add_other(item)
-                continue
-            seen.files += 1
-            seen.bytes_total += item.size
-            if self.is_hit(item):
-                seen.hit_paths.append(item.path)
-            else:
+        for found in walk_directory(self.root, start=start, recursive=recursive,
+                                    known=self.known):
+            item = self._sort(seen, found)
+            if item is not None:
+                seen.files += 1
+                seen.bytes_total += item.size
                 sha, size = self.stager.add_file(item.source, item.executable, item.size)
                 seen.add_read(item, sha, size, self.cacheable_before)
         return seen

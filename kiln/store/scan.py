@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +42,18 @@ def check_root(root: Path) -> None:
         raise InputError(f"{root} does not exist", reason="not-found") from None
 
 
-def walk_directory(root: Path, *, start: str = "", recursive: bool = True
-                   ) -> Iterator[ScannedFile | DirectoryEntry | SymlinkEntry]:
+def walk_directory(root: Path, *, start: str = "", recursive: bool = True,
+                   known: Mapping[str, bytes] | None = None
+                   ) -> Iterator[str | ScannedFile | DirectoryEntry | SymlinkEntry]:
     """Every entry under `root/start` (paths relative to `root`), as found; owner,
     times and modes beyond the executable bit are dropped, and what a FileSet
-    cannot hold is refused. Not `recursive`: one directory's own entries."""
+    cannot hold is refused. Not `recursive`: one directory's own entries.
+
+    A file whose entry in `known` (a hash index) starts with its stat key comes
+    as its bare path: on a re-ingest that is nearly every file, and nothing more
+    is needed of it.
+    """
+    known = known or {}
     pending = [(start, f"{root}/{start}" if start else str(root))]
     while pending:
         relative_dir, absolute_dir = pending.pop()
@@ -68,12 +75,13 @@ def walk_directory(root: Path, *, start: str = "", recursive: bool = True
                         raise InputError(f"{item.path} is setuid or setgid; Kiln refuses such"
                                          " files", reason="setuid-file")
                     executable = bool(mode & stat.S_IXUSR)
-                    yield ScannedFile(
-                        relative, item.path, info.st_size, executable,
-                        stat_key(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
-                                 info.st_ctime_ns, executable),
-                        max(info.st_mtime_ns, info.st_ctime_ns),
-                    )
+                    key = stat_key(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+                                   info.st_ctime_ns, executable)
+                    if known.get(relative, b"").startswith(key):
+                        yield relative
+                    else:
+                        yield ScannedFile(relative, item.path, info.st_size, executable, key,
+                                          max(info.st_mtime_ns, info.st_ctime_ns))
                 elif kind == stat.S_IFDIR:
                     yield DirectoryEntry(relative)
                     if recursive:
