@@ -11,6 +11,7 @@ over-long paths, and truncated or corrupt data (gzip's CRC included).
 from __future__ import annotations
 
 import gzip
+import lzma
 import re
 import stat
 import zlib
@@ -66,22 +67,30 @@ def import_archive(store: Store, source: Path, *, name: str | None = None,
         stream: ByteStream = raw
         if raw.peek(2)[:2] == b"\x1f\x8b":
             stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-        with store.shared():
-            stager = store.stager()
-            try:
-                return _import(store, stager, TarReader(stream), name, version)
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                raise InputError(f"{source}: archive is truncated or corrupt: {exc}",
-                                 reason="archive-corrupt") from exc
-            except KilnError as exc:
-                exc.message = f"{source}: {exc.message}"
-                raise
-            finally:
-                stager.discard()
+        return import_tar_stream(store, stream, str(source), name=name, version=version)
+
+
+def import_tar_stream(store: Store, stream: ByteStream, where: str, *, name: str | None = None,
+                      version: str | None = None,
+                      metadata: Metadata | None = None) -> ImportResult:
+    """Import an uncompressed (or already decompressing) tar stream; `where` names it in
+    errors. `metadata` is for plain tars, whose content says nothing of what they are."""
+    with store.shared():
+        stager = store.stager()
+        try:
+            return _import(store, stager, TarReader(stream), name, version, metadata)
+        except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError) as exc:
+            raise InputError(f"{where}: archive is truncated or corrupt: {exc}",
+                             reason="archive-corrupt") from exc
+        except KilnError as exc:
+            exc.message = f"{where}: {exc.message}"
+            raise
+        finally:
+            stager.discard()
 
 
 def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | None,
-            version: str | None) -> ImportResult:
+            version: str | None, metadata: Metadata | None) -> ImportResult:
     state = _ArchiveState()
     for member in reader.members():
         path = _clean_path(member.path)
@@ -91,7 +100,7 @@ def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | N
                 state.add(_entry(member, tree_path, reader, stager, state))
                 crash_point("import")
     reader.finish()
-    fileset, tree = state.finish(name, version)
+    fileset, tree = state.finish(name, version, metadata)
     store.record(fileset, tree, stager, manifest_bytes=state.manifest_bytes or None,
                  objects_checked=True)
     return ImportResult(fileset, sum(1 for _ in tree.files()))
@@ -167,7 +176,8 @@ class _ArchiveState:
                              reason="archive-duplicate")
         self.entries[entry.path] = entry
 
-    def finish(self, name: str | None, version: str | None) -> tuple[FileSet, Tree]:
+    def finish(self, name: str | None, version: str | None,
+               metadata: Metadata | None) -> tuple[FileSet, Tree]:
         manifest = self.manifest
         if manifest is None:
             if name is None or version is None:
@@ -178,7 +188,10 @@ class _ArchiveState:
                 self.entries.setdefault(path, DirectoryEntry(path))
             _add_missing_parents(self.entries)
             tree = Tree.from_entries(self.entries.values())
-            return FileSet(name, version, tree.digest, (), Metadata()), tree
+            return FileSet(name, version, tree.digest, (), metadata or Metadata()), tree
+        if metadata is not None:
+            raise InputError("a Kiln archive carries its own metadata",
+                             reason="archive-manifest-mismatch")
         if (name, version) != (None, None) and (name, version) != (
                 manifest.name, manifest.version):
             raise InputError(f"archive holds {manifest.label}, not {name}@{version}",

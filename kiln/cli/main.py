@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
-from kiln.cli import fileset_commands, recipe_commands, store_commands
+from kiln.cli import deb_commands, fileset_commands, recipe_commands, store_commands
 from kiln.errors import KilnError
 
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     fileset_commands.register(commands)
     store_commands.register(commands)
     recipe_commands.register(commands)
+    deb_commands.register(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Debian binary packages as Package FileSets: apt's records, .deb files, imports."""
