@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     fileset_commands.register(commands)
     store_commands.register(commands)
     recipe_commands.register(commands)
+    recipe_commands.register_lock(commands)
     deb_commands.register(commands)
     return parser
 

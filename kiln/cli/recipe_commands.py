@@ -32,3 +32,28 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem)
         print(f"{len(problems)} problems" if problems else "recipes are clean")
     return 1 if problems else 0
+
+
+def register_lock(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("lock", help="the toolchain lock of a recipe repository")
+    sub = group.add_subparsers(dest="lock_command", metavar="COMMAND", required=True)
+    update = sub.add_parser("update", help="import what the recipes build with; rewrite kiln.lock")
+    update.add_argument("--recipes", type=Path, default=Path("recipes"), metavar="REPO",
+                        help="the recipe repository (default: recipes)")
+    add_json_flag(update)
+    update.set_defaults(handler=cmd_lock_update)
+
+
+def cmd_lock_update(args: argparse.Namespace) -> int:
+    from kiln.cli.common import open_store
+    from kiln.cli.output import print_table
+    from kiln.recipes.lock import update_lock
+
+    lock = update_lock(open_store(args), args.recipes)
+    if args.json:
+        print_json([p.to_json() for p in lock.packages])
+    else:
+        print_table([(p.name, p.version, p.digest) for p in lock.packages],
+                    ("NAME", "VERSION", "DIGEST"))
+        print(f"{len(lock.packages)} packages locked in {args.recipes / 'kiln.lock'}")
+    return 0

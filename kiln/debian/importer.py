@@ -56,6 +56,20 @@ def kiln_name(suite: str, package: str) -> str:
     return f"{DEBIAN_DOMAIN}/{suite}/{package}"
 
 
+def package_name(name: str) -> str:
+    """`debian.org/bookworm/gcc-12` -> `gcc-12`."""
+    return name.rsplit("/", 1)[1]
+
+
+def suite_of(name: str) -> str:
+    """`debian.org/bookworm/gcc-12` -> `bookworm`."""
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] != DEBIAN_DOMAIN:
+        raise InputError(f"{name} is not of the form debian.org/<suite>/<package>",
+                         reason="bad-name")
+    return parts[1]
+
+
 def closure(apt: Apt, roots: list[AptPackage]) -> list[AptPackage]:
     """The roots and everything they depend on, one version of each, sorted by name.
 

@@ -151,8 +151,10 @@ class _Reader:
         return self.parsed(node, what, str)
 
     def parsed(self, node: Node | None, what: str, parse: Callable[[str], _T]) -> list[_T]:
-        """A list of strings, each turned into a value by `parse` (which may refuse it)."""
-        if node is None:
+        """A list of strings, each turned into a value by `parse` (which may refuse it).
+
+        A key left empty (`build-requires:`) is YAML's null: no entries."""
+        if node is None or (node.kind == "scalar" and node.text is None):
             return []
         if node.kind != "seq":
             self.problem(node.line, f"{what} must be a list")

@@ -2,9 +2,11 @@
 
 `check_repository` reports every problem at once: each recipe's own, a
 directory that does not match its package, two recipes of one package, `path`
-sources that are not there, requirements nothing provides, and build cycles.
-Names under `debian.org/` come from the locked toolchain (`kiln.lock`), which
-`kiln lock update` writes; until it exists they are reported as not locked.
+sources that are not there, requirements nothing provides, build cycles, and
+lock drift. Names under `debian.org/` come from the locked toolchain
+(`kiln.lock`, which `kiln lock update` writes): one the lock lacks, or locks at a
+version the recipe does not accept, and a locked package no recipe needs any
+more, are drift.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import InputError
+from kiln.recipes.lock import Lock, read_lock
 from kiln.recipes.model import RECIPE_FILE, PathSource, Recipe, load_recipe
 from kiln.recipes.yamldoc import Problem
 from kiln.relations import Alternatives
@@ -26,6 +29,7 @@ class RecipeRepository:
     root: Path
     recipes: dict[str, Recipe]  # by package name
     problems: tuple[Problem, ...]
+    lock: Lock | None = None
 
 
 def load_repository(root: Path) -> RecipeRepository:
@@ -50,7 +54,19 @@ def load_repository(root: Path) -> RecipeRepository:
                                     f" {recipes[name].file}", "duplicate-package"))
             continue
         recipes[name] = recipe
-    return RecipeRepository(root, recipes, tuple(problems))
+    try:
+        lock = read_lock(root / LOCK_FILE)
+    except InputError as exc:
+        problems.append(Problem(str(root / LOCK_FILE), 1, exc.message, exc.reason))
+        lock = None
+    return RecipeRepository(root, recipes, tuple(problems), lock)
+
+
+def debian_requirements(repository: RecipeRepository) -> set[str]:
+    """The Debian packages the recipes build and test with (the lock's roots)."""
+    return {option.name for recipe in repository.recipes.values()
+            for group in (*recipe.build_requires, *recipe.test_requires)
+            for option in group.options if option.name.startswith(DEBIAN_PREFIX)}
 
 
 def check_repository(root: Path) -> tuple[RecipeRepository, list[Problem]]:
@@ -61,6 +77,7 @@ def check_repository(root: Path) -> tuple[RecipeRepository, list[Problem]]:
         problems.extend(_check_sources(recipe))
         problems.extend(_check_relations(repository, recipe))
     problems.extend(_check_cycles(repository))
+    problems.extend(_check_stale_lock(repository))
     return repository, sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
 
 
@@ -81,14 +98,19 @@ def _check_relations(repository: RecipeRepository, recipe: Recipe) -> list[Probl
         for index, group in enumerate(relations):
             if not _satisfiable(repository, group):
                 line = lines[index] if index < len(lines) else recipe.lines.get(key, 1)
+                debian = all(name.startswith(DEBIAN_PREFIX) for name in group.names)
                 problems.append(Problem(str(recipe.file), line,
                                         _unsatisfied(repository, group, key),
-                                        f"missing-{key.removesuffix('s')}"))
+                                        "lock-drift" if debian
+                                        else f"missing-{key.removesuffix('s')}"))
     return problems
 
 
 def _satisfiable(repository: RecipeRepository, group: Alternatives) -> bool:
     for option in group.options:
+        locked = repository.lock.get(option.name) if repository.lock else None
+        if locked is not None and option.satisfied_by(locked.name, locked.version):
+            return True
         recipe = repository.recipes.get(option.name)
         if recipe is not None and option.satisfied_by(recipe.package.name,
                                                       recipe.package.version):
@@ -100,12 +122,25 @@ def _satisfiable(repository: RecipeRepository, group: Alternatives) -> bool:
 
 def _unsatisfied(repository: RecipeRepository, group: Alternatives, key: str) -> str:
     if all(name.startswith(DEBIAN_PREFIX) for name in group.names):
-        return (f"{key} {group} is not in {LOCK_FILE}: Debian packages come from the locked"
-                " toolchain (kiln lock update)")
+        locked = [f"{p.name}@{p.version}" for name in group.names
+                  if repository.lock and (p := repository.lock.get(name)) is not None]
+        where = f"locks {', '.join(locked)}" if locked else "lacks it"
+        return (f"{key} {group}: {LOCK_FILE} {where}; Debian packages come from the locked"
+                " toolchain (run kiln lock update)")
     versions = [f"{name}@{repository.recipes[name].package.version}"
                 for name in group.names if name in repository.recipes]
     have = f" (here: {', '.join(versions)})" if versions else ""
     return f"{key} {group} is neither a recipe here nor provided by one{have}"
+
+
+def _check_stale_lock(repository: RecipeRepository) -> list[Problem]:
+    if repository.lock is None:
+        return []
+    needed = repository.lock.closure(debian_requirements(repository))
+    return [Problem(str(repository.root / LOCK_FILE), 1,
+                    f"{p.name}@{p.version} is locked but no recipe needs it any more"
+                    " (run kiln lock update)", "lock-drift")
+            for p in repository.lock.packages if p.name not in needed]
 
 
 def _check_cycles(repository: RecipeRepository) -> list[Problem]:

@@ -1,0 +1,158 @@
+"""The toolchain lock (`kiln.lock` at the top of a recipe repository).
+
+It pins every Debian FileSet the recipes build with: name, version, FileSet
+digest, the .deb's sha256 as apt verified it, and what each requires within
+the lock (so closures and drift are computed from the lock alone). Builds use
+only locked FileSets, so a Debian point release never changes a build; a
+locked FileSet missing from the store is imported again and must come out
+with the same digest, or the build stops.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiln.canonical import Digest, parse_digest, parse_json
+from kiln.errors import InputError, StoreError
+from kiln.naming import validate_name, validate_version
+from kiln.package import PackageMetadata
+from kiln.store.store import Store
+
+LOCK_FORMAT = "kiln.lock/v1"
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    digest: Digest
+    deb_sha256: str
+    requires: tuple[str, ...]  # names of other locked packages
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "digest": self.digest,
+                "deb-sha256": self.deb_sha256, "requires": list(self.requires)}
+
+
+@dataclass(frozen=True)
+class Lock:
+    suite: str
+    packages: tuple[LockedPackage, ...]
+
+    def get(self, name: str) -> LockedPackage | None:
+        return next((p for p in self.packages if p.name == name), None)
+
+    def closure(self, names: set[str]) -> set[str]:
+        """`names` and every locked package they need, transitively."""
+        by_name = {p.name: p for p in self.packages}
+        seen: set[str] = set()
+        pending = [n for n in names if n in by_name]
+        while pending:
+            name = pending.pop()
+            if name not in seen:
+                seen.add(name)
+                pending.extend(r for r in by_name[name].requires if r in by_name)
+        return seen
+
+    def to_bytes(self) -> bytes:
+        data = {"format": LOCK_FORMAT, "suite": self.suite,
+                "packages": [p.to_json() for p in sorted(self.packages, key=lambda p: p.name)]}
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def read_lock(path: Path) -> Lock | None:
+    """The lock at `path`, or None if there is none; a malformed lock is refused."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    raw = parse_json(data, where=str(path), what="lock", reason="bad-lock")
+    if (not isinstance(raw, dict) or raw.get("format") != LOCK_FORMAT
+            or set(raw) != {"format", "suite", "packages"}):
+        raise InputError(f"{path}: not a {LOCK_FORMAT} lock", reason="bad-lock")
+    packages = []
+    for item in raw["packages"]:
+        if not isinstance(item, dict) or set(item) != {"name", "version", "digest",
+                                                       "deb-sha256", "requires"}:
+            raise InputError(f"{path}: malformed entry {item!r}", reason="bad-lock")
+        packages.append(LockedPackage(
+            validate_name(item["name"]), validate_version(item["version"]),
+            parse_digest(item["digest"], what=f"{path}: digest"), str(item["deb-sha256"]),
+            tuple(validate_name(name) for name in item["requires"])))
+    return Lock(str(raw["suite"]), tuple(packages))
+
+
+def write_lock(path: Path, lock: Lock) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(lock.to_bytes())
+    tmp.replace(path)
+
+
+def ensure_locked(store: Store, lock: Lock, names: set[str]) -> dict[str, Digest]:
+    """Every locked FileSet of `names`' closure in the store, re-imported if missing.
+
+    A re-import that does not reproduce the locked digest stops everything: the
+    lock no longer describes what apt serves.
+    """
+    from kiln.debian.apt import Apt
+    from kiln.debian.importer import import_deb_file, package_name
+
+    wanted = [lock.get(name) for name in sorted(lock.closure(names))]
+    missing = [p for p in wanted if p is not None and not store.has(p.digest)]
+    if missing:
+        import tempfile
+
+        apt = Apt(store.layout.cache / "apt")
+        records = [apt.show(package_name(p.name), p.version) for p in missing]
+        with tempfile.TemporaryDirectory(prefix="kiln-lock-") as scratch:
+            files = apt.download(records, Path(scratch))
+            for locked, record in zip(missing, records, strict=True):
+                fileset = import_deb_file(store, files[record.name], record, lock.suite)
+                if fileset.digest != locked.digest:
+                    raise StoreError(
+                        f"{locked.name}@{locked.version} re-imported as {fileset.digest}, but"
+                        f" the lock pins {locked.digest}; run `kiln lock update`",
+                        reason="lock-digest-mismatch")
+    return {p.name: p.digest for p in wanted if p is not None}
+
+
+def update_lock(store: Store, repository_dir: Path) -> Lock:
+    """Import what the recipes build with (and its closure) and write the lock anew."""
+    from kiln.debian.importer import import_debs, package_name, suite_of
+    from kiln.recipes.repository import debian_requirements, load_repository
+
+    repository = load_repository(repository_dir)
+    if repository.problems:
+        raise InputError(f"{repository_dir} has problems; run `kiln recipe check` first",
+                         reason="bad-recipe")
+    wanted = debian_requirements(repository)
+    suites = {suite_of(name) for name in wanted}
+    if len(suites) > 1:
+        raise InputError(f"recipes build with more than one Debian suite: {sorted(suites)}",
+                         reason="bad-recipe")
+    suite = suites.pop() if suites else "bookworm"
+    imported = import_debs(store, sorted(package_name(n) for n in wanted), with_closure=True,
+                           suite=suite) if wanted else []
+    metadata = {item.fileset.name: item.fileset.metadata for item in imported}
+    names = set(metadata)
+    provided = {p: name for name, meta in metadata.items()
+                if isinstance(meta, PackageMetadata) for p in meta.provides}
+    packages = []
+    for item in imported:
+        requires = []
+        meta = metadata[item.fileset.name]
+        for group in meta.requires if isinstance(meta, PackageMetadata) else ():
+            chosen = next((o.name if o.name in names else provided[o.name]
+                           for o in group.options if o.name in names or o.name in provided),
+                          None)
+            if chosen is not None and chosen != item.fileset.name:
+                requires.append(chosen)
+        packages.append(LockedPackage(item.fileset.name, item.fileset.version,
+                                      item.fileset.digest, item.package.sha256,
+                                      tuple(sorted(set(requires)))))
+    lock = Lock(suite, tuple(packages))
+    write_lock(repository_dir / "kiln.lock", lock)
+    return lock
