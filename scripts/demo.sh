@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Kiln's main job on embedded defaults, as a user would type it. Called by `./dev demo`.
 # Today: a FileSet's round trip through two stores and the stable archive, checked
-# bit for bit. Each later capability (hermetic builds, images, the farm) extends it.
+# bit for bit, and a check of the curated recipes against their locked toolchain.
+# Each later capability (hermetic builds, images, the farm) extends it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -35,5 +36,8 @@ run ls "$state/tree/src" | head -5
 
 run kiln --store "$state/store-b" store fsck
 run kiln --store "$state/store-b" store gc
+
+# The curated recipes and their locked toolchain: every problem at once, or none.
+run kiln recipe check recipes
 echo
 echo "demo finished: the stores are under $state"

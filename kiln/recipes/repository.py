@@ -63,9 +63,9 @@ def load_repository(root: Path) -> RecipeRepository:
 
 
 def debian_requirements(repository: RecipeRepository) -> set[str]:
-    """The Debian packages the recipes build and test with (the lock's roots)."""
+    """The Debian packages the recipes build, test and run with (the lock's roots)."""
     return {option.name for recipe in repository.recipes.values()
-            for group in (*recipe.build_requires, *recipe.test_requires)
+            for group in (*recipe.build_requires, *recipe.test_requires, *recipe.requires)
             for option in group.options if option.name.startswith(DEBIAN_PREFIX)}
 
 
