@@ -135,10 +135,13 @@ def fetch_path(recipe_dir: Path, source: PathSource) -> FetchedFile:
     return FetchedFile(path, sha, f"path:{source.path}")
 
 
-def fetch_git(cache: SourceCache, source: GitSource) -> FetchedGit:
+def fetch_git(cache: SourceCache, source: GitSource,
+              recipe_repository: Path | None = None) -> FetchedGit:
     """A mirror of the repository holding the pinned commit; fetched only if it lacks it."""
     import git
 
+    if recipe_repository is not None:
+        source = source.resolved(recipe_repository)
     mirror = cache.mirror_path(source.url)
     try:
         if not mirror.exists():

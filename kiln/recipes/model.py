@@ -46,6 +46,17 @@ class GitSource:
     commit: str
     line: int
 
+    @property
+    def relative(self) -> bool:
+        """A relative URL (`..`, `../upstream`) names a repository beside the recipes."""
+        return not ("://" in self.url or self.url.startswith(("/", "git@", "file:")))
+
+    def resolved(self, recipe_repository: Path) -> GitSource:
+        """The source with a relative URL made absolute against the recipe repository."""
+        if not self.relative:
+            return self
+        return GitSource(str((recipe_repository / self.url).resolve()), self.commit, self.line)
+
 
 @dataclass(frozen=True)
 class PathSource:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kiln.errors import InputError
 from kiln.recipes.lock import Lock, read_lock
-from kiln.recipes.model import RECIPE_FILE, PathSource, Recipe, load_recipe
+from kiln.recipes.model import RECIPE_FILE, GitSource, PathSource, Recipe, load_recipe
 from kiln.recipes.yamldoc import Problem
 from kiln.relations import Alternatives
 
@@ -74,19 +74,42 @@ def check_repository(root: Path) -> tuple[RecipeRepository, list[Problem]]:
     repository = load_repository(root)
     problems = list(repository.problems)
     for recipe in repository.recipes.values():
-        problems.extend(_check_sources(recipe))
+        problems.extend(_check_sources(repository, recipe))
         problems.extend(_check_relations(repository, recipe))
     problems.extend(_check_cycles(repository))
     problems.extend(_check_stale_lock(repository))
     return repository, sorted(set(problems), key=lambda p: (p.file, p.line, p.message))
 
 
-def _check_sources(recipe: Recipe) -> list[Problem]:
-    return [Problem(str(recipe.file), source.line,
-                    f"path source {source.path!r} is not in {recipe.directory}",
-                    "missing-source")
-            for source in recipe.sources
-            if isinstance(source, PathSource) and not (recipe.directory / source.path).exists()]
+def _check_sources(repository: RecipeRepository, recipe: Recipe) -> list[Problem]:
+    problems = []
+    for source in recipe.sources:
+        if isinstance(source, PathSource) and not (recipe.directory / source.path).exists():
+            problems.append(Problem(str(recipe.file), source.line,
+                                    f"path source {source.path!r} is not in {recipe.directory}",
+                                    "missing-source"))
+        elif isinstance(source, GitSource) and source.relative:
+            # A repository beside the recipes is checked here; remote ones at fetch time.
+            problem = _check_local_commit(Path(source.resolved(repository.root).url),
+                                          source.commit)
+            if problem:
+                problems.append(Problem(str(recipe.file), source.line, problem,
+                                        "source-commit-missing"))
+    return problems
+
+
+def _check_local_commit(path: Path, commit: str) -> str | None:
+    import git
+
+    try:
+        repo = git.Repo(path, search_parent_directories=False)
+        if repo.commit(commit).hexsha == commit:
+            return None
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return f"git source {path} is not a git repository"
+    except (ValueError, git.BadName):
+        pass
+    return f"git source {path} has no commit {commit}"
 
 
 def _check_relations(repository: RecipeRepository, recipe: Recipe) -> list[Problem]:

@@ -128,3 +128,13 @@ def test_unreachable_git_source(tmp_path: Path, cache: SourceCache) -> None:
     with pytest.raises(InputError) as caught:
         fetch_git(cache, GitSource(str(tmp_path / "no-such-repo"), "1" * 40, 1))
     assert caught.value.reason == "source-unreachable"
+
+
+def test_a_relative_git_source_names_a_repository_beside_the_recipes(
+        tmp_path: Path, cache: SourceCache) -> None:
+    _repo, first = _upstream(tmp_path)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    fetched = fetch_git(cache, GitSource("../upstream", first, 1), recipe_repository=recipes)
+    assert git.Repo(fetched.mirror).commit(first).message == "first"
+    assert fetched.uri == f"git+{tmp_path / 'upstream'}"

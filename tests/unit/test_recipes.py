@@ -184,3 +184,22 @@ def test_recipe_check_command(tmp_path: Path, kiln: Kiln) -> None:
     assert broken.code == 1
     assert f"{tmp_path}/x/recipe.yaml:3: unknown key 'built'" in broken.out
     assert kiln("recipe", "check", tmp_path / "none").code == 2
+
+
+def test_a_local_git_source_must_hold_its_commit(tmp_path: Path) -> None:
+    import git
+
+    upstream = git.Repo.init(tmp_path / "upstream")
+    (tmp_path / "upstream/f").write_text("x")
+    upstream.index.add(["f"])
+    commit = upstream.index.commit("one").hexsha
+    repo = tmp_path / "recipes"
+    for name, pin in (("good", commit), ("bad", "f" * 40)):
+        write(repo, name, f"package: {{name: kiln.dev/{name}, version: '1'}}\nbuild: make\n"
+                          f"sources:\n  - git: ../upstream\n    commit: {pin}\n")
+    write(repo, "elsewhere", "package: {name: kiln.dev/elsewhere, version: '1'}\nbuild: make\n"
+                             f"sources:\n  - git: ../nothing-here\n    commit: {commit}\n")
+    _repository, problems = check_repository(repo)
+    assert [(Path(p.file).parent.name, p.line, p.reason) for p in problems] == [
+        ("bad", 4, "source-commit-missing"), ("elsewhere", 4, "source-commit-missing")]
+    assert "is not a git repository" in problems[1].message
