@@ -10,6 +10,7 @@ over-long paths, and truncated or corrupt data (gzip's CRC included).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import lzma
 import re
@@ -71,14 +72,19 @@ def import_archive(store: Store, source: Path, *, name: str | None = None,
 
 
 def import_tar_stream(store: Store, stream: ByteStream, where: str, *, name: str | None = None,
-                      version: str | None = None,
-                      metadata: Metadata | None = None) -> ImportResult:
+                      version: str | None = None, metadata: Metadata | None = None,
+                      strip_setuid: bool = False) -> ImportResult:
     """Import an uncompressed (or already decompressing) tar stream; `where` names it in
-    errors. `metadata` is for plain tars, whose content says nothing of what they are."""
+    errors. `metadata` is for plain tars, whose content says nothing of what they are.
+
+    `strip_setuid` drops setuid and setgid bits instead of refusing them, and lists
+    the paths in the label `setuid-stripped`: for Debian packages (mount, su), which
+    Kiln runs only under no_new_privs, where those bits mean nothing anyway."""
     with store.shared():
         stager = store.stager()
         try:
-            return _import(store, stager, TarReader(stream), name, version, metadata)
+            state = _ArchiveState(strip_setuid=strip_setuid)
+            return _import(store, stager, TarReader(stream), state, name, version, metadata)
         except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError) as exc:
             raise InputError(f"{where}: archive is truncated or corrupt: {exc}",
                              reason="archive-corrupt") from exc
@@ -89,9 +95,8 @@ def import_tar_stream(store: Store, stream: ByteStream, where: str, *, name: str
             stager.discard()
 
 
-def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | None,
-            version: str | None, metadata: Metadata | None) -> ImportResult:
-    state = _ArchiveState()
+def _import(store: Store, stager: ObjectStager, reader: TarReader, state: _ArchiveState,
+            name: str | None, version: str | None, metadata: Metadata | None) -> ImportResult:
     for member in reader.members():
         path = _clean_path(member.path)
         if path is not None and not state.take_header(member, path, reader):
@@ -109,7 +114,9 @@ def _import(store: Store, stager: ObjectStager, reader: TarReader, name: str | N
 class _ArchiveState:
     """What has been read so far: the manifest, if any, and the tree's entries."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, strip_setuid: bool = False) -> None:
+        self.strip_setuid = strip_setuid
+        self.stripped: list[str] = []
         self.manifest: FileSet | None = None
         self.manifest_bytes = b""
         self.ancestors: set[str] = set()
@@ -188,7 +195,11 @@ class _ArchiveState:
                 self.entries.setdefault(path, DirectoryEntry(path))
             _add_missing_parents(self.entries)
             tree = Tree.from_entries(self.entries.values())
-            return FileSet(name, version, tree.digest, (), metadata or Metadata()), tree
+            metadata = metadata or Metadata()
+            if self.stripped:
+                metadata = dataclasses.replace(metadata, labels={
+                    **metadata.labels, "setuid-stripped": ",".join(sorted(self.stripped))})
+            return FileSet(name, version, tree.digest, (), metadata), tree
         if metadata is not None:
             raise InputError("a Kiln archive carries its own metadata",
                              reason="archive-manifest-mismatch")
@@ -232,7 +243,9 @@ def _entry(member: Member, path: str, reader: TarReader, stager: ObjectStager,
     if member.typeflag == SYMLINK:
         return SymlinkEntry(path, check_symlink_target(path, member.linkname))
     if member.typeflag in (REGULAR, HARDLINK) and member.mode & (stat.S_ISUID | stat.S_ISGID):
-        raise InputError(f"member {path!r} is setuid or setgid", reason="setuid-file")
+        if not state.strip_setuid:
+            raise InputError(f"member {path!r} is setuid or setgid", reason="setuid-file")
+        state.stripped.append(path)
     if member.typeflag == REGULAR:
         executable = bool(member.mode & stat.S_IXUSR)
         sha, size = stager.add_stream(reader.read_into, executable)

@@ -164,7 +164,7 @@ def import_deb_file(store: Store, deb: Path, package: AptPackage, suite: str) ->
         handle.seek(0)
         result = import_tar_stream(store, data_tar(handle, str(deb)), str(deb),
                                    name=kiln_name(suite, package.name), version=package.version,
-                                   metadata=metadata_for(package, suite))
+                                   metadata=metadata_for(package, suite), strip_setuid=True)
     return result.fileset
 
 

@@ -1,0 +1,179 @@
+"""The runc sandbox against hostile builds: each attempt fails the build, not the host."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from kiln.debian.importer import import_debs
+from kiln.store import Store
+from tests.integration.test_debian import apt_lists  # noqa: F401 - fixture
+from workers.root import Root, compose_root
+from workers.runc import RuncSandbox
+from workers.sandbox import Mount, RunResult, RunSpec
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None,
+                                reason="the runc sandbox needs root and runc")
+
+PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory, apt_lists: None) -> Root:  # noqa: F811
+    """A root of Debian's dash, bash, coreutils and util-linux, with their closure."""
+    store = Store.open(tmp_path_factory.mktemp("sandbox") / "store")
+    imported = import_debs(store, ["dash", "bash", "coreutils", "util-linux", "mount"],
+                           with_closure=True)
+    return compose_root(store, [item.fileset for item in imported])
+
+
+@pytest.fixture
+def sandbox() -> RuncSandbox:
+    return RuncSandbox()
+
+
+def run(sandbox: RuncSandbox, root: Root, tmp_path: Path, script: str,
+        mounts: tuple[Mount, ...] = (), **limits: float) -> tuple[RunResult, str]:
+    log = tmp_path / f"log-{len(list(tmp_path.glob('log-*')))}"
+    result = sandbox.run(RunSpec(argv=("/bin/bash", "-c", script), env={"PATH": PATH},
+                                 log=log, mounts=root.mounts + mounts, links=root.links,
+                                 **limits))  # type: ignore[arg-type]
+    return result, log.read_text(errors="replace")
+
+
+def test_no_capabilities_no_new_privileges_own_pid_and_uts(
+        sandbox: RuncSandbox, root: Root, tmp_path: Path) -> None:
+    result, log = run(sandbox, root, tmp_path, """
+        while read -r key value rest; do
+          case $key in CapEff:|CapBnd:|NoNewPrivs:) echo "$key $value";; esac
+        done < /proc/self/status
+        echo "pid $$"; echo "host $(cat /proc/sys/kernel/hostname)"
+        echo "procs $(ls -d /proc/[0-9]* | wc -l)"; env | sort""")
+    assert result.ok, log
+    lines = log.splitlines()
+    assert "CapEff: 0000000000000000" in lines
+    assert "CapBnd: 0000000000000000" in lines
+    assert "NoNewPrivs: 1" in lines
+    assert "pid 1" in lines
+    assert "host kiln-build" in lines
+    procs = next(int(line.split()[1]) for line in lines if line.startswith("procs"))
+    assert procs <= 4  # its own few processes: no host process to see or ptrace
+    env = [line for line in lines if "=" in line and not line.startswith("_=")]
+    # HOME is runc's, from the root's /etc/passwd; nothing of the host's leaks in.
+    assert env == ["HOME=/tmp", "PATH=" + PATH, "PWD=/", "SHLVL=1"]
+
+
+def test_src_and_store_stay_read_only_whatever_is_tried(
+        sandbox: RuncSandbox, root: Root, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "file").write_text("original\n")
+    package = root.mounts[0].target
+    attempts = {
+        "write": "echo pwned > /src/file",
+        "store": f"touch {package}/pwned",
+        "remount": "mount -o remount,rw /src && echo pwned > /src/file",
+        "mknod": "mknod /tmp/disk b 8 0 && mount /tmp/disk /mnt",
+        "unshare": "unshare -Urm bash -c 'mount -o remount,rw,bind /src && "
+                   "echo pwned > /src/file'",
+        "chmod": "chmod u+w /src/file && echo pwned > /src/file",
+    }
+    script = "\n".join(f"if ( {command} ) 2>/dev/null; then echo 'ESCAPED {name}'; "
+                       f"else echo 'refused {name}'; fi" for name, command in attempts.items())
+    result, log = run(sandbox, root, tmp_path, script, (Mount("/src", src),))
+    assert result.ok, log
+    assert "ESCAPED" not in log
+    assert sorted(line.split()[1] for line in log.splitlines()
+                  if line.startswith("refused")) == sorted(attempts)
+    assert (src / "file").read_text() == "original\n"
+    assert not any(Path(m.source, "pwned").exists() for m in root.mounts)
+
+
+def test_the_hosts_loopback_is_out_of_reach(sandbox: RuncSandbox, root: Root,
+                                            tmp_path: Path) -> None:
+    accepted: list[object] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(5)
+    port = server.getsockname()[1]
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            accepted.append(server.accept())
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    result, log = run(sandbox, root, tmp_path,
+                      f"echo hello > /dev/tcp/127.0.0.1/{port} && echo CONNECTED")
+    server.close()
+    thread.join()
+    assert "CONNECTED" not in log
+    assert not result.ok
+    assert accepted == []
+
+
+def test_a_canary_in_the_hosts_home_cannot_be_read(sandbox: RuncSandbox, root: Root,
+                                                   tmp_path: Path) -> None:
+    home = Path.home()
+    canary = home / f".kiln-canary-{os.getpid()}"
+    canary.write_text("secret\n")
+    try:
+        result, log = run(sandbox, root, tmp_path,
+                          f"cat {canary} {home}/.ssh/id_ed25519 2>&1; ls {home}")
+    finally:
+        canary.unlink()
+    assert "secret" not in log
+    assert not result.ok
+
+
+def _host_processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_the_timeout_kills_even_a_setsid_child(sandbox: RuncSandbox, root: Root,
+                                               tmp_path: Path) -> None:
+    marker = "4242.4242"
+    result, log = run(sandbox, root, tmp_path,
+                      f"setsid sleep {marker} & sleep {marker}1; echo FINISHED", timeout=2)
+    assert result.timed_out
+    assert result.exit_code is None
+    assert "FINISHED" not in log
+    assert "killed after 2 s" in log
+    assert _host_processes_with(marker) == []
+
+
+def test_a_fork_bomb_hits_the_pids_limit_not_the_host(sandbox: RuncSandbox, root: Root,
+                                                      tmp_path: Path) -> None:
+    # Each level waits for its pipeline, so the processes pile up until fork fails.
+    result, log = run(sandbox, root, tmp_path, "bomb() { bomb | bomb; }; bomb",
+                      pids=64, timeout=10)
+    assert not result.ok
+    assert "Resource temporarily unavailable" in log  # the pids limit, not the host, said no
+    after, log = run(sandbox, root, tmp_path, "echo still fine")
+    assert after.ok
+    assert "still fine" in log
+
+
+def test_a_memory_hog_is_killed_at_its_limit(sandbox: RuncSandbox, root: Root,
+                                             tmp_path: Path) -> None:
+    result, log = run(sandbox, root, tmp_path,
+                      "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo SURVIVED ${#x}",
+                      memory_bytes=64 << 20, timeout=60)
+    assert not result.ok
+    assert "SURVIVED" not in log
+

@@ -1,0 +1,73 @@
+"""Composing a root from FileSets: each mounted read-only at its own path, joined
+by a symlink farm (DESIGN.md 2b), with the packages' `env` merged.
+
+A package's `install` patterns pick the paths it links into the root; an empty
+list (Debian packages, plain FileSets) links every file and symlink where it
+stands. Two packages linking one path to different content is refused, naming
+both.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from kiln.errors import ConflictError
+from kiln.fileset import FileSet
+from kiln.package import PackageMetadata
+from kiln.store.materialize import store_tree
+from kiln.store.store import Store
+from kiln.tree import DirectoryEntry, FileEntry
+from workers.sandbox import Mount
+
+
+@dataclass(frozen=True)
+class Root:
+    mounts: tuple[Mount, ...]
+    links: dict[str, str]
+    env: dict[str, str]
+
+
+def compose_root(store: Store, filesets: list[FileSet]) -> Root:
+    """The mounts, links and environment of a root made of `filesets`."""
+    mounts = []
+    links: dict[str, str] = {}
+    owners: dict[str, tuple[FileSet, str]] = {}  # link -> (owner, content key)
+    env: dict[str, str] = {}
+    for fileset in sorted(filesets, key=lambda f: (f.name, f.version)):
+        mount_point = f"/{fileset.mount_point}"
+        mounts.append(Mount(mount_point, store_tree(store, fileset)))
+        metadata = fileset.metadata
+        patterns = metadata.install if isinstance(metadata, PackageMetadata) else ()
+        if isinstance(metadata, PackageMetadata):
+            env.update(metadata.env)
+        for entry in store.tree(fileset).entries:
+            if isinstance(entry, DirectoryEntry):
+                continue
+            if patterns and not any(fnmatch.fnmatch(entry.path, p) for p in patterns):
+                continue
+            path = f"/{entry.path}"
+            key = (f"{entry.sha256}:{entry.executable}" if isinstance(entry, FileEntry)
+                   else f"symlink:{entry.target}")
+            previous = owners.get(path)
+            if previous is not None:
+                if previous[1] != key:
+                    raise ConflictError(f"{path} is installed by both {previous[0].label} and"
+                                        f" {fileset.label}", reason="path-claimed-twice")
+                continue
+            owners[path] = (fileset, key)
+            links[path] = f"{mount_point}/{entry.path}"
+    _refuse_links_over_directories(links, owners)
+    return Root(tuple(mounts), links, env)
+
+
+def _refuse_links_over_directories(links: dict[str, str],
+                                   owners: dict[str, tuple[FileSet, str]]) -> None:
+    for path in links:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in links:
+                raise ConflictError(f"{path} of {owners[path][0].label} lies under {parent},"
+                                    f" a link of {owners[parent][0].label}",
+                                    reason="path-claimed-twice")
+            parent = parent.rpartition("/")[0]

@@ -1,0 +1,70 @@
+"""The sandbox a build runs in: a narrow interface, one backend per technology.
+
+A `RunSpec` says everything about one run: the root (bind mounts and a symlink
+farm), the command, its environment, and its limits. A backend turns it into an
+isolated process and reports how it ended; the log is kept whole in a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+DEFAULT_TIMEOUT = 3600.0
+DEFAULT_MEMORY = 4 << 30
+DEFAULT_PIDS = 1024
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory at `target` in the root; read-only unless `writable`."""
+
+    target: str
+    source: Path
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    log: Path
+    mounts: tuple[Mount, ...] = ()
+    links: Mapping[str, str] = field(default_factory=dict)  # path in the root -> target
+    cwd: str = "/"
+    hostname: str = "kiln-build"
+    timeout: float = DEFAULT_TIMEOUT
+    memory_bytes: int = DEFAULT_MEMORY
+    pids: int = DEFAULT_PIDS
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int | None  # None when it was killed for its time
+    timed_out: bool
+    seconds: float
+    log: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Sandbox(Protocol):
+    """Runs one command in isolation; `name` and `version` go into build records."""
+
+    name: str
+
+    @property
+    def version(self) -> str: ...
+
+    def run(self, spec: RunSpec) -> RunResult: ...
