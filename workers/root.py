@@ -3,7 +3,8 @@ by a symlink farm (DESIGN.md 2b), with the packages' `env` merged.
 
 A package's `install` patterns pick the paths it links into the root; an empty
 list (Debian packages, plain FileSets) links every file and symlink where it
-stands. Two packages linking one path to different content is refused, naming
+stands. Files are linked to their FileSet's mount; symlinks are copied as they
+are. Two packages linking one path to different content is refused, naming
 both.
 """
 
@@ -56,7 +57,11 @@ def compose_root(store: Store, filesets: list[FileSet]) -> Root:
                                         f" {fileset.label}", reason="path-claimed-twice")
                 continue
             owners[path] = (fileset, key)
-            links[path] = f"{mount_point}/{entry.path}"
+            # A package's own symlink goes in verbatim, so that its target resolves in
+            # the root, as after dpkg -i: binutils' usr/bin/as -> x86_64-linux-gnu-as
+            # names a file of another package.
+            links[path] = (f"{mount_point}/{entry.path}" if isinstance(entry, FileEntry)
+                           else entry.target)
     _refuse_links_over_directories(links, owners)
     return Root(tuple(mounts), links, env)
 

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
-from kiln.cli import deb_commands, fileset_commands, recipe_commands, store_commands
+from kiln.cli import (
+    build_commands,
+    deb_commands,
+    fileset_commands,
+    recipe_commands,
+    store_commands,
+)
 from kiln.errors import KilnError
 
 
@@ -34,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe_commands.register(commands)
     recipe_commands.register_lock(commands)
     deb_commands.register(commands)
+    build_commands.register(commands)
     return parser
 
 

@@ -1,0 +1,42 @@
+"""`kiln build`: one recipe, hermetically, into a Package FileSet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from kiln.cli.common import add_json_flag, open_store
+from kiln.cli.output import print_json
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = commands.add_parser("build", help="build a recipe in the sandbox")
+    build.add_argument("recipe", help="a package name (kiln.dev/hello) or its directory (hello)")
+    build.add_argument("--recipes", type=Path, default=Path("recipes"), metavar="REPO",
+                       help="the recipe repository, in a git working tree (default: recipes)")
+    build.add_argument("--commit", metavar="REV", help="build the recipes as REV holds them"
+                       " (default: HEAD; uncommitted changes are refused)")
+    build.add_argument("--allow-dirty", action="store_true",
+                       help="build uncommitted recipes (the record says so)")
+    build.add_argument("--record", type=Path, metavar="FILE", help="write the build record here")
+    build.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    add_json_flag(build)
+    build.set_defaults(handler=cmd_build)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from workers.build import build
+    from workers.runc import RuncSandbox
+
+    outcome = build(open_store(args), RuncSandbox(), args.recipes, args.recipe,
+                    commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs)
+    if args.record:
+        args.record.write_text(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        print_json({**outcome.record, "reused": outcome.reused})
+    else:
+        state = "already built" if outcome.reused else "built"
+        print(f"{outcome.fileset.label} {outcome.fileset.digest} ({state})")
+    return 0

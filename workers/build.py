@@ -1,0 +1,301 @@
+"""`kiln build`: one recipe, at one commit, built hermetically into a Package FileSet.
+
+The steps (DESIGN.md 2c, section 3): read the recipes at the commit; take the
+build root from the lock only; fetch and verify the sources into /src; if the
+build key (a digest of every input) was built before, stop there; run the
+build in the sandbox; ingest /out as the Package; run its test in a root of
+the package, its runtime closure and its test-requires; write the build record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kiln import __version__
+from kiln.canonical import Digest, canonical_json, sha256_digest
+from kiln.errors import CheckFailed, InputError, NotFound
+from kiln.fileset import FileSet
+from kiln.package import PackageMetadata
+from kiln.recipes.lock import Lock, ensure_locked
+from kiln.recipes.model import DebianSource, GitSource, PathSource, Recipe, UrlSource
+from kiln.recipes.repository import RecipeRepository, load_repository
+from kiln.store.ingest import ingest_directory
+from kiln.store.scan import ScannedFile, walk_directory
+from kiln.store.store import Store
+from kiln.tree import Entry, FileEntry, Tree
+from workers.debsource import fetch_debian
+from workers.root import compose_root
+from workers.sandbox import Mount, RunSpec, Sandbox
+from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
+
+BUILD_FORMAT = "kiln.build/v1"
+PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+class BuildFailed(CheckFailed):
+    """The build or its test ran and failed; the message ends with the log's last lines."""
+
+    default_reason = "build-failed"
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    record: dict[str, Any]
+    fileset: FileSet
+    reused: bool  # the build key was built before: nothing ran
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """The recipe repository as a commit holds it, read from a temporary copy."""
+
+    repository: RecipeRepository
+    commit: str
+    origin: str
+    dirty: bool
+    source_date_epoch: int
+    recipes: Path  # where the recipe repository lies in its working tree
+
+
+def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
+          commit: str | None = None, allow_dirty: bool = False, jobs: int = 2,
+          work: Path | None = None) -> BuildOutcome:
+    """Build the recipe `name` (a package name or its directory) of `recipes`."""
+    with tempfile.TemporaryDirectory(prefix="kiln-build-",
+                                     dir=work or store.layout.tmp) as scratch:
+        scratch_dir = Path(scratch)
+        checkout = _checkout(recipes, name, commit, allow_dirty, scratch_dir / "recipes")
+        recipe = _find(checkout.repository, name)
+        lock = checkout.repository.lock
+        if lock is None:
+            raise InputError(f"{recipes} has no kiln.lock; run kiln lock update",
+                             reason="lock-missing")
+        build_root = _locked(store, lock, recipe.build_requires)
+        src = scratch_dir / "src"
+        sources = _fetch_sources(store, recipe, checkout, src)
+        inputs = {
+            "format": BUILD_FORMAT,
+            "recipe": _recipe_tree(recipe.directory),
+            "sources": sources,
+            "build_requires": [_dependency(fs) for fs in build_root],
+            "lock": sha256_digest(lock.to_bytes()),
+            "sandbox": sandbox.name,
+        }
+        build_key = sha256_digest(canonical_json(inputs))
+        previous = _previous(store, build_key)
+        if previous is not None:
+            return BuildOutcome(previous[0], previous[1], reused=True)
+
+        started = _now()
+        out = scratch_dir / "out"
+        out.mkdir()
+        log = scratch_dir / "build.log"
+        env = _environment(checkout, jobs, build_root, recipe)
+        root = compose_root(store, build_root)
+        result = sandbox.run(RunSpec(
+            argv=("/bin/sh", "-ec", "cd /tmp\n" + recipe.build), env=env, log=log,
+            mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True)),
+            links=root.links))
+        if not result.ok:
+            raise BuildFailed(f"{recipe.package.name}: the build "
+                              f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
+                              + result.log_tail(20))
+        metadata = PackageMetadata(
+            summary=recipe.package.summary, license=recipe.package.license,
+            homepage=recipe.package.homepage, requires=recipe.requires,
+            provides=recipe.provides, replaces=recipe.replaces, install=recipe.install,
+            env=recipe.env, requirements=recipe.requirements)
+        package = ingest_directory(store, out, name=recipe.package.name,
+                                   version=recipe.package.version, metadata=metadata).fileset
+        _test(store, sandbox, lock, recipe, package, checkout, src, scratch_dir, jobs)
+        record = {
+            "recipe": {"repo": checkout.origin, "commit": checkout.commit,
+                       "path": recipe.directory.name, "tree": inputs["recipe"],
+                       "dirty": checkout.dirty},
+            "sources": sources,
+            "build_requires": inputs["build_requires"],
+            "lock": inputs["lock"],
+            "sandbox": {"backend": sandbox.name, "version": sandbox.version},
+            "kiln": {"version": __version__},
+            "output": {"name": package.name, "version": package.version,
+                       "digest": package.digest},
+            "log": "sha256:" + hashlib.sha256(log.read_bytes()).hexdigest(),
+            "build_key": build_key,
+            "source_date_epoch": checkout.source_date_epoch,
+            "started": started,
+            "finished": _now(),
+        }
+        _remember(store, build_key, record, log)
+        return BuildOutcome(record, package, reused=False)
+
+
+def _checkout(recipes: Path, name: str, commit: str | None, allow_dirty: bool,
+              into: Path) -> Checkout:
+    import git
+
+    try:
+        repo = git.Repo(recipes, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise InputError(f"{recipes} is not inside a git repository; recipes are built"
+                         " from commits", reason="not-a-repository") from None
+    top = Path(repo.working_tree_dir or recipes).resolve()
+    relative = recipes.resolve().relative_to(top)
+    rev = repo.commit(commit or "HEAD").hexsha
+    dirty = commit is None and bool(repo.git.status("--porcelain", "--", str(relative)))
+    if dirty and not allow_dirty:
+        raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
+                         " --allow-dirty (the record says so)", reason="dirty-recipes")
+    if dirty:
+        shutil.copytree(recipes, into, symlinks=True)
+    else:
+        archive = into.parent / "recipes.tar"
+        with open(archive, "wb") as out:
+            repo.archive(out, rev, path=str(relative) if str(relative) != "." else None)
+        with tarfile.open(archive) as tar:
+            tar.extractall(into.parent / "checkout", filter="data")
+        (into.parent / "checkout" / relative).rename(into)
+    epoch = int(repo.git.log("-1", "--format=%ct", rev, "--", str(relative / name)) or 0) \
+        or int(repo.commit(rev).committed_date)
+    origin = next((remote.url for remote in repo.remotes), str(top))
+    return Checkout(load_repository(into), rev, origin, dirty, epoch, recipes.resolve())
+
+
+def _find(repository: RecipeRepository, name: str) -> Recipe:
+    if repository.problems:
+        raise InputError(f"the recipes have problems, first: {repository.problems[0]}",
+                         reason="bad-recipe")
+    for recipe in repository.recipes.values():
+        if name in (recipe.package.name, recipe.directory.name):
+            return recipe
+    raise NotFound(f"no recipe {name}", reason="recipe-not-found")
+
+
+def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
+    names = {option.name for group in groups for option in group.options}
+    unknown = sorted(n for n in names if lock.get(n) is None)
+    if unknown:
+        raise NotFound(f"build requirement {unknown[0]} is not in kiln.lock; run kiln lock"
+                       " update", reason="missing-build-require")
+    return [store.get(digest) for digest in ensure_locked(store, lock, names).values()]
+
+
+def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout,
+                   src: Path) -> list[dict[str, str]]:
+    """Each source fetched, verified and laid into `src`; their records, in order."""
+    cache = SourceCache(store.layout.root / "sources")
+    src.mkdir()
+    records: list[dict[str, str]] = []
+    for source in recipe.sources:
+        if isinstance(source, UrlSource):
+            fetched = fetch_url(cache, source)
+            _place(fetched.path, src / Path(source.url.rstrip("/")).name)
+            records.append({"uri": source.url, "sha256": fetched.sha256})
+        elif isinstance(source, PathSource):
+            fetched = fetch_path(recipe.directory, source)
+            _place(fetched.path, src / Path(source.path).name)
+            records.append({"uri": fetched.uri, "sha256": fetched.sha256})
+        elif isinstance(source, DebianSource):
+            debian = fetch_debian(cache, source)
+            for item in (debian.dsc, *debian.files):
+                name = item.uri.rsplit("(", 1)[1].rstrip(")") if "(" in item.uri else \
+                    f"{source.package}_{source.version.split(':')[-1]}.dsc"
+                _place(item.path, src / name)
+            records.append({"uri": debian.dsc.uri, "sha256": source.dsc_sha256})
+        else:
+            assert isinstance(source, GitSource)
+            # A relative URL names a repository beside the recipe repository.
+            git_source = fetch_git(cache, source.resolved(checkout.recipes))
+            target = src / "git"
+            target.mkdir()
+            archive = subprocess.run(["git", "-C", str(git_source.mirror), "archive",
+                                      git_source.commit], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+            records.append({"uri": git_source.uri, "commit": git_source.commit})
+    return records
+
+
+def _place(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _recipe_tree(directory: Path) -> Digest:
+    """The tree digest of the recipe's directory, as a FileSet of it would have."""
+    entries: list[Entry] = []
+    for item in walk_directory(directory):
+        if isinstance(item, ScannedFile):
+            with open(item.source, "rb") as handle:
+                sha = hashlib.file_digest(handle, "sha256").hexdigest()
+            entries.append(FileEntry(item.path, item.size, sha, item.executable))
+        elif not isinstance(item, str):
+            entries.append(item)
+    return Tree.from_entries(entries).digest
+
+
+def _dependency(fileset: FileSet) -> dict[str, str]:
+    return {"name": fileset.name, "version": fileset.version, "digest": fileset.digest}
+
+
+def _environment(checkout: Checkout, jobs: int, root: list[FileSet],
+                 recipe: Recipe) -> dict[str, str]:
+    env = {"PATH": PATH, "HOME": "/tmp", "TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "SOURCE_DATE_EPOCH": str(checkout.source_date_epoch), "JOBS": str(jobs)}
+    for fileset in root:
+        if isinstance(fileset.metadata, PackageMetadata):
+            env.update(fileset.metadata.env)
+    env.update(recipe.env)
+    return env
+
+
+def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: FileSet,
+          checkout: Checkout, src: Path, scratch: Path, jobs: int) -> None:
+    if not recipe.test:
+        return
+    runtime = _locked(store, lock, (*recipe.requires, *recipe.test_requires))
+    root = compose_root(store, [package, *runtime])
+    env = {**_environment(checkout, jobs, runtime, recipe),
+           "PACKAGE": f"/{package.mount_point}"}
+    log = scratch / "test.log"
+    result = sandbox.run(RunSpec(argv=("/bin/sh", "-ec", "cd /tmp\n" + recipe.test), env=env,
+                                 log=log, mounts=(*root.mounts, Mount("/src", src)),
+                                 links=root.links))
+    if not result.ok:
+        raise BuildFailed(f"{recipe.package.name}: the test failed; last lines:\n"
+                          + result.log_tail(20), reason="test-failed")
+
+
+def _previous(store: Store, build_key: Digest) -> tuple[dict[str, Any], FileSet] | None:
+    import json
+
+    path = store.layout.cache / "builds" / f"{build_key.split(':')[1]}.json"
+    try:
+        record = json.loads(path.read_text())
+        fileset = store.get(Digest(record["output"]["digest"]))
+    except (OSError, ValueError, KeyError, NotFound):
+        return None
+    return record, fileset
+
+
+def _remember(store: Store, build_key: Digest, record: dict[str, Any], log: Path) -> None:
+    import json
+
+    directory = store.layout.cache / "builds"
+    directory.mkdir(exist_ok=True)
+    name = build_key.split(":")[1]
+    shutil.copyfile(log, directory / f"{name}.log")
+    (directory / f"{name}.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
