@@ -1,0 +1,106 @@
+"""kiln build with the real sandbox, apt and git: the curated hello, and bad recipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import git
+import pytest
+
+from kiln.package import PackageMetadata
+from kiln.recipes.lock import read_lock
+from kiln.store import Store
+from tests.conftest import REPO, Kiln
+from tests.integration.test_debian import apt_lists  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None,
+                                reason="builds need root and runc")
+
+
+def test_hello_builds_hermetically_runs_and_is_not_built_twice(
+        tmp_path: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    built = kiln("build", "hello", "--recipes", REPO / "recipes", "--record",
+                 tmp_path / "record.json", "--json")
+    assert built.code == 0, built.err
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert json.loads(built.out)["reused"] is False
+    assert record["recipe"]["commit"] == git.Repo(REPO).commit("HEAD").hexsha
+    assert record["recipe"]["dirty"] is False
+    assert record["sources"] == [{
+        "uri": "debian-source:hello=2.10-3",
+        "sha256": "75296f5ef618ae2f1849e22b142a2b5ab52c452ebefa4e7b0564c44617db3790"}]
+    lock = read_lock(REPO / "recipes/kiln.lock")
+    assert lock is not None
+    for dependency in record["build_requires"]:
+        locked = lock.get(dependency["name"])
+        assert locked is not None
+        assert dependency["digest"] == locked.digest
+    assert record["sandbox"]["backend"] == "runc"
+
+    store = Store.open(kiln.store_dir)
+    hello = store.get(record["output"]["digest"])
+    assert isinstance(hello.metadata, PackageMetadata)
+    assert hello.metadata.install == ("usr/bin/hello",)
+    made = kiln("fileset", "materialize", "kiln.dev/hello@2.10-1", tmp_path / "hello")
+    assert made.code == 0
+    greeting = subprocess.run([tmp_path / "hello/usr/bin/hello"], capture_output=True,
+                              text=True, check=True)
+    assert greeting.stdout == "Hello, world!\n"
+
+    again = kiln("build", "hello", "--recipes", REPO / "recipes", "--json")
+    assert json.loads(again.out)["reused"] is True
+    assert json.loads(again.out)["output"] == record["output"]
+
+
+@pytest.fixture
+def recipes(tmp_path: Path) -> Path:
+    """A git repository of one recipe that needs only dash, with the curated lock."""
+    top = tmp_path / "repo"
+    (top / "recipes/tiny").mkdir(parents=True)
+    shutil.copy(REPO / "recipes/kiln.lock", top / "recipes/kiln.lock")
+    write_tiny(top, "printf 'made\\n' > /out/made")
+    repo = git.Repo.init(top)
+    repo.index.add(["recipes"])
+    repo.index.commit("tiny")
+    return top / "recipes"
+
+
+def write_tiny(top: Path, build: str, requires: str = "debian.org/bookworm/dash") -> None:
+    (top / "recipes/tiny/recipe.yaml").write_text(textwrap.dedent(f"""\
+        package: {{name: kiln.dev/tiny, version: '1'}}
+        build-requires: [{requires}]
+        build: {json.dumps(build)}
+        """))
+
+
+def test_uncommitted_recipes_are_refused_unless_allowed(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    write_tiny(recipes.parent, "printf 'changed\\n' > /out/made")
+    refused = kiln("build", "tiny", "--recipes", recipes)
+    assert refused.code == 2
+    assert "[dirty-recipes]" in refused.err
+    allowed = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty", "--json")
+    assert allowed.code == 0, allowed.err
+    assert json.loads(allowed.out)["recipe"]["dirty"] is True
+
+
+def test_a_failing_build_ends_with_its_log(recipes: Path, kiln: Kiln,
+                                           apt_lists: None) -> None:  # noqa: F811
+    write_tiny(recipes.parent, "echo 'compiling the widget'; echo 'widget.c:3: boom' >&2; exit 3")
+    result = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty")
+    assert result.code == 1
+    assert "[build-failed]" in result.err
+    assert "widget.c:3: boom" in result.err
+
+
+def test_a_build_requirement_outside_the_lock_is_named(recipes: Path, kiln: Kiln) -> None:
+    write_tiny(recipes.parent, "true", requires="debian.org/bookworm/cowsay")
+    result = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty")
+    assert result.code == 2
+    assert "debian.org/bookworm/cowsay" in result.err
+    assert "[missing-build-require]" in result.err
