@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Kiln's main job on embedded defaults, as a user would type it. Called by `./dev demo`.
 # Today: a FileSet's round trip through two stores and the stable archive, checked
-# bit for bit, and a check of the curated recipes against their locked toolchain.
-# Each later capability (hermetic builds, images, the farm) extends it.
+# bit for bit; a check of the curated recipes against their locked toolchain; and
+# GNU hello built hermetically from them, then run. Images and the farm extend it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -39,5 +39,15 @@ run kiln --store "$state/store-b" store gc
 
 # The curated recipes and their locked toolchain: every problem at once, or none.
 run kiln recipe check recipes
+
+# GNU hello, built hermetically: the locked Debian toolchain (imported and
+# verified on first use), Debian's hello source package, the runc sandbox.
+# A second build of the same inputs is recognised and not run again.
+store="$state/store-build"
+run kiln --store "$store" build hello --record "$state/hello.record.json"
+run kiln --store "$store" build hello
+run kiln --store "$store" fileset materialize kiln.dev/hello "$state/hello"
+run "$state/hello/usr/bin/hello"
+echo "build record: $state/hello.record.json"
 echo
 echo "demo finished: the stores are under $state"
