@@ -48,6 +48,20 @@ class BuildFailed(CheckFailed):
 
 
 @dataclass(frozen=True)
+class Variation:
+    """What `--check` varies between its two builds; none of it may change the output.
+    The clock varies by itself: the second build runs later."""
+
+    directory: str = "/build"
+    umask: str = "022"
+    jobs: int | None = None  # None: the build's own
+    reverse_env: bool = False
+
+
+CHECK_VARIATIONS = (Variation(), Variation("/var/elsewhere/build", "002", 1, reverse_env=True))
+
+
+@dataclass(frozen=True)
 class BuildOutcome:
     record: dict[str, Any]
     fileset: FileSet
@@ -68,8 +82,11 @@ class Checkout:
 
 def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
           commit: str | None = None, allow_dirty: bool = False, jobs: int = 2,
-          work: Path | None = None) -> BuildOutcome:
-    """Build the recipe `name` (a package name or its directory) of `recipes`."""
+          work: Path | None = None, check: bool = False) -> BuildOutcome:
+    """Build the recipe `name` (a package name or its directory) of `recipes`.
+
+    With `check`, build twice under CHECK_VARIATIONS (even if built before) and
+    refuse, naming the files that differ, unless both trees are the same."""
     with tempfile.TemporaryDirectory(prefix="kiln-build-",
                                      dir=work or store.layout.tmp) as scratch:
         scratch_dir = Path(scratch)
@@ -91,24 +108,18 @@ def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
             "sandbox": sandbox.name,
         }
         build_key = sha256_digest(canonical_json(inputs))
-        previous = _previous(store, build_key)
+        previous = None if check else _previous(store, build_key)
         if previous is not None:
             return BuildOutcome(previous[0], previous[1], reused=True)
 
         started = _now()
-        out = scratch_dir / "out"
-        out.mkdir()
-        log = scratch_dir / "build.log"
-        env = _environment(checkout, jobs, build_root, recipe)
-        root = compose_root(store, build_root)
-        result = sandbox.run(RunSpec(
-            argv=("/bin/sh", "-ec", "cd /tmp\n" + recipe.build), env=env, log=log,
-            mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True)),
-            links=root.links))
-        if not result.ok:
-            raise BuildFailed(f"{recipe.package.name}: the build "
-                              f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
-                              + result.log_tail(20))
+        runs = [_run_build(store, sandbox, recipe, checkout, build_root, src,
+                           scratch_dir / f"run{index}", jobs, variation)
+                for index, variation in enumerate(CHECK_VARIATIONS if check
+                                                  else CHECK_VARIATIONS[:1])]
+        out, log = runs[0]
+        if check:
+            _compare(recipe, out, runs[1][0])
         metadata = PackageMetadata(
             summary=recipe.package.summary, license=recipe.package.license,
             homepage=recipe.package.homepage, requires=recipe.requires,
@@ -136,6 +147,45 @@ def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
         }
         _remember(store, build_key, record, log)
         return BuildOutcome(record, package, reused=False)
+
+
+def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkout,
+               build_root: list[FileSet], src: Path, scratch: Path, jobs: int,
+               variation: Variation) -> tuple[Path, Path]:
+    """One run of the build script; its /out and its log."""
+    out = scratch / "out"
+    out.mkdir(parents=True)
+    work = scratch / "work"
+    work.mkdir()
+    log = scratch / "build.log"
+    env = _environment(checkout, variation.jobs or jobs, build_root, recipe)
+    if variation.reverse_env:
+        env = dict(reversed(env.items()))
+    root = compose_root(store, build_root)
+    prologue = f"umask {variation.umask}\ncd {variation.directory}\n"
+    result = sandbox.run(RunSpec(
+        argv=("/bin/sh", "-ec", prologue + recipe.build), env=env, log=log,
+        mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True),
+                Mount(variation.directory, work, writable=True)),
+        links=root.links))
+    if not result.ok:
+        raise BuildFailed(f"{recipe.package.name}: the build "
+                          f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
+                          + result.log_tail(20))
+    return out, log
+
+
+def _compare(recipe: Recipe, first: Path, second: Path) -> None:
+    """Refuse two builds of one input whose trees differ, naming what differs."""
+    trees = [_tree(first), _tree(second)]
+    if trees[0].digest == trees[1].digest:
+        return
+    entries = [{e.path: e for e in tree.entries} for tree in trees]
+    differing = sorted(path for path in set(entries[0]) | set(entries[1])
+                       if entries[0].get(path) != entries[1].get(path))
+    shown = ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else "")
+    raise BuildFailed(f"{recipe.file}: two builds of the same inputs differ in"
+                      f" {len(differing)} paths: {shown}", reason="not-reproducible")
 
 
 def _checkout(recipes: Path, name: str, commit: str | None, allow_dirty: bool,
@@ -232,6 +282,11 @@ def _place(source: Path, target: Path) -> None:
 
 def _recipe_tree(directory: Path) -> Digest:
     """The tree digest of the recipe's directory, as a FileSet of it would have."""
+    return _tree(directory).digest
+
+
+def _tree(directory: Path) -> Tree:
+    """The tree of a directory, hashed here without storing anything."""
     entries: list[Entry] = []
     for item in walk_directory(directory):
         if isinstance(item, ScannedFile):
@@ -240,7 +295,7 @@ def _recipe_tree(directory: Path) -> Digest:
             entries.append(FileEntry(item.path, item.size, sha, item.executable))
         elif not isinstance(item, str):
             entries.append(item)
-    return Tree.from_entries(entries).digest
+    return Tree.from_entries(entries)
 
 
 def _dependency(fileset: FileSet) -> dict[str, str]:

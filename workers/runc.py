@@ -132,7 +132,7 @@ def _config(spec: RunSpec) -> dict[str, Any]:
             "terminal": False,
             "user": {"uid": 0, "gid": 0},
             "args": list(spec.argv),
-            "env": [f"{key}={value}" for key, value in sorted(spec.env.items())],
+            "env": [f"{key}={value}" for key, value in spec.env.items()],  # in the given order
             "cwd": spec.cwd,
             "capabilities": no_capabilities,
             "noNewPrivileges": True,

@@ -22,6 +22,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="build uncommitted recipes (the record says so)")
     build.add_argument("--record", type=Path, metavar="FILE", help="write the build record here")
     build.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    build.add_argument("--check", action="store_true",
+                       help="build twice, varying directory, umask, JOBS, environment order"
+                            " and clock; fail naming the files that differ")
     add_json_flag(build)
     build.set_defaults(handler=cmd_build)
 
@@ -31,12 +34,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     from workers.runc import RuncSandbox
 
     outcome = build(open_store(args), RuncSandbox(), args.recipes, args.recipe,
-                    commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs)
+                    commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
+                    check=args.check)
     if args.record:
         args.record.write_text(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
     if args.json:
         print_json({**outcome.record, "reused": outcome.reused})
     else:
-        state = "already built" if outcome.reused else "built"
+        state = "already built" if outcome.reused else (
+            "built twice, identical" if args.check else "built")
         print(f"{outcome.fileset.label} {outcome.fileset.digest} ({state})")
     return 0

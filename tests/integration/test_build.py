@@ -70,6 +70,9 @@ def recipes(tmp_path: Path) -> Path:
     return top / "recipes"
 
 
+WITH_COREUTILS = "debian.org/bookworm/dash, debian.org/bookworm/coreutils"
+
+
 def write_tiny(top: Path, build: str, requires: str = "debian.org/bookworm/dash") -> None:
     (top / "recipes/tiny/recipe.yaml").write_text(textwrap.dedent(f"""\
         package: {{name: kiln.dev/tiny, version: '1'}}
@@ -104,3 +107,25 @@ def test_a_build_requirement_outside_the_lock_is_named(recipes: Path, kiln: Kiln
     assert result.code == 2
     assert "debian.org/bookworm/cowsay" in result.err
     assert "[missing-build-require]" in result.err
+
+
+def test_check_passes_a_deterministic_build(recipes: Path, kiln: Kiln,
+                                            apt_lists: None) -> None:  # noqa: F811
+    write_tiny(recipes.parent, "printf 'same every time\\n' > /out/made; "
+                               "mkdir /out/doc; echo $SOURCE_DATE_EPOCH > /out/doc/epoch",
+               requires=WITH_COREUTILS)
+    result = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty", "--check")
+    assert result.code == 0, result.err
+    assert "built twice, identical" in result.out
+
+
+def test_check_names_the_files_of_a_nondeterministic_build(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    write_tiny(recipes.parent, "printf 'stable\\n' > /out/stable; "
+                               "date +%s%N > /out/stamp; pwd > /out/where; umask > /out/mask",
+               requires=WITH_COREUTILS)
+    result = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty", "--check")
+    assert result.code == 1
+    assert "[not-reproducible]" in result.err
+    assert "recipes/tiny/recipe.yaml" in result.err
+    assert "differ in 3 paths: mask, stamp, where" in result.err
