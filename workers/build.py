@@ -119,7 +119,8 @@ def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
                                                   else CHECK_VARIATIONS[:1])]
         out, log = runs[0]
         if check:
-            _compare(recipe, out, runs[1][0])
+            _compare(checkout.recipes / recipe.file.relative_to(checkout.repository.root),
+                     out, runs[1][0])
         metadata = PackageMetadata(
             summary=recipe.package.summary, license=recipe.package.license,
             homepage=recipe.package.homepage, requires=recipe.requires,
@@ -175,7 +176,7 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
     return out, log
 
 
-def _compare(recipe: Recipe, first: Path, second: Path) -> None:
+def _compare(recipe_file: Path, first: Path, second: Path) -> None:
     """Refuse two builds of one input whose trees differ, naming what differs."""
     trees = [_tree(first), _tree(second)]
     if trees[0].digest == trees[1].digest:
@@ -184,7 +185,7 @@ def _compare(recipe: Recipe, first: Path, second: Path) -> None:
     differing = sorted(path for path in set(entries[0]) | set(entries[1])
                        if entries[0].get(path) != entries[1].get(path))
     shown = ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else "")
-    raise BuildFailed(f"{recipe.file}: two builds of the same inputs differ in"
+    raise BuildFailed(f"{recipe_file}: two builds of the same inputs differ in"
                       f" {len(differing)} paths: {shown}", reason="not-reproducible")
 
 
