@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is Non
 
 def test_hello_builds_hermetically_runs_and_is_not_built_twice(
         tmp_path: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
-    built = kiln("build", "hello", "--recipes", REPO / "recipes", "--record",
+    built = kiln("build", "hello", "--recipes", REPO / "recipes", "--check", "--record",
                  tmp_path / "record.json", "--json")
     assert built.code == 0, built.err
     record = json.loads((tmp_path / "record.json").read_text())
@@ -55,6 +55,17 @@ def test_hello_builds_hermetically_runs_and_is_not_built_twice(
     again = kiln("build", "hello", "--recipes", REPO / "recipes", "--json")
     assert json.loads(again.out)["reused"] is True
     assert json.loads(again.out)["output"] == record["output"]
+
+
+@pytest.mark.parametrize("recipe", ["zlib", "greet"])
+def test_the_other_curated_recipes_build_pass_their_tests_and_check(
+        kiln: Kiln, recipe: str, apt_lists: None) -> None:  # noqa: F811
+    # zlib's test compiles a program against the zlib just built; greet comes from a
+    # git commit of this repository.
+    result = kiln("build", recipe, "--recipes", REPO / "recipes", "--check")
+    assert result.code == 0, result.err
+    assert f"kiln.dev/{recipe}@" in result.out
+    assert "built twice, identical" in result.out
 
 
 @pytest.fixture
