@@ -1,0 +1,133 @@
+"""Build benchmark: the runc sandbox's own overhead against `podman run`, and the time
+to decide that nothing in the curated set needs rebuilding.
+
+    ./dev bench build [--runs N]
+
+The root is the one GNU hello builds in: the locked gcc-12 + libc6-dev + make +
+shell closure (67 Debian FileSets joined by a symlink farm). Kiln's overhead is
+composing that root, starting the sandbox, running `true` and tearing it down,
+timed inside the process and as a separate Python process (start-up included).
+The peer is `podman run --rm` of an image holding the same root, with the flags
+found to work on these machines (runc, cgroupfs, ulimits). Medians of N runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kiln.recipes.lock import ensure_locked  # noqa: E402
+from kiln.recipes.repository import load_repository  # noqa: E402
+from kiln.store import Store  # noqa: E402
+from workers.build import build  # noqa: E402
+from workers.root import compose_root  # noqa: E402
+from workers.runc import RuncSandbox  # noqa: E402
+from workers.sandbox import RunSpec  # noqa: E402
+
+PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--runtime=runc"]
+PODMAN_RUN = ["run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024",
+              "--ulimit", "nproc=1024:1024"]
+
+
+def timed(action: object) -> float:
+    start = time.perf_counter()
+    action()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def median(runs: int, action: object) -> float:
+    return statistics.median(timed(action) for _ in range(runs))
+
+
+def hello_root(store: Store) -> list:  # type: ignore[type-arg]
+    repository = load_repository(REPO / "recipes")
+    assert repository.lock is not None
+    recipe = repository.recipes["kiln.dev/hello"]
+    names = {option.name for group in recipe.build_requires for option in group.options}
+    return [store.get(d) for d in ensure_locked(store, repository.lock, names).values()]
+
+
+def image_of_root(store: Store, filesets: list, scratch: Path) -> str:  # type: ignore[type-arg]
+    """A podman image holding the same root: the FileSets at their mounts, and the farm."""
+    root = scratch / "image-root"
+    farm = compose_root(store, filesets)
+    for mount in farm.mounts:
+        shutil.copytree(mount.source, root / mount.target.lstrip("/"), symlinks=True)
+    for path, target in farm.links.items():
+        link = root / path.lstrip("/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, link)
+    tar = scratch / "root.tar"
+    subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
+    subprocess.run([*PODMAN, "rmi", "-f", "kiln-bench-root"], capture_output=True, check=False)
+    subprocess.run([*PODMAN, "import", tar, "kiln-bench-root"], check=True,
+                   capture_output=True)
+    return "kiln-bench-root"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-build-", dir="/var/tmp") as work:
+        scratch = Path(work)
+        store = Store.open(scratch / "store")
+        filesets = hello_root(store)
+        sandbox = RuncSandbox()
+        log = scratch / "log"
+
+        def kiln_true() -> None:
+            root = compose_root(store, filesets)
+            result = sandbox.run(RunSpec(argv=("/bin/true",), env={"PATH": "/usr/bin:/bin"},
+                                         log=log, mounts=root.mounts, links=root.links))
+            assert result.ok, result.log_tail()
+
+        kiln_true()  # materialises the store's trees once, as a worker would have them
+        compose = median(args.runs, lambda: compose_root(store, filesets))
+        in_process = median(args.runs, kiln_true)
+        script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+                  "from kiln.store import Store; from workers.root import compose_root; "
+                  "from workers.runc import RuncSandbox; from workers.sandbox import RunSpec; "
+                  "from bench.build import hello_root; from pathlib import Path; "
+                  f"s = Store.open({str(scratch / 'store')!r}); "
+                  "r = compose_root(s, hello_root(s)); "
+                  "assert RuncSandbox().run(RunSpec(argv=('/bin/true',), env={}, "
+                  f"log=Path({str(log)!r}), mounts=r.mounts, links=r.links)).ok")
+        as_process = median(args.runs, lambda: subprocess.run(
+            [sys.executable, "-c", script], check=True, cwd=REPO))
+
+        image = image_of_root(store, filesets, scratch)
+        podman = median(args.runs, lambda: subprocess.run(
+            [*PODMAN, *PODMAN_RUN, image, "/bin/true"], check=True, capture_output=True))
+
+        for recipe in ("hello", "zlib", "greet"):  # built once, so that all are known
+            build(store, sandbox, REPO / "recipes", recipe)
+        nothing = median(max(3, args.runs // 3), lambda: [
+            build(store, sandbox, REPO / "recipes", r) for r in ("hello", "zlib", "greet")])
+
+        print(f"root: {len(filesets)} FileSets, {len(compose_root(store, filesets).links)}"
+              f" links; runs: {args.runs}")
+        print("| what | median (s) | podman / kiln |")
+        print("| --- | ---: | ---: |")
+        print(f"| compose the root (in-process) | {compose:.3f} | |")
+        print(f"| kiln sandbox, compose + start + true + tear down (in-process) |"
+              f" {in_process:.3f} | {podman / in_process:.1f}x |")
+        print(f"| the same as a Python process (start-up included) | {as_process:.3f} |"
+              f" {podman / as_process:.1f}x |")
+        print(f"| podman run --rm, same root | {podman:.3f} | 1.0x |")
+        print(f"| decide nothing to rebuild: hello, zlib, greet (in-process) | {nothing:.3f} | |")
+        subprocess.run([*PODMAN, "rmi", "-f", image], capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    main()
