@@ -28,8 +28,8 @@ PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 def root(tmp_path_factory: pytest.TempPathFactory, apt_lists: None) -> Root:  # noqa: F811
     """A root of Debian's dash, bash, coreutils and util-linux, with their closure."""
     store = Store.open(tmp_path_factory.mktemp("sandbox") / "store")
-    imported = import_debs(store, ["dash", "bash", "coreutils", "util-linux", "mount"],
-                           with_closure=True)
+    imported = import_debs(store, ["dash", "bash", "coreutils", "util-linux", "mount",
+                                   "netcat-openbsd"], with_closure=True)
     return compose_root(store, [item.fileset for item in imported])
 
 
@@ -117,6 +117,20 @@ def test_the_hosts_loopback_is_out_of_reach(sandbox: RuncSandbox, root: Root,
     assert "CONNECTED" not in log
     assert not result.ok
     assert accepted == []
+
+
+def test_the_sandbox_has_its_own_working_loopback(sandbox: RuncSandbox, root: Root,
+                                                  tmp_path: Path) -> None:
+    # nc is an alternatives link, made by maintainer scripts Kiln does not run.
+    result, log = run(sandbox, root, tmp_path, """
+        nc.openbsd -l 127.0.0.1 4000 > /tmp/got & sleep 0.5
+        echo ping | nc.openbsd -N 127.0.0.1 4000; wait; echo "got $(cat /tmp/got)"
+        echo "interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1)"
+        """, timeout=20)
+    assert result.ok, log
+    assert "got ping" in log
+    interfaces = next(line for line in log.splitlines() if line.startswith("interfaces"))
+    assert interfaces.split(":", 1)[1].split() == ["lo"]
 
 
 def test_a_canary_in_the_hosts_home_cannot_be_read(sandbox: RuncSandbox, root: Root,
