@@ -137,9 +137,9 @@ def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
             "build_requires": inputs["build_requires"],
             "lock": inputs["lock"],
             "sandbox": {"backend": sandbox.name, "version": sandbox.version},
-            "kiln": {"version": __version__},
+            "kiln": {"version": __version__, "commit": _kiln_commit()},
             "output": {"name": package.name, "version": package.version,
-                       "digest": package.digest},
+                       "digest": package.digest, "archive": _archive_digest(store, package)},
             "log": "sha256:" + hashlib.sha256(log.read_bytes()).hexdigest(),
             "build_key": build_key,
             "source_date_epoch": checkout.source_date_epoch,
@@ -351,6 +351,27 @@ def _remember(store: Store, build_key: Digest, record: dict[str, Any], log: Path
     name = build_key.split(":")[1]
     shutil.copyfile(log, directory / f"{name}.log")
     (directory / f"{name}.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def _kiln_commit() -> str | None:
+    """The commit of the Kiln checkout running, when it runs from one."""
+    try:
+        result = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
+                                 "HEAD"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return result.stdout.strip() or None
+
+
+def _archive_digest(store: Store, fileset: FileSet) -> str:
+    """The digest of the FileSet's stable archive: its OCI layer, wherever it goes."""
+    from kiln.archive.export import write_archive
+
+    class _Discard:
+        def write(self, data: bytes | memoryview) -> int:
+            return len(data)
+
+    return write_archive(store, fileset, _Discard()).digest  # type: ignore[arg-type]
 
 
 def _now() -> str:

@@ -41,11 +41,15 @@ def test_hello_builds_hermetically_runs_and_is_not_built_twice(
         assert locked is not None
         assert dependency["digest"] == locked.digest
     assert record["sandbox"]["backend"] == "runc"
+    assert record["kiln"]["commit"] == git.Repo(REPO).commit("HEAD").hexsha
 
     store = Store.open(kiln.store_dir)
     hello = store.get(record["output"]["digest"])
     assert isinstance(hello.metadata, PackageMetadata)
     assert hello.metadata.install == ("usr/bin/hello",)
+    exported = json.loads(kiln("fileset", "export", hello.digest, "-o", tmp_path / "h.tar",
+                               "--json").out)
+    assert record["output"]["archive"] == exported["archive"]
     made = kiln("fileset", "materialize", "kiln.dev/hello@2.10-1", tmp_path / "hello")
     assert made.code == 0
     greeting = subprocess.run([tmp_path / "hello/usr/bin/hello"], capture_output=True,
