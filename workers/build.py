@@ -87,8 +87,8 @@ def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
 
     With `check`, build twice under CHECK_VARIATIONS (even if built before) and
     refuse, naming the files that differ, unless both trees are the same."""
-    with tempfile.TemporaryDirectory(prefix="kiln-build-",
-                                     dir=work or store.layout.tmp) as scratch:
+    # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
+    with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch:
         scratch_dir = Path(scratch)
         checkout = _checkout(recipes, name, commit, allow_dirty, scratch_dir / "recipes")
         recipe = _find(checkout.repository, name)
