@@ -231,12 +231,18 @@ def _find(repository: RecipeRepository, name: str) -> Recipe:
 
 
 def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
-    names = {option.name for group in groups for option in group.options}
-    unknown = sorted(n for n in names if lock.get(n) is None)
+    """The FileSets `groups` need: Debian ones from the lock, the rest from the store."""
+    from workers.resolve import resolve
+
+    unknown = sorted(o.name for g in groups for o in g.options
+                     if o.name.startswith("debian.org/") and lock.get(o.name) is None)
     if unknown:
         raise NotFound(f"build requirement {unknown[0]} is not in kiln.lock; run kiln lock"
                        " update", reason="missing-build-require")
-    return [store.get(digest) for digest in ensure_locked(store, lock, names).values()]
+    resolved = resolve(store, lock, groups)
+    debian = {c.name for c in resolved if c.name.startswith("debian.org/")}
+    ensure_locked(store, lock, debian)  # imported again if missing, and must match
+    return [store.get(candidate.digest) for candidate in resolved]
 
 
 def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout,

@@ -144,3 +144,41 @@ def test_check_names_the_files_of_a_nondeterministic_build(
     assert "[not-reproducible]" in result.err
     assert "recipes/tiny/recipe.yaml" in result.err
     assert "differ in 3 paths: mask, stamp, where" in result.err
+
+
+def write_recipe(top: Path, name: str, build: str, requires: list[str]) -> None:
+    (top / "recipes" / name).mkdir(parents=True, exist_ok=True)
+    (top / "recipes" / name / "recipe.yaml").write_text(textwrap.dedent(f"""\
+        package: {{name: kiln.dev/{name}, version: '1'}}
+        build-requires: {json.dumps(requires)}
+        build: {json.dumps(build)}
+        """))
+
+
+def test_a_recipe_builds_against_another_recipes_package(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    top = recipes.parent
+    shell = ["debian.org/bookworm/dash", "debian.org/bookworm/coreutils"]
+    write_recipe(top, "tiny", "mkdir -p /out/usr/share/tiny; echo 'made by tiny' >"
+                              " /out/usr/share/tiny/data", shell)
+    write_recipe(top, "app", "cat /usr/share/tiny/data > /out/copied",
+                 [*shell, "kiln.dev/tiny (>= 1)"])
+    missing = kiln("build", "app", "--recipes", recipes, "--allow-dirty")
+    assert missing.code == 2
+    assert "[unsatisfiable]" in missing.err
+    assert "kiln.dev/tiny" in missing.err
+
+    assert kiln("build", "tiny", "--recipes", recipes, "--allow-dirty").code == 0
+    built = kiln("build", "app", "--recipes", recipes, "--allow-dirty", "--json")
+    assert built.code == 0, built.err
+    record = json.loads(built.out)
+    assert "kiln.dev/tiny" in {d["name"] for d in record["build_requires"]}
+    out = kiln.store_dir.parent / "app-tree"
+    assert kiln("fileset", "materialize", "kiln.dev/app@1", out).code == 0
+    assert (out / "copied").read_text() == "made by tiny\n"
+
+    write_recipe(top, "app", "true", [*shell, "kiln.dev/tiny (>= 2)"])
+    too_new = kiln("build", "app", "--recipes", recipes, "--allow-dirty")
+    assert too_new.code == 2
+    assert "[unsatisfiable]" in too_new.err
+    assert "kiln.dev/tiny (>= 2)" in too_new.err
