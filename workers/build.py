@@ -80,7 +80,7 @@ class Checkout:
     recipes: Path  # where the recipe repository lies in its working tree
 
 
-def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
+def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
           commit: str | None = None, allow_dirty: bool = False, jobs: int = 2,
           work: Path | None = None, check: bool = False) -> BuildOutcome:
     """Build the recipe `name` (a package name or its directory) of `recipes`.
@@ -90,7 +90,7 @@ def build(store: Store, sandbox: Sandbox, recipes: Path, name: str, *,
     # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
     with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch:
         scratch_dir = Path(scratch)
-        checkout = _checkout(recipes, name, commit, allow_dirty, scratch_dir / "recipes")
+        checkout = _checkout(store, recipes, name, commit, allow_dirty, scratch_dir / "recipes")
         recipe = _find(checkout.repository, name)
         lock = checkout.repository.lock
         if lock is None:
@@ -189,35 +189,69 @@ def _compare(recipe_file: Path, first: Path, second: Path) -> None:
                       f" {len(differing)} paths: {shown}", reason="not-reproducible")
 
 
-def _checkout(recipes: Path, name: str, commit: str | None, allow_dirty: bool,
-              into: Path) -> Checkout:
+def _checkout(store: Store, recipes: str | Path, name: str, commit: str | None,
+              allow_dirty: bool, into: Path) -> Checkout:
+    """The recipe repository at a commit: a directory in a git working tree, or a git
+    URL (`URL#PATH`, PATH by default `recipes` if the repository has it, else its top)."""
     import git
 
-    try:
-        repo = git.Repo(recipes, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise InputError(f"{recipes} is not inside a git repository; recipes are built"
-                         " from commits", reason="not-a-repository") from None
-    top = Path(repo.working_tree_dir or recipes).resolve()
-    relative = recipes.resolve().relative_to(top)
-    rev = repo.commit(commit or "HEAD").hexsha
-    dirty = commit is None and bool(repo.git.status("--porcelain", "--", str(relative)))
+    if Path(recipes).is_dir():
+        try:
+            repo = git.Repo(recipes, search_parent_directories=True)
+        except git.InvalidGitRepositoryError:
+            raise InputError(f"{recipes} is not inside a git repository; recipes are built"
+                             " from commits", reason="not-a-repository") from None
+        top = Path(repo.working_tree_dir or recipes).resolve()
+        location = Path(recipes).resolve()
+        relative = location.relative_to(top)
+        origin = next((remote.url for remote in repo.remotes), str(top))
+    else:
+        origin, _, path = str(recipes).partition("#")
+        repo = _mirror(store, origin)
+        rev = repo.commit(commit or "HEAD")
+        relative = Path(path or ("recipes" if _has_directory(rev, "recipes") else "."))
+        location = Path(repo.git_dir) / relative
+    rev_sha = repo.commit(commit or "HEAD").hexsha
+    dirty = (commit is None and repo.working_tree_dir is not None
+             and bool(repo.git.status("--porcelain", "--", str(relative))))
     if dirty and not allow_dirty:
         raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
                          " --allow-dirty (the record says so)", reason="dirty-recipes")
     if dirty:
-        shutil.copytree(recipes, into, symlinks=True)
+        shutil.copytree(location, into, symlinks=True)
     else:
         archive = into.parent / "recipes.tar"
         with open(archive, "wb") as out:
-            repo.archive(out, rev, path=str(relative) if str(relative) != "." else None)
+            repo.archive(out, rev_sha, path=str(relative) if str(relative) != "." else None)
         with tarfile.open(archive) as tar:
             tar.extractall(into.parent / "checkout", filter="data")
         (into.parent / "checkout" / relative).rename(into)
-    epoch = int(repo.git.log("-1", "--format=%ct", rev, "--", str(relative / name)) or 0) \
-        or int(repo.commit(rev).committed_date)
-    origin = next((remote.url for remote in repo.remotes), str(top))
-    return Checkout(load_repository(into), rev, origin, dirty, epoch, recipes.resolve())
+    epoch = int(repo.git.log("-1", "--format=%ct", rev_sha, "--", str(relative / name)) or 0) \
+        or int(repo.commit(rev_sha).committed_date)
+    return Checkout(load_repository(into), rev_sha, origin, dirty, epoch, location)
+
+
+def _mirror(store: Store, url: str) -> Any:
+    """A mirror of a remote recipe repository in the source cache, fetched anew."""
+    import git
+
+    mirror = SourceCache(store.layout.root / "sources").mirror_path(url)
+    try:
+        if mirror.exists():
+            repo = git.Repo(mirror)
+            repo.git.fetch("origin", "+refs/*:refs/*", "--prune")
+            return repo
+        return git.Repo.clone_from(url, mirror, mirror=True)
+    except git.GitCommandError as exc:
+        raise InputError(f"{url}: cannot fetch the recipes: {exc.stderr.strip() or exc}",
+                         reason="not-a-repository") from exc
+
+
+def _has_directory(commit: Any, path: str) -> bool:
+    try:
+        return bool(commit.tree[path].type == "tree")
+    except KeyError:
+        return False
 
 
 def _find(repository: RecipeRepository, name: str) -> Recipe:

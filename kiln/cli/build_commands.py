@@ -14,8 +14,9 @@ from kiln.cli.output import print_json
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     build = commands.add_parser("build", help="build a recipe in the sandbox")
     build.add_argument("recipe", help="a package name (kiln.dev/hello) or its directory (hello)")
-    build.add_argument("--recipes", type=Path, default=Path("recipes"), metavar="REPO",
-                       help="the recipe repository, in a git working tree (default: recipes)")
+    build.add_argument("--recipes", default="recipes", metavar="REPO",
+                       help="the recipe repository: a directory in a git working tree, or a"
+                            " git URL[#PATH] (default: recipes)")
     build.add_argument("--commit", metavar="REV", help="build the recipes as REV holds them"
                        " (default: HEAD; uncommitted changes are refused)")
     build.add_argument("--allow-dirty", action="store_true",

@@ -182,3 +182,28 @@ def test_a_recipe_builds_against_another_recipes_package(
     assert too_new.code == 2
     assert "[unsatisfiable]" in too_new.err
     assert "kiln.dev/tiny (>= 2)" in too_new.err
+
+
+def test_recipes_from_a_git_url_at_a_commit(recipes: Path, tmp_path: Path, kiln: Kiln,
+                                            apt_lists: None) -> None:  # noqa: F811
+    first = git.Repo(recipes.parent).commit("HEAD").hexsha
+    write_tiny(recipes.parent, "printf 'second\\n' > /out/made")
+    repo = git.Repo(recipes.parent)
+    repo.index.add(["recipes"])
+    repo.index.commit("second")
+    bare = tmp_path / "served.git"
+    git.Repo.clone_from(recipes.parent, bare, bare=True)
+    url = bare.as_uri()
+
+    latest = kiln("build", "tiny", "--recipes", url, "--json")
+    assert latest.code == 0, latest.err
+    record = json.loads(latest.out)
+    assert record["recipe"]["repo"] == url
+    assert record["recipe"]["commit"] == repo.commit("HEAD").hexsha
+    older = kiln("build", "tiny", "--recipes", f"{url}#recipes", "--commit", first, "--json")
+    assert older.code == 0, older.err
+    assert json.loads(older.out)["recipe"]["commit"] == first
+    assert json.loads(older.out)["output"]["digest"] != record["output"]["digest"]
+    unreachable = kiln("build", "tiny", "--recipes", (tmp_path / "nothing.git").as_uri())
+    assert unreachable.code == 2
+    assert "[not-a-repository]" in unreachable.err
