@@ -29,7 +29,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, apt_lists: None) -> Root:  # 
     """A root of Debian's dash, bash, coreutils and util-linux, with their closure."""
     store = Store.open(tmp_path_factory.mktemp("sandbox") / "store")
     imported = import_debs(store, ["dash", "bash", "coreutils", "util-linux", "mount",
-                                   "netcat-openbsd"], with_closure=True)
+                                   "netcat-openbsd", "strace"], with_closure=True)
     return compose_root(store, [item.fileset for item in imported])
 
 
@@ -93,6 +93,23 @@ def test_src_and_store_stay_read_only_whatever_is_tried(
                   if line.startswith("refused")) == sorted(attempts)
     assert (src / "file").read_text() == "original\n"
     assert not any(Path(m.source, "pwned").exists() for m in root.mounts)
+
+
+def test_ptrace_reaches_no_process_of_the_host(sandbox: RuncSandbox, root: Root,
+                                               tmp_path: Path) -> None:
+    # A builder that could trace a host process could write through it; the host's
+    # processes are not in the sandbox's PID namespace, whatever their number.
+    host_pid = os.getpid()
+    result, log = run(sandbox, root, tmp_path, f"""
+        strace -p {host_pid} -o /tmp/trace -e trace=none & tracer=$!
+        sleep 1; kill $tracer 2>/dev/null; wait $tracer; echo "strace exit $?"
+        strace -f -o /tmp/self true && echo "tracing its own child works"
+        """, timeout=20)
+    assert result.ok, log
+    assert "tracing its own child works" in log  # strace itself runs here
+    assert "No such process" in log
+    assert "attached" not in log.lower()
+    assert Path(f"/proc/{host_pid}/status").read_text().count("TracerPid:\t0") == 1
 
 
 def test_the_hosts_loopback_is_out_of_reach(sandbox: RuncSandbox, root: Root,
