@@ -30,6 +30,7 @@ from kiln.recipes.lock import ensure_locked  # noqa: E402
 from kiln.recipes.repository import load_repository  # noqa: E402
 from kiln.store import Store  # noqa: E402
 from workers.build import build  # noqa: E402
+from workers.bwrap import BwrapSandbox  # noqa: E402
 from workers.root import compose_root  # noqa: E402
 from workers.runc import RuncSandbox  # noqa: E402
 from workers.sandbox import RunSpec  # noqa: E402
@@ -83,25 +84,27 @@ def main() -> None:
         scratch = Path(work)
         store = Store.open(scratch / "store")
         filesets = hello_root(store)
-        sandbox = RuncSandbox()
+        sandbox = BwrapSandbox()
         log = scratch / "log"
 
-        def kiln_true() -> None:
+        def kiln_true(backend: object = sandbox) -> None:
             root = compose_root(store, filesets)
-            result = sandbox.run(RunSpec(argv=("/bin/true",), env={"PATH": "/usr/bin:/bin"},
-                                         log=log, mounts=root.mounts, links=root.links))
+            result = backend.run(RunSpec(  # type: ignore[attr-defined]
+                argv=("/bin/true",), env={"PATH": "/usr/bin:/bin"}, log=log,
+                mounts=root.mounts, links=root.links))
             assert result.ok, result.log_tail()
 
         kiln_true()  # materialises the store's trees once, as a worker would have them
         compose = median(args.runs, lambda: compose_root(store, filesets))
         in_process = median(args.runs, kiln_true)
+        runc = median(args.runs, lambda: kiln_true(RuncSandbox()))
         script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
                   "from kiln.store import Store; from workers.root import compose_root; "
-                  "from workers.runc import RuncSandbox; from workers.sandbox import RunSpec; "
+                  "from workers.bwrap import BwrapSandbox; from workers.sandbox import RunSpec; "
                   "from bench.build import hello_root; from pathlib import Path; "
                   f"s = Store.open({str(scratch / 'store')!r}); "
                   "r = compose_root(s, hello_root(s)); "
-                  "assert RuncSandbox().run(RunSpec(argv=('/bin/true',), env={}, "
+                  "assert BwrapSandbox().run(RunSpec(argv=('/bin/true',), env={}, "
                   f"log=Path({str(log)!r}), mounts=r.mounts, links=r.links)).ok")
         as_process = median(args.runs, lambda: subprocess.run(
             [sys.executable, "-c", script], check=True, cwd=REPO))
@@ -120,8 +123,10 @@ def main() -> None:
         print("| what | median (s) | podman / kiln |")
         print("| --- | ---: | ---: |")
         print(f"| compose the root (in-process) | {compose:.3f} | |")
-        print(f"| kiln sandbox, compose + start + true + tear down (in-process) |"
+        print(f"| kiln bwrap sandbox, compose + start + true + tear down (in-process) |"
               f" {in_process:.3f} | {podman / in_process:.1f}x |")
+        print(f"| the same with the runc backend (in-process) | {runc:.3f} |"
+              f" {podman / runc:.1f}x |")
         print(f"| the same as a Python process (start-up included) | {as_process:.3f} |"
               f" {podman / as_process:.1f}x |")
         print(f"| podman run --rm, same root | {podman:.3f} | 1.0x |")

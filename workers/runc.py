@@ -15,7 +15,6 @@ with the rest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -28,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import InputError
-from workers.sandbox import RunResult, RunSpec
+from workers.rootfs import SCRATCH, cached_root
+from workers.sandbox import RunResult, RunSpec, wait_with_deadline
 
-# Fast, and cleaned up with the machine: the farm holds thousands of symlinks.
-SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
            "/sys/firmware"]
@@ -44,8 +42,6 @@ LOOPBACK_HOOK = {
                          'exec nsenter --target "$pid" --net ip link set lo up'],
     "timeout": 10,
 }
-ROOT_FORMAT = "kiln.root/v1"  # bump when _make_root changes what it makes
-KEPT_ROOTS = 32
 _READ_ONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
@@ -78,7 +74,7 @@ class RuncSandbox:
         finished = False
         try:
             config = _config(spec)
-            config["root"]["path"] = str(_cached_root(spec))
+            config["root"]["path"] = str(cached_root(spec))
             (bundle / "config.json").write_text(json.dumps(config, indent=1))
             result = self._run(spec, bundle, state, container)
             finished = not result.timed_out
@@ -96,70 +92,18 @@ class RuncSandbox:
                 [self._runc, "--root", str(state), "run", "--bundle", str(bundle), container],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
-            try:
-                code = process.wait(timeout=spec.timeout)
-                return RunResult(code, False, time.monotonic() - start, spec.log)
-            except subprocess.TimeoutExpired:
+
+
+            def kill() -> None:
                 # Killing PID 1 of the container's namespace kills everything in it.
                 subprocess.run([self._runc, "--root", str(state), "kill", container, "KILL"],
                                capture_output=True, check=False)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+
+            code, timed_out = wait_with_deadline(process, spec.timeout, kill)
+            if timed_out:
                 log.write(f"\nkiln: killed after {spec.timeout:g} s\n".encode())
-                return RunResult(None, True, time.monotonic() - start, spec.log)
-
-
-def _cached_root(spec: RunSpec) -> Path:
-    """The root's skeleton, made once per composition and shared by every run of it.
-
-    Making the farm costs more than running the container (3,600 symlinks for
-    the gcc root). Sharing it is safe: runc mounts it read-only, and every mount
-    point it needs exists already (they are part of the key).
-    """
-    key = hashlib.sha256(json.dumps(
-        [ROOT_FORMAT, spec.hostname, sorted(m.target for m in spec.mounts),
-         sorted(spec.links.items())]).encode()).hexdigest()
-    roots = SCRATCH / "kiln-roots"
-    final = roots / key
-    if final.exists():
-        os.utime(final)  # recently used: the last to be pruned
-        return final
-    roots.mkdir(exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".making-", dir=roots))
-    _make_root(scratch, spec)
-    try:
-        os.rename(scratch, final)
-    except OSError:
-        shutil.rmtree(scratch, ignore_errors=True)  # another run made it first
-    _prune(roots)
-    return final
-
-
-def _prune(roots: Path) -> None:
-    made = sorted((p for p in roots.iterdir() if not p.name.startswith(".")),
-                  key=lambda p: p.stat().st_mtime)
-    for old in made[:-KEPT_ROOTS]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _make_root(rootfs: Path, spec: RunSpec) -> None:
-    """The root's skeleton: mount points, the symlink farm, and the usual directories."""
-    for directory in ("proc", "dev", "tmp", "etc"):
-        (rootfs / directory).mkdir(parents=True, exist_ok=True)
-    for mount in spec.mounts:
-        (rootfs / mount.target.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    for path, target in sorted(spec.links.items()):
-        link = rootfs / path.lstrip("/")
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(target, link)
-    # What programs look for and no package provides without maintainer scripts.
-    (rootfs / "etc/passwd").write_text("root:x:0:0:root:/tmp:/bin/sh\n"
-                                       "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    (rootfs / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\n")
-    (rootfs / "etc/hostname").write_text(spec.hostname + "\n")
+            return RunResult(None if timed_out else code, timed_out,
+                             time.monotonic() - start, spec.log)
 
 
 def _config(spec: RunSpec) -> dict[str, Any]:

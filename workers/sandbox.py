@@ -7,7 +7,9 @@ isolated process and reports how it ended; the log is kept whole in a file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -68,3 +70,26 @@ class Sandbox(Protocol):
     def version(self) -> str: ...
 
     def run(self, spec: RunSpec) -> RunResult: ...
+
+
+def wait_with_deadline(process: subprocess.Popen[bytes], timeout: float,
+                       on_timeout: Callable[[], None]) -> tuple[int, bool]:
+    """Wait for `process`; past `timeout` call `on_timeout` (which must kill it).
+
+    Popen.wait(timeout=...) polls with sleeps of up to 50 ms, most of a short
+    sandbox run's cost; a timer thread and a blocking wait cost nothing.
+    Returns (exit code, timed out).
+    """
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        on_timeout()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        code = process.wait()
+    finally:
+        timer.cancel()
+    return code, expired.is_set()

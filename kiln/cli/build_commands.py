@@ -23,6 +23,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="build uncommitted recipes (the record says so)")
     build.add_argument("--record", type=Path, metavar="FILE", help="write the build record here")
     build.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    build.add_argument("--sandbox", choices=["bwrap", "runc"], default="bwrap",
+                       help="the sandbox backend (default: bwrap)")
     build.add_argument("--check", action="store_true",
                        help="build twice, varying directory, umask, JOBS, environment order"
                             " and clock; fail naming the files that differ")
@@ -32,9 +34,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_build(args: argparse.Namespace) -> int:
     from workers.build import build
+    from workers.bwrap import BwrapSandbox
     from workers.runc import RuncSandbox
 
-    outcome = build(open_store(args), RuncSandbox(), args.recipes, args.recipe,
+    sandbox = BwrapSandbox() if args.sandbox == "bwrap" else RuncSandbox()
+    outcome = build(open_store(args), sandbox, args.recipes, args.recipe,
                     commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
                     check=args.check)
     if args.record:

@@ -18,8 +18,8 @@ from kiln.store import Store
 from tests.conftest import REPO, Kiln
 from tests.integration.test_debian import apt_lists  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None,
-                                reason="builds need root and runc")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None,
+                                reason="builds need root and bubblewrap")
 
 
 def test_hello_builds_hermetically_runs_and_is_not_built_twice(
@@ -40,7 +40,7 @@ def test_hello_builds_hermetically_runs_and_is_not_built_twice(
         locked = lock.get(dependency["name"])
         assert locked is not None
         assert dependency["digest"] == locked.digest
-    assert record["sandbox"]["backend"] == "runc"
+    assert record["sandbox"]["backend"] == "bwrap"
     assert record["kiln"]["commit"] == git.Repo(REPO).commit("HEAD").hexsha
 
     store = Store.open(kiln.store_dir)
@@ -61,12 +61,13 @@ def test_hello_builds_hermetically_runs_and_is_not_built_twice(
     assert json.loads(again.out)["output"] == record["output"]
 
 
-@pytest.mark.parametrize("recipe", ["zlib", "greet"])
+@pytest.mark.parametrize(("recipe", "backend"), [("zlib", "bwrap"), ("greet", "runc")])
 def test_the_other_curated_recipes_build_pass_their_tests_and_check(
-        kiln: Kiln, recipe: str, apt_lists: None) -> None:  # noqa: F811
+        kiln: Kiln, recipe: str, backend: str, apt_lists: None) -> None:  # noqa: F811
     # zlib's test compiles a program against the zlib just built; greet comes from a
-    # git commit of this repository.
-    result = kiln("build", recipe, "--recipes", REPO / "recipes", "--check")
+    # git commit of this repository, and is built with the other backend.
+    result = kiln("build", recipe, "--recipes", REPO / "recipes", "--check",
+                  "--sandbox", backend)
     assert result.code == 0, result.err
     assert f"kiln.dev/{recipe}@" in result.out
     assert "built twice, identical" in result.out
