@@ -41,7 +41,7 @@ run kiln --store "$state/store-b" store gc
 run kiln recipe check recipes
 
 # GNU hello, built hermetically: the locked Debian toolchain (imported and
-# verified on first use), Debian's hello source package, the runc sandbox.
+# verified on first use), Debian's hello source package, the sandbox (bubblewrap).
 # A second build of the same inputs is recognised and not run again.
 store="$state/store-build"
 run kiln --store "$store" build hello --record "$state/hello.record.json"
