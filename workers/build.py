@@ -168,7 +168,7 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
         argv=("/bin/sh", "-ec", prologue + recipe.build), env=env, log=log,
         mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True),
                 Mount(variation.directory, work, writable=True)),
-        links=root.links))
+        links=root.links, links_key=root.key))
     if not result.ok:
         raise BuildFailed(f"{recipe.package.name}: the build "
                           f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
@@ -365,7 +365,7 @@ def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: F
     log = scratch / "test.log"
     result = sandbox.run(RunSpec(argv=("/bin/sh", "-ec", "cd /tmp\n" + recipe.test), env=env,
                                  log=log, mounts=(*root.mounts, Mount("/src", src)),
-                                 links=root.links))
+                                 links=root.links, links_key=root.key))
     if not result.ok:
         raise BuildFailed(f"{recipe.package.name}: the test failed; last lines:\n"
                           + result.log_tail(20), reason="test-failed")

@@ -11,6 +11,8 @@ both.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 from dataclasses import dataclass
 
 from kiln.errors import ConflictError
@@ -27,10 +29,31 @@ class Root:
     mounts: tuple[Mount, ...]
     links: dict[str, str]
     env: dict[str, str]
+    key: str  # identifies the links, for the sandbox's cached farm
+
+
+# A worker composes the same toolchain root for build after build.
+_COMPOSED: dict[tuple[str, tuple[str, ...]], Root] = {}
+_KEPT = 16
 
 
 def compose_root(store: Store, filesets: list[FileSet]) -> Root:
-    """The mounts, links and environment of a root made of `filesets`."""
+    """The mounts, links and environment of a root made of `filesets`.
+
+    Remembered per store and set of FileSets, and reused while every FileSet's
+    tree is still there (gc may have removed one since)."""
+    memo = (str(store.layout.root), tuple(sorted(f.digest for f in filesets)))
+    known = _COMPOSED.get(memo)
+    if known is not None and all(mount.source.is_dir() for mount in known.mounts):
+        return known
+    root = _compose(store, filesets)
+    if len(_COMPOSED) >= _KEPT:
+        _COMPOSED.pop(next(iter(_COMPOSED)))
+    _COMPOSED[memo] = root
+    return root
+
+
+def _compose(store: Store, filesets: list[FileSet]) -> Root:
     mounts = []
     links: dict[str, str] = {}
     owners: dict[str, tuple[FileSet, str]] = {}  # link -> (owner, content key)
@@ -63,7 +86,8 @@ def compose_root(store: Store, filesets: list[FileSet]) -> Root:
             links[path] = (f"{mount_point}/{entry.path}" if isinstance(entry, FileEntry)
                            else entry.target)
     _refuse_links_over_directories(links, owners)
-    return Root(tuple(mounts), links, env)
+    key = hashlib.sha256(json.dumps(sorted(links.items())).encode()).hexdigest()
+    return Root(tuple(mounts), links, env, key)
 
 
 def _refuse_links_over_directories(links: dict[str, str],

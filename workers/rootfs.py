@@ -25,9 +25,10 @@ KEPT_ROOTS = 32
 
 def cached_root(spec: RunSpec) -> Path:
     """The root's skeleton for `spec`, made on first use."""
+    links = spec.links_key or sorted(spec.links.items())
     key = hashlib.sha256(json.dumps(
         [ROOT_FORMAT, spec.hostname, sorted(m.target for m in spec.mounts),
-         sorted(spec.links.items())]).encode()).hexdigest()
+         links]).encode()).hexdigest()
     roots = SCRATCH / "kiln-roots"
     final = roots / key
     if final.exists():

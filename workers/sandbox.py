@@ -35,6 +35,7 @@ class RunSpec:
     log: Path
     mounts: tuple[Mount, ...] = ()
     links: Mapping[str, str] = field(default_factory=dict)  # path in the root -> target
+    links_key: str | None = None  # a digest of `links`, when the caller has one
     cwd: str = "/"
     hostname: str = "kiln-build"
     timeout: float = DEFAULT_TIMEOUT

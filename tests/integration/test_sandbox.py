@@ -47,7 +47,7 @@ def run(sandbox: Sandbox, root: Root, tmp_path: Path, script: str,
     log = tmp_path / f"log-{len(list(tmp_path.glob('log-*')))}"
     result = sandbox.run(RunSpec(argv=("/bin/bash", "-c", script), env=ENV,
                                  log=log, mounts=root.mounts + mounts, links=root.links,
-                                 **limits))  # type: ignore[arg-type]
+                                 links_key=root.key, **limits))  # type: ignore[arg-type]
     return result, log.read_text(errors="replace")
 
 
