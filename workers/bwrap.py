@@ -21,7 +21,9 @@ from workers.cgroups import RunCgroups
 from workers.rootfs import cached_root
 from workers.sandbox import RunResult, RunSpec, wait_with_deadline
 
-_JOIN = 'for procs in $KILN_CGROUP_PROCS; do echo $$ > "$procs"; done; exec "$@"'
+# Fails closed: a run that could not join its cgroups does not run at all.
+_JOIN = ('for procs in $KILN_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done; '
+         'exec "$@"')
 
 
 class BwrapSandbox:

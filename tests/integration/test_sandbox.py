@@ -15,6 +15,7 @@ from kiln.debian.importer import import_debs
 from kiln.store import Store
 from tests.integration.test_debian import apt_lists  # noqa: F401 - fixture
 from workers.bwrap import BwrapSandbox
+from workers.cgroups import RunCgroups
 from workers.root import Root, compose_root
 from workers.runc import RuncSandbox
 from workers.sandbox import Mount, RunResult, RunSpec, Sandbox
@@ -220,3 +221,13 @@ def test_a_memory_hog_is_killed_at_its_limit(sandbox: Sandbox, root: Root,
     assert not result.ok
     assert "SURVIVED" not in log
 
+
+
+def test_a_run_that_cannot_join_its_cgroups_does_not_run(root: Root, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without its limits a build must not start at all: it would be unbounded.
+    monkeypatch.setattr(RunCgroups, "procs_files",
+                        property(lambda self: ["/proc/version"]))  # not writable
+    result, log = run(BwrapSandbox(), root, tmp_path, "echo RAN")
+    assert result.exit_code == 125
+    assert "RAN" not in log
