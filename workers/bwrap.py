@@ -11,15 +11,13 @@ every process in those cgroups, setsid children included.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from functools import cached_property
 
-from kiln.errors import InputError
 from workers.cgroups import RunCgroups
 from workers.rootfs import cached_root
-from workers.sandbox import RunResult, RunSpec, wait_with_deadline
+from workers.sandbox import RunResult, RunSpec, require_tool, wait_with_deadline
 
 # Fails closed: a run that could not join its cgroups does not run at all.
 _JOIN = ('for procs in $KILN_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done; '
@@ -32,11 +30,7 @@ class BwrapSandbox:
     name = "bwrap"
 
     def __init__(self, bwrap: str = "bwrap") -> None:
-        path = shutil.which(bwrap)
-        if path is None:
-            raise InputError("bwrap is not installed (Debian package bubblewrap)",
-                             reason="sandbox-missing")
-        self._bwrap = path
+        self._bwrap = require_tool(bwrap, "bubblewrap", "the default sandbox needs it")
 
     @cached_property
     def version(self) -> str:

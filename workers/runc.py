@@ -26,9 +26,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from kiln.errors import InputError
 from workers.rootfs import SCRATCH, cached_root
-from workers.sandbox import RunResult, RunSpec, wait_with_deadline
+from workers.sandbox import RunResult, RunSpec, require_tool, wait_with_deadline
 
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -51,15 +50,9 @@ class RuncSandbox:
     name = "runc"
 
     def __init__(self, runc: str = "runc") -> None:
-        path = shutil.which(runc)
-        if path is None:
-            raise InputError("runc is not installed (Debian package runc)",
-                             reason="sandbox-missing")
-        for tool, package in (("ip", "iproute2"), ("nsenter", "util-linux")):
-            if shutil.which(tool) is None:
-                raise InputError(f"{tool} is not installed (Debian package {package}); the"
-                                 " sandbox's loopback needs it", reason="sandbox-missing")
-        self._runc = path
+        self._runc = require_tool(runc, "runc", "the runc sandbox needs it")
+        require_tool("ip", "iproute2", "the runc sandbox's loopback needs it")
+        require_tool("nsenter", "util-linux", "the runc sandbox's loopback needs it")
 
     @cached_property
     def version(self) -> str:

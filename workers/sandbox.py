@@ -7,12 +7,15 @@ isolated process and reports how it ended; the log is kept whole in a file.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from kiln.errors import InputError
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MEMORY = 4 << 30
@@ -94,3 +97,12 @@ def wait_with_deadline(process: subprocess.Popen[bytes], timeout: float,
     finally:
         timer.cancel()
     return code, expired.is_set()
+
+
+def require_tool(tool: str, package: str, purpose: str) -> str:
+    """The path of a program a sandbox backend needs, or one clear error naming its package."""
+    path = shutil.which(tool)
+    if path is None:
+        raise InputError(f"{tool} is not installed (Debian package {package}); {purpose}",
+                         reason="sandbox-missing")
+    return path
