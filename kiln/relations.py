@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from kiln.errors import InputError
 from kiln.naming import validate_name, validate_version, version_key
 
-OPERATORS = ("<<", "<=", "=", ">=", ">>")
 _RELATION = re.compile(r"\s*(?P<name>[^\s(|]+)\s*(?:\(\s*(?P<op><<|<=|=|>=|>>)\s*"
                        r"(?P<version>[^\s)]+)\s*\))?\s*")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -206,6 +206,3 @@ def check_symlink_target(path: str, target: str) -> str:
                          reason="bad-path-encoding") from None
     return target
 
-
-def entries_by_path(entries: Sequence[Entry]) -> dict[str, Entry]:
-    return {entry.path: entry for entry in entries}

@@ -288,18 +288,16 @@ def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout,
     for source in recipe.sources:
         if isinstance(source, UrlSource):
             fetched = fetch_url(cache, source)
-            _place(fetched.path, src / Path(source.url.rstrip("/")).name)
+            _place(fetched.path, src / fetched.name)
             records.append({"uri": source.url, "sha256": fetched.sha256})
         elif isinstance(source, PathSource):
             fetched = fetch_path(recipe.directory, source)
-            _place(fetched.path, src / Path(source.path).name)
+            _place(fetched.path, src / fetched.name)
             records.append({"uri": fetched.uri, "sha256": fetched.sha256})
         elif isinstance(source, DebianSource):
             debian = fetch_debian(cache, source)
             for item in (debian.dsc, *debian.files):
-                name = item.uri.rsplit("(", 1)[1].rstrip(")") if "(" in item.uri else \
-                    f"{source.package}_{source.version.split(':')[-1]}.dsc"
-                _place(item.path, src / name)
+                _place(item.path, src / item.name)
             records.append({"uri": debian.dsc.uri, "sha256": source.dsc_sha256})
         else:
             assert isinstance(source, GitSource)

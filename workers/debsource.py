@@ -109,16 +109,17 @@ def fetch_debian(cache: SourceCache, source: DebianSource) -> FetchedDebianSourc
         directory = Path(scratch)
         apt.download(source.package, source.version, directory)
         dscs = list(directory.glob("*.dsc"))
-        if len(dscs) != 1:
+        if [p.name for p in dscs] != [_dsc_name(source)]:
             raise InputError(f"apt-get source {source.package}={source.version} gave"
-                             f" {len(dscs)} .dsc files", reason="source-unreachable")
-        uri = f"debian-source:{source.package}={source.version}"
+                             f" {sorted(p.name for p in dscs)}, not {_dsc_name(source)}",
+                             reason="source-unreachable")
+        uri = _uri(source)
         with open(dscs[0], "rb") as stream:
-            dsc = cache.keep(stream, source.dsc_sha256, uri)
+            dsc = cache.keep(stream, source.dsc_sha256, uri, dscs[0].name)
         files = []
         for name, sha in _dsc_files(dsc.path, uri):
             with open(directory / name, "rb") as stream:
-                files.append(cache.keep(stream, sha, f"{uri} ({name})"))
+                files.append(cache.keep(stream, sha, f"{uri} ({name})", name))
         return FetchedDebianSource(dsc, tuple(files))
 
 
@@ -126,13 +127,23 @@ def _from_cache(cache: SourceCache, source: DebianSource) -> FetchedDebianSource
     dsc_path = cache.file_path(source.dsc_sha256)
     if not dsc_path.exists():
         return None
-    uri = f"debian-source:{source.package}={source.version}"
+    uri = _uri(source)
     files = []
     for name, sha in _dsc_files(dsc_path, uri):
         if not cache.file_path(sha).exists():
             return None
-        files.append(FetchedFile(cache.file_path(sha), sha, f"{uri} ({name})"))
-    return FetchedDebianSource(FetchedFile(dsc_path, source.dsc_sha256, uri), tuple(files))
+        files.append(FetchedFile(cache.file_path(sha), sha, f"{uri} ({name})", name))
+    return FetchedDebianSource(FetchedFile(dsc_path, source.dsc_sha256, uri, _dsc_name(source)),
+                               tuple(files))
+
+
+def _uri(source: DebianSource) -> str:
+    return f"debian-source:{source.package}={source.version}"
+
+
+def _dsc_name(source: DebianSource) -> str:
+    """Debian's name for a source package's .dsc: the version without its epoch."""
+    return f"{source.package}_{source.version.split(':', 1)[-1]}.dsc"
 
 
 def _dsc_files(dsc: Path, uri: str) -> list[tuple[str, str]]:

@@ -44,6 +44,7 @@ class FetchedFile:
     path: Path
     sha256: str
     uri: str
+    name: str  # the file's name in the build's /src
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class SourceCache:
     def mirror_path(self, url: str) -> Path:
         return self.root / "git" / (hashlib.sha256(url.encode()).hexdigest() + ".git")
 
-    def keep(self, stream: BinaryIO, expected: str, uri: str) -> FetchedFile:
+    def keep(self, stream: BinaryIO, expected: str, uri: str, name: str) -> FetchedFile:
         """Copy `stream` into the cache if its sha256 is `expected`; refuse it otherwise."""
         tmp = self.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}"
         digest = hashlib.sha256()
@@ -87,19 +88,20 @@ class SourceCache:
             os.replace(tmp, self.file_path(expected))
         finally:
             tmp.unlink(missing_ok=True)
-        return FetchedFile(self.file_path(expected), expected, uri)
+        return FetchedFile(self.file_path(expected), expected, uri, name)
 
 
 def fetch_url(cache: SourceCache, source: UrlSource) -> FetchedFile:
     """An https or file: source, from the cache when it is there."""
+    name = Path(urllib.parse.urlparse(source.url).path.rstrip("/")).name
     cached = cache.file_path(source.sha256)
     if cached.exists():
-        return FetchedFile(cached, source.sha256, source.url)
+        return FetchedFile(cached, source.sha256, source.url, name)
     if source.url.startswith("file:"):
         path = Path(urllib.parse.unquote(urllib.parse.urlparse(source.url).path))
         try:
             with open(path, "rb") as stream:
-                return cache.keep(stream, source.sha256, source.url)
+                return cache.keep(stream, source.sha256, source.url, name)
         except OSError as exc:
             raise InputError(f"{source.url}: cannot read: {exc.strerror}",
                              reason="source-unreachable") from exc
@@ -110,7 +112,7 @@ def fetch_url(cache: SourceCache, source: UrlSource) -> FetchedFile:
     context = ssl.create_default_context()
     try:
         with urllib.request.urlopen(source.url, timeout=TIMEOUT, context=context) as response:
-            return cache.keep(response, source.sha256, source.url)
+            return cache.keep(response, source.sha256, source.url, name)
     except urllib.error.HTTPError as exc:
         raise InputError(f"{source.url}: the server answered {exc.code} {exc.reason}",
                          reason="source-unreachable") from exc
@@ -132,7 +134,7 @@ def fetch_path(recipe_dir: Path, source: PathSource) -> FetchedFile:
                          reason="missing-source")
     with open(path, "rb") as stream:
         sha = hashlib.file_digest(stream, "sha256").hexdigest()
-    return FetchedFile(path, sha, f"path:{source.path}")
+    return FetchedFile(path, sha, f"path:{source.path}", Path(source.path).name)
 
 
 def fetch_git(cache: SourceCache, source: GitSource,

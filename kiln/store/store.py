@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.canonical import Digest, digest_hex
+from kiln.canonical import Digest
 from kiln.errors import InputError, NotFound, StoreError
 from kiln.faults import crash_point
 from kiln.fileset import FileSet
@@ -291,7 +291,3 @@ class Store:
                 raise
             directory = directory.parent
 
-
-def fileset_short(digest: Digest) -> str:
-    """The first 12 hex digits, for tables."""
-    return digest_hex(digest)[:12]

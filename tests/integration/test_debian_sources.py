@@ -23,7 +23,8 @@ def test_source_package_is_verified_then_served_from_the_cache(
     cache = SourceCache(tmp_path / "cache")
     fetched = fetch_debian(cache, DebianSource("hello", "2.10-3", HELLO_DSC, 1))
     assert hashlib.sha256(fetched.dsc.path.read_bytes()).hexdigest() == HELLO_DSC
-    names = sorted(f.uri.split("(")[1].rstrip(")") for f in fetched.files)
+    assert fetched.dsc.name == "hello_2.10-3.dsc"
+    names = sorted(f.name for f in fetched.files)
     assert names == ["hello_2.10-3.debian.tar.xz", "hello_2.10.orig.tar.gz",
                      "hello_2.10.orig.tar.gz.asc"]
     dsc_text = fetched.dsc.path.read_text()
