@@ -26,6 +26,9 @@ _VERSION = re.compile(
 )
 _MAX_VERSION = 128
 
+DEBIAN_DOMAIN = "debian.org"
+"""Names under this domain are Debian packages, which come from the toolchain lock."""
+
 
 def validate_name(name: str) -> str:
     """Return `name` if it is a valid DNS-rooted FileSet name, else raise."""
@@ -70,3 +73,8 @@ def version_key(version: str) -> Version:
     from debian.debian_support import Version
 
     return Version(validate_version(version))
+
+
+def is_debian(name: str) -> bool:
+    """True for `debian.org/<suite>/<package>` names."""
+    return name.startswith(f"{DEBIAN_DOMAIN}/")

@@ -24,6 +24,7 @@ from kiln import __version__
 from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.errors import CheckFailed, InputError, NotFound
 from kiln.fileset import FileSet
+from kiln.naming import is_debian
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock, ensure_locked
 from kiln.recipes.model import DebianSource, GitSource, PathSource, Recipe, UrlSource
@@ -269,12 +270,12 @@ def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
     from workers.resolve import resolve
 
     unknown = sorted(o.name for g in groups for o in g.options
-                     if o.name.startswith("debian.org/") and lock.get(o.name) is None)
+                     if is_debian(o.name) and lock.get(o.name) is None)
     if unknown:
         raise NotFound(f"build requirement {unknown[0]} is not in kiln.lock; run kiln lock"
                        " update", reason="missing-build-require")
     resolved = resolve(store, lock, groups)
-    debian = {c.name for c in resolved if c.name.startswith("debian.org/")}
+    debian = {c.name for c in resolved if is_debian(c.name)}
     ensure_locked(store, lock, debian)  # imported again if missing, and must match
     return [store.get(candidate.digest) for candidate in resolved]
 

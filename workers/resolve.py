@@ -18,13 +18,11 @@ from resolvelib.resolvers import ResolutionImpossible
 
 from kiln.canonical import Digest
 from kiln.errors import InputError
-from kiln.naming import version_key
+from kiln.naming import is_debian, version_key
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock
 from kiln.relations import Alternatives, Relation
 from kiln.store.store import Store
-
-DEBIAN_PREFIX = "debian.org/"
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         return requirement.satisfied_by(candidate.name, candidate.version)
 
     def get_dependencies(self, candidate: Candidate) -> list[Relation]:
-        if candidate.name.startswith(DEBIAN_PREFIX):
+        if is_debian(candidate.name):
             locked = self.lock.get(candidate.name)
             return [Relation(name) for name in locked.requires] if locked else []
         metadata = self.store.get(candidate.digest).metadata
@@ -71,7 +69,7 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
 
     def _candidates(self, name: str) -> list[Candidate]:
         """Preferred first: the highest version."""
-        if name.startswith(DEBIAN_PREFIX):
+        if is_debian(name):
             locked = self.lock.get(name)
             return [Candidate(locked.name, locked.version, locked.digest)] if locked else []
         versions = sorted(self.store.versions(name), key=version_key, reverse=True)

@@ -20,11 +20,11 @@ from kiln.debian.apt import Apt, AptPackage, DebRelation
 from kiln.debian.deb import data_tar
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet
+from kiln.naming import DEBIAN_DOMAIN
 from kiln.package import PackageMetadata
 from kiln.relations import Relation, parse_alternatives
 from kiln.store.store import Store
 
-DEBIAN_DOMAIN = "debian.org"
 _PRIORITY = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
 
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import InputError
+from kiln.naming import is_debian
 from kiln.recipes.lock import Lock, read_lock
 from kiln.recipes.model import RECIPE_FILE, GitSource, PathSource, Recipe, load_recipe
 from kiln.recipes.yamldoc import Problem
 from kiln.relations import Alternatives
 
 LOCK_FILE = "kiln.lock"
-DEBIAN_PREFIX = "debian.org/"
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def debian_requirements(repository: RecipeRepository) -> set[str]:
     """The Debian packages the recipes build, test and run with (the lock's roots)."""
     return {option.name for recipe in repository.recipes.values()
             for group in (*recipe.build_requires, *recipe.test_requires, *recipe.requires)
-            for option in group.options if option.name.startswith(DEBIAN_PREFIX)}
+            for option in group.options if is_debian(option.name)}
 
 
 def check_repository(root: Path) -> tuple[RecipeRepository, list[Problem]]:
@@ -121,7 +121,7 @@ def _check_relations(repository: RecipeRepository, recipe: Recipe) -> list[Probl
         for index, group in enumerate(relations):
             if not _satisfiable(repository, group):
                 line = lines[index] if index < len(lines) else recipe.lines.get(key, 1)
-                debian = all(name.startswith(DEBIAN_PREFIX) for name in group.names)
+                debian = all(is_debian(name) for name in group.names)
                 problems.append(Problem(str(recipe.file), line,
                                         _unsatisfied(repository, group, key),
                                         "lock-drift" if debian
@@ -144,7 +144,7 @@ def _satisfiable(repository: RecipeRepository, group: Alternatives) -> bool:
 
 
 def _unsatisfied(repository: RecipeRepository, group: Alternatives, key: str) -> str:
-    if all(name.startswith(DEBIAN_PREFIX) for name in group.names):
+    if all(is_debian(name) for name in group.names):
         locked = [f"{p.name}@{p.version}" for name in group.names
                   if repository.lock and (p := repository.lock.get(name)) is not None]
         where = f"locks {', '.join(locked)}" if locked else "lacks it"
