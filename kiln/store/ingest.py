@@ -167,15 +167,17 @@ class _Walk:
 
     def _sort(self, seen: _Seen, item: str | ScannedFile | DirectoryEntry | SymlinkEntry
               ) -> ScannedFile | None:
-        """Record an entry; a file that must be read is returned instead."""
+        """Record an entry and count every file; a file that must be read is returned."""
         if isinstance(item, ScannedFile):
+            seen.files += 1
+            seen.bytes_total += item.size
             # Without a stored tree behind the index, each object is looked for.
             entry = self.cached.files.get(item.path)
             if entry is None or not entry.startswith(item.stat_key) or not self.stager.has(
                     entry_sha256(entry), item.executable):
                 return item
-            item = item.path
-        if isinstance(item, str):
+            seen.hit_paths.append(item.path)
+        elif isinstance(item, str):
             seen.files += 1
             seen.bytes_total += file_entry(item, self.cached.files[item]).size
             seen.hit_paths.append(item)
@@ -191,8 +193,6 @@ class _Walk:
             for found in walk_directory(self.root, known=self.known):
                 item = self._sort(seen, found)
                 if item is not None:
-                    seen.files += 1
-                    seen.bytes_total += item.size
                     to_read.append(item)
                     reader.add(item)
             rows = reader.results()
@@ -207,8 +207,6 @@ class _Walk:
                                     known=self.known):
             item = self._sort(seen, found)
             if item is not None:
-                seen.files += 1
-                seen.bytes_total += item.size
                 sha, size = self.stager.add_file(item.source, item.executable, item.size)
                 seen.add_read(item, sha, size, self.cacheable_before)
         return seen
