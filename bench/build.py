@@ -31,7 +31,7 @@ from kiln.recipes.repository import load_repository  # noqa: E402
 from kiln.store import Store  # noqa: E402
 from workers.build import build  # noqa: E402
 from workers.bwrap import BwrapSandbox  # noqa: E402
-from workers.root import _COMPOSED, compose_root  # noqa: E402
+from workers.root import compose_root, forget_compositions  # noqa: E402
 from workers.runc import RuncSandbox  # noqa: E402
 from workers.sandbox import RunSpec  # noqa: E402
 
@@ -96,7 +96,7 @@ def main() -> None:
 
         kiln_true()  # materialises the store's trees once, as a worker would have them
         def compose_first() -> None:
-            _COMPOSED.clear()  # as a worker's first build of this toolchain would
+            forget_compositions()  # as a worker's first build of this toolchain would
             compose_root(store, filesets)
 
         compose = median(args.runs, compose_first)

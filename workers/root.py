@@ -53,6 +53,11 @@ def compose_root(store: Store, filesets: list[FileSet]) -> Root:
     return root
 
 
+def forget_compositions() -> None:
+    """Drop remembered compositions, as a fresh worker process starts without them."""
+    _COMPOSED.clear()
+
+
 def _compose(store: Store, filesets: list[FileSet]) -> Root:
     mounts = []
     links: dict[str, str] = {}
