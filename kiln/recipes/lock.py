@@ -11,6 +11,7 @@ with the same digest, or the build stops.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,11 +101,10 @@ def ensure_locked(store: Store, lock: Lock, names: set[str]) -> dict[str, Digest
     from kiln.debian.apt import Apt
     from kiln.debian.importer import import_deb_file, package_name
 
-    wanted = [lock.get(name) for name in sorted(lock.closure(names))]
-    missing = [p for p in wanted if p is not None and not store.has(p.digest)]
+    by_name = {p.name: p for p in lock.packages}
+    wanted = [by_name[name] for name in sorted(lock.closure(names))]  # only locked names
+    missing = [p for p in wanted if not store.has(p.digest)]
     if missing:
-        import tempfile
-
         apt = Apt(store.layout.cache / "apt")
         records = [apt.show(package_name(p.name), p.version) for p in missing]
         with tempfile.TemporaryDirectory(prefix="kiln-lock-") as scratch:
@@ -116,7 +116,7 @@ def ensure_locked(store: Store, lock: Lock, names: set[str]) -> dict[str, Digest
                         f"{locked.name}@{locked.version} re-imported as {fileset.digest}, but"
                         f" the lock pins {locked.digest}; run `kiln lock update`",
                         reason="lock-digest-mismatch")
-    return {p.name: p.digest for p in wanted if p is not None}
+    return {p.name: p.digest for p in wanted}
 
 
 def update_lock(store: Store, repository_dir: Path) -> Lock:
