@@ -10,6 +10,7 @@ the package, its runtime closure and its test-requires; write the build record.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -371,8 +372,6 @@ def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: F
 
 
 def _previous(store: Store, build_key: Digest) -> tuple[dict[str, Any], FileSet] | None:
-    import json
-
     path = store.layout.cache / "builds" / f"{build_key.split(':')[1]}.json"
     try:
         record = json.loads(path.read_text())
@@ -383,8 +382,6 @@ def _previous(store: Store, build_key: Digest) -> tuple[dict[str, Any], FileSet]
 
 
 def _remember(store: Store, build_key: Digest, record: dict[str, Any], log: Path) -> None:
-    import json
-
     directory = store.layout.cache / "builds"
     directory.mkdir(exist_ok=True)
     name = build_key.split(":")[1]
