@@ -16,6 +16,7 @@ import lzma
 import re
 import stat
 import zlib
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from kiln.archive.tarformat import (
     TarReader,
     describe_type,
 )
+from kiln.canonical import Digest
 from kiln.errors import InputError, KilnError
 from kiln.faults import crash_point
 from kiln.fileset import MOUNT_ROOT, FileSet, Metadata
@@ -73,18 +75,24 @@ def import_archive(store: Store, source: Path, *, name: str | None = None,
 
 def import_tar_stream(store: Store, stream: ByteStream, where: str, *, name: str | None = None,
                       version: str | None = None, metadata: Metadata | None = None,
-                      strip_setuid: bool = False) -> ImportResult:
+                      strip_setuid: bool = False, expect: Digest | None = None,
+                      check_stream: Callable[[], None] | None = None) -> ImportResult:
     """Import an uncompressed (or already decompressing) tar stream; `where` names it in
     errors. `metadata` is for plain tars, whose content says nothing of what they are.
 
     `strip_setuid` drops setuid and setgid bits instead of refusing them, and lists
     the paths in the label `setuid-stripped`: for Debian packages (mount, su), which
-    Kiln runs only under no_new_privs, where those bits mean nothing anyway."""
+    Kiln runs only under no_new_privs, where those bits mean nothing anyway.
+
+    `check_stream` runs once the stream is read to its end, and raises to keep
+    nothing (a registry pull checks the blob's digest there); `expect` is the
+    FileSet digest the archive must hold."""
     with store.shared():
         stager = store.stager()
         try:
             state = _ArchiveState(strip_setuid=strip_setuid)
-            return _import(store, stager, TarReader(stream), state, name, version, metadata)
+            return _import(store, stager, TarReader(stream), state, name, version, metadata,
+                           expect, check_stream)
         except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError) as exc:
             raise InputError(f"{where}: archive is truncated or corrupt: {exc}",
                              reason="archive-corrupt") from exc
@@ -96,7 +104,8 @@ def import_tar_stream(store: Store, stream: ByteStream, where: str, *, name: str
 
 
 def _import(store: Store, stager: ObjectStager, reader: TarReader, state: _ArchiveState,
-            name: str | None, version: str | None, metadata: Metadata | None) -> ImportResult:
+            name: str | None, version: str | None, metadata: Metadata | None,
+            expect: Digest | None, check_stream: Callable[[], None] | None) -> ImportResult:
     for member in reader.members():
         path = _clean_path(member.path)
         if path is not None and not state.take_header(member, path, reader):
@@ -105,7 +114,12 @@ def _import(store: Store, stager: ObjectStager, reader: TarReader, state: _Archi
                 state.add(_entry(member, tree_path, reader, stager, state))
                 crash_point("import")
     reader.finish()
+    if check_stream is not None:
+        check_stream()
     fileset, tree = state.finish(name, version, metadata)
+    if expect is not None and fileset.digest != expect:
+        raise InputError(f"the archive holds {fileset.label} ({fileset.digest}), not {expect}",
+                         reason="fileset-digest-mismatch")
     store.record(fileset, tree, stager, manifest_bytes=state.manifest_bytes or None,
                  objects_checked=True)
     return ImportResult(fileset, sum(1 for _ in tree.files()))

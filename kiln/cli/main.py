@@ -18,6 +18,7 @@ from kiln.cli import (
     deb_commands,
     fileset_commands,
     recipe_commands,
+    registry_commands,
     store_commands,
 )
 from kiln.errors import KilnError
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe_commands.register_lock(commands)
     deb_commands.register(commands)
     build_commands.register(commands)
+    registry_commands.register(commands)
     return parser
 
 
