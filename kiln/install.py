@@ -1,0 +1,82 @@
+"""Install links: where a set of packages appears in a root (DESIGN.md 2b).
+
+Every package is mounted at `/packages/<name>/<version>`; its `install` patterns
+pick the paths it links into the root (an empty list, as for Debian packages and
+plain FileSets, links every file and symlink where it stands). Files are linked to
+their mount; a package's own symlinks are copied verbatim, so that binutils'
+`usr/bin/as -> x86_64-linux-gnu-as` resolves across packages, as after dpkg -i.
+
+Two packages linking one path to different content is refused, naming both,
+unless one `replaces` the other: then the replacing package's link wins. The
+same links are a tmpfs in build roots and `kiln run`, and a layer in images.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from kiln.errors import ConflictError
+from kiln.fileset import FileSet
+from kiln.package import PackageMetadata
+from kiln.store.store import Store
+from kiln.tree import DirectoryEntry, FileEntry
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    links: dict[str, str]  # absolute path in the root -> link target
+    env: dict[str, str]  # the packages' `env`, merged in name order
+
+
+def install_links(store: Store, filesets: list[FileSet]) -> InstallPlan:
+    """The links and environment that `filesets` make in a root."""
+    links: dict[str, str] = {}
+    owners: dict[str, tuple[FileSet, str]] = {}  # link -> (owner, content key)
+    env: dict[str, str] = {}
+    for fileset in sorted(filesets, key=lambda f: (f.name, f.version)):
+        mount_point = f"/{fileset.mount_point}"
+        metadata = fileset.metadata
+        patterns = metadata.install if isinstance(metadata, PackageMetadata) else ()
+        if isinstance(metadata, PackageMetadata):
+            env.update(metadata.env)
+        for entry in store.tree(fileset).entries:
+            if isinstance(entry, DirectoryEntry):
+                continue
+            if patterns and not any(fnmatch.fnmatch(entry.path, p) for p in patterns):
+                continue
+            path = f"/{entry.path}"
+            key = (f"{entry.sha256}:{entry.executable}" if isinstance(entry, FileEntry)
+                   else f"symlink:{entry.target}")
+            previous = owners.get(path)
+            if previous is not None and previous[1] != key:
+                if _replaces(previous[0], fileset):
+                    continue
+                if not _replaces(fileset, previous[0]):
+                    raise ConflictError(f"{path} is installed by both {previous[0].label} and"
+                                        f" {fileset.label} (neither replaces the other)",
+                                        reason="path-claimed-twice")
+            elif previous is not None:
+                continue
+            owners[path] = (fileset, key)
+            links[path] = (f"{mount_point}/{entry.path}" if isinstance(entry, FileEntry)
+                           else entry.target)
+    _refuse_links_over_directories(links, owners)
+    return InstallPlan(links, env)
+
+
+def _replaces(winner: FileSet, loser: FileSet) -> bool:
+    metadata = winner.metadata
+    return isinstance(metadata, PackageMetadata) and loser.name in metadata.replaces
+
+
+def _refuse_links_over_directories(links: dict[str, str],
+                                   owners: dict[str, tuple[FileSet, str]]) -> None:
+    for path in links:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in links:
+                raise ConflictError(f"{path} of {owners[path][0].label} lies under {parent},"
+                                    f" a link of {owners[parent][0].label}",
+                                    reason="path-claimed-twice")
+            parent = parent.rpartition("/")[0]
