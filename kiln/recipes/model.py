@@ -10,12 +10,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from kiln.errors import InputError
 from kiln.naming import validate_name, validate_version
 from kiln.package import DEFAULT_INSTALL, Requirements
-from kiln.recipes.yamldoc import Node, Problem, load_yaml
+from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml
 from kiln.relations import Alternatives, parse_alternatives
 from kiln.tree import check_path
 
@@ -23,10 +22,8 @@ RECIPE_FILE = "recipe.yaml"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9.+-]+")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAPABILITY = re.compile(r"CAP_[A-Z_]+")
 _KERNEL = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -119,69 +116,6 @@ _TOP = {"package", "sources", "build-requires", "test-requires", "requires", "en
 _REQUIRED = {"package", "build"}
 
 
-class _Reader:
-    """Typed reads from YAML nodes; each bad value becomes a Problem, not an exception."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def problem(self, line: int, message: str, reason: str = "bad-recipe") -> None:
-        self.problems.append(Problem(self.file, line, message, reason))
-
-    def mapping(self, node: Node, what: str, known: set[str],
-                required: set[str] = frozenset()) -> dict[str, Node]:  # type: ignore[assignment]
-        if node.kind != "map":
-            self.problem(node.line, f"{what} must be a mapping")
-            return {}
-        found = {key: value for key, _line, value in node.pairs}
-        for key, line, _value in node.pairs:
-            if key not in known:
-                self.problem(line, f"unknown key {key!r} in {what}; known: "
-                             f"{', '.join(sorted(known))}", "unknown-key")
-        for key in sorted(required - set(found)):
-            self.problem(node.line, f"{what} needs {key!r}", "missing-key")
-        return found
-
-    def string(self, node: Node | None, what: str,
-               check: Callable[[str], object] | None = None) -> str | None:
-        if node is None:
-            return None
-        if node.kind != "scalar" or node.text is None:
-            self.problem(node.line, f"{what} must be a string")
-            return None
-        if check is not None:
-            try:
-                check(node.text)
-            except InputError as exc:
-                self.problem(node.line, f"{what}: {exc.message}", exc.reason)
-                return None
-        return node.text
-
-    def strings(self, node: Node | None, what: str) -> list[str]:
-        return self.parsed(node, what, str)
-
-    def parsed(self, node: Node | None, what: str, parse: Callable[[str], _T]) -> list[_T]:
-        """A list of strings, each turned into a value by `parse` (which may refuse it).
-
-        A key left empty (`build-requires:`) is YAML's null: no entries."""
-        if node is None or (node.kind == "scalar" and node.text is None):
-            return []
-        if node.kind != "seq":
-            self.problem(node.line, f"{what} must be a list")
-            return []
-        out: list[_T] = []
-        for item in node.items:
-            text = self.string(item, f"an entry of {what}")
-            if text is None:
-                continue
-            try:
-                out.append(parse(text))
-            except InputError as exc:
-                self.problem(item.line, f"{what}: {exc.message}", exc.reason)
-        return out
-
-
 def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
     """Parse one recipe file; the recipe is None when any problem was found."""
     name = str(file)
@@ -193,7 +127,7 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
         line = int(exc.message.split(":")[1]) if exc.message.startswith(name + ":") else 1
         message = exc.message.removeprefix(f"{name}:{line}: ")
         return None, [Problem(name, line, message, exc.reason)]
-    reader = _Reader(name)
+    reader = Reader(name, "bad-recipe")
     top = reader.mapping(root, "the recipe", _TOP, _REQUIRED)
     package = _package(reader, top.get("package"))
     recipe = Recipe(
@@ -205,7 +139,7 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
         test_requires=tuple(reader.parsed(top.get("test-requires"), "test-requires",
                                           parse_alternatives)),
         requires=tuple(reader.parsed(top.get("requires"), "requires", parse_alternatives)),
-        env=_env(reader, top.get("env")),
+        env=reader.env(top.get("env")),
         build=reader.string(top.get("build"), "build") or "",
         install=tuple(reader.parsed(top.get("install"), "install", check_path))
         if "install" in top else DEFAULT_INSTALL,
@@ -220,7 +154,7 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
     return (None if reader.problems else recipe), reader.problems
 
 
-def _package(reader: _Reader, node: Node | None) -> PackageInfo | None:
+def _package(reader: Reader, node: Node | None) -> PackageInfo | None:
     if node is None:
         return None
     fields = reader.mapping(node, "package", {"name", "version", "summary", "license",
@@ -234,7 +168,7 @@ def _package(reader: _Reader, node: Node | None) -> PackageInfo | None:
                        reader.string(fields.get("homepage"), "homepage") or "")
 
 
-def _sources(reader: _Reader, node: Node | None) -> list[Source]:
+def _sources(reader: Reader, node: Node | None) -> list[Source]:
     if node is None:
         return []
     if node.kind != "seq":
@@ -248,7 +182,7 @@ def _sources(reader: _Reader, node: Node | None) -> list[Source]:
     return sources
 
 
-def _source(reader: _Reader, node: Node) -> Source | None:
+def _source(reader: Reader, node: Node) -> Source | None:
     kinds = {"url": {"url", "sha256"}, "git": {"git", "commit"}, "path": {"path"},
              "debian": {"debian", "version", "dsc-sha256"}}
     keys = {key for key, _line, _value in node.pairs} if node.kind == "map" else set()
@@ -283,23 +217,7 @@ def _source(reader: _Reader, node: Node) -> Source | None:
     return DebianSource(package, version, dsc, line) if package and version and dsc else None
 
 
-def _env(reader: _Reader, node: Node | None) -> dict[str, str]:
-    if node is None:
-        return {}
-    if node.kind != "map":
-        reader.problem(node.line, "env must be a mapping")
-        return {}
-    env = {}
-    for key, line, value in node.pairs:
-        if not _ENV_NAME.fullmatch(key):
-            reader.problem(line, f"env name {key!r} is not a valid variable name")
-        text = reader.string(value, f"env {key}")
-        if text is not None:
-            env[key] = text
-    return env
-
-
-def _requirements(reader: _Reader, node: Node | None) -> Requirements:
+def _requirements(reader: Reader, node: Node | None) -> Requirements:
     if node is None:
         return Requirements()
     fields = reader.mapping(node, "requirements", {"kernel", "capabilities"})

@@ -6,10 +6,15 @@ the float 2.1 a YAML loader would make of it. Duplicate keys are problems.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from kiln.errors import InputError
+
+_T = TypeVar("_T")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,83 @@ def _convert(node: object, file: str) -> Node:
     assert isinstance(node, yaml.ScalarNode)
     is_null = node.tag == "tag:yaml.org,2002:null" and node.style is None
     return Node("scalar", line, text=None if is_null else node.value)
+
+
+class Reader:
+    """Typed reads from YAML nodes; each bad value becomes a Problem, not an exception."""
+
+    def __init__(self, file: str, default_reason: str) -> None:
+        self.file = file
+        self.default_reason = default_reason
+        self.problems: list[Problem] = []
+
+    def problem(self, line: int, message: str, reason: str | None = None) -> None:
+        self.problems.append(Problem(self.file, line, message, reason or self.default_reason))
+
+    def mapping(self, node: Node, what: str, known: set[str],
+                required: set[str] = frozenset()) -> dict[str, Node]:  # type: ignore[assignment]
+        if node.kind != "map":
+            self.problem(node.line, f"{what} must be a mapping")
+            return {}
+        found = {key: value for key, _line, value in node.pairs}
+        for key, line, _value in node.pairs:
+            if key not in known:
+                self.problem(line, f"unknown key {key!r} in {what}; known: "
+                             f"{', '.join(sorted(known))}", "unknown-key")
+        for key in sorted(required - set(found)):
+            self.problem(node.line, f"{what} needs {key!r}", "missing-key")
+        return found
+
+    def string(self, node: Node | None, what: str,
+               check: Callable[[str], object] | None = None) -> str | None:
+        if node is None:
+            return None
+        if node.kind != "scalar" or node.text is None:
+            self.problem(node.line, f"{what} must be a string")
+            return None
+        if check is not None:
+            try:
+                check(node.text)
+            except InputError as exc:
+                self.problem(node.line, f"{what}: {exc.message}", exc.reason)
+                return None
+        return node.text
+
+    def strings(self, node: Node | None, what: str) -> list[str]:
+        return self.parsed(node, what, str)
+
+    def parsed(self, node: Node | None, what: str, parse: Callable[[str], _T]) -> list[_T]:
+        """A list of strings, each turned into a value by `parse` (which may refuse it).
+
+        A key left empty (`build-requires:`) is YAML's null: no entries."""
+        if node is None or (node.kind == "scalar" and node.text is None):
+            return []
+        if node.kind != "seq":
+            self.problem(node.line, f"{what} must be a list")
+            return []
+        out: list[_T] = []
+        for item in node.items:
+            text = self.string(item, f"an entry of {what}")
+            if text is None:
+                continue
+            try:
+                out.append(parse(text))
+            except InputError as exc:
+                self.problem(item.line, f"{what}: {exc.message}", exc.reason)
+        return out
+
+    def env(self, node: Node | None) -> dict[str, str]:
+        """A mapping of environment variable names to values."""
+        if node is None:
+            return {}
+        if node.kind != "map":
+            self.problem(node.line, "env must be a mapping")
+            return {}
+        env = {}
+        for key, line, value in node.pairs:
+            if not _ENV_NAME.fullmatch(key):
+                self.problem(line, f"env name {key!r} is not a valid variable name")
+            text = self.string(value, f"env {key}")
+            if text is not None:
+                env[key] = text
+        return env
