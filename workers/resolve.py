@@ -18,6 +18,7 @@ from resolvelib.resolvers import ResolutionImpossible
 
 from kiln.canonical import Digest
 from kiln.errors import InputError
+from kiln.image.resolve import describe_conflict
 from kiln.naming import is_debian, version_key
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock
@@ -83,10 +84,6 @@ def resolve(store: Store, lock: Lock, groups: Iterable[Alternatives]) -> list[Ca
     try:
         result = Resolver(provider, BaseReporter()).resolve(requirements, max_rounds=1000)
     except ResolutionImpossible as exc:
-        chain = "; ".join(
-            f"{cause.requirement}" + (f" (needed by {cause.parent.name}@{cause.parent.version})"
-                                      if cause.parent else "")
-            for cause in exc.causes)
-        raise InputError(f"cannot satisfy: {chain}; build or lock what is missing",
-                         reason="unsatisfiable") from None
+        raise InputError(f"cannot satisfy: {describe_conflict(exc)}; build or lock what is"
+                         " missing", reason="unsatisfiable") from None
     return sorted(result.mapping.values(), key=lambda c: c.name)

@@ -17,6 +17,7 @@ from kiln.cli import (
     build_commands,
     deb_commands,
     fileset_commands,
+    image_commands,
     recipe_commands,
     registry_commands,
     store_commands,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     deb_commands.register(commands)
     build_commands.register(commands)
     registry_commands.register(commands)
+    image_commands.register(commands)
     return parser
 
 

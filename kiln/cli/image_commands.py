@@ -1,0 +1,278 @@
+"""`kiln image build|update|inspect|diff` and `kiln set publish`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kiln.cli.common import add_json_flag, open_store
+from kiln.cli.output import human_size, print_json, print_table
+
+if TYPE_CHECKING:
+    from kiln.image.build import Composed, FetchPackage
+    from kiln.image.inspect import ImageSummary
+    from kiln.image.location import LayoutStore, RegistryImageStore
+    from kiln.registry.config import RegistryConfig
+    from kiln.store.store import Store
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("image", help="compose, update and inspect OCI images")
+    sub = group.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
+
+    build = sub.add_parser("build", help="compose an image from image.yaml")
+    build.add_argument("spec", type=Path, metavar="IMAGE.yaml")
+    _add_destination(build, required=True)
+    build.add_argument("--locked", action="store_true",
+                       help="compose exactly what image.lock pins (refuse a stale lock)")
+    add_json_flag(build)
+    build.set_defaults(handler=cmd_build)
+
+    update = sub.add_parser("update", help="replace packages of an image, reusing every"
+                                           " other layer")
+    update.add_argument("image", metavar="IMAGE_REF", help="oci:DIR[:TAG] or HOST/REPO:TAG")
+    update.add_argument("--set", action="append", required=True, dest="changes",
+                        metavar="NAME=VERSION")
+    _add_destination(update, required=False)
+    update.add_argument("--lock", type=Path, metavar="FILE", help="write the new image.lock")
+    add_json_flag(update)
+    update.set_defaults(handler=cmd_update)
+
+    inspect = sub.add_parser("inspect", help="packages, versions, digests and requirements,"
+                                             " from the image alone")
+    inspect.add_argument("image", metavar="IMAGE_REF")
+    add_json_flag(inspect)
+    inspect.set_defaults(handler=cmd_inspect)
+
+    diff = sub.add_parser("diff", help="package-level changes between two images")
+    diff.add_argument("before", metavar="A")
+    diff.add_argument("after", metavar="B")
+    add_json_flag(diff)
+    diff.set_defaults(handler=cmd_diff)
+
+    sets = commands.add_parser("set", help="publish curated package sets")
+    set_sub = sets.add_subparsers(dest="set_command", metavar="COMMAND", required=True)
+    publish = set_sub.add_parser("publish", help="resolve SET.yaml, push its packages and it")
+    publish.add_argument("spec", type=Path, metavar="SET.yaml")
+    add_json_flag(publish)
+    publish.set_defaults(handler=cmd_set_publish)
+
+
+def _add_destination(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("-o", "--output", metavar="oci:DIR[:TAG]",
+                       help="write an OCI image layout")
+    where.add_argument("--push", metavar="HOST/REPO[:TAG]", help="push to a registry")
+
+
+def registry_fetcher(store: Store, config: RegistryConfig) -> FetchPackage | None:
+    """Pulls missing packages through registries.yaml, or None when nothing is mapped."""
+    if not config.mappings:
+        return None
+    from kiln.fileset import FileSet
+    from kiln.image.spec import LockedPackage
+    from kiln.registry.artifact import pull_fileset
+    from kiln.registry.client import client_for
+
+    def fetch(package: LockedPackage) -> FileSet:
+        source = config.locate(package.name, package.version)
+        client = client_for(source.host, config)
+        try:
+            return pull_fileset(store, client, source)
+        finally:
+            client.close()
+
+    return fetch
+
+
+def _destination(args: argparse.Namespace, config: RegistryConfig,
+                 default_tag: str) -> LayoutStore | RegistryImageStore:
+    from kiln.image.location import open_location
+    from kiln.registry.reference import parse_reference
+
+    if args.push:
+        reference = parse_reference(args.push)
+        if not reference.tag:
+            args.push = f"{args.push}:{default_tag}"
+    return open_location(args.push or args.output, config)
+
+
+def _publish(store: Store, composed: Composed, destination: LayoutStore | RegistryImageStore,
+             config: RegistryConfig) -> dict[str, object]:
+    from kiln.errors import KilnError
+    from kiln.image.location import Attachment, RegistryImageStore
+    from kiln.image.sbom import SBOM_TYPE, spdx_document
+
+    mounts = {}
+    if isinstance(destination, RegistryImageStore):
+        # A package's layer is its artifact's blob: mount it from the package's repository.
+        for layer in composed.image.layers:
+            if len(layer.packages) == 1:
+                try:
+                    home = config.locate(layer.packages[0].name)
+                except KilnError:  # a name no registry is mapped for is just not mounted
+                    continue
+                if home.host == destination.reference.host:
+                    mounts[layer.descriptor.digest] = home.repository
+    sbom = Attachment(SBOM_TYPE, spdx_document(composed.image), SBOM_TYPE)
+    try:
+        digest = destination.put(composed.image, [sbom], mounts)
+        traffic = (destination.client.traffic if isinstance(destination, RegistryImageStore)
+                   else None)
+    finally:
+        destination.close()
+    report: dict[str, object] = {
+        "image": destination.describe(), "digest": digest,
+        "name": composed.image.name, "version": composed.image.version,
+        "packages": len(composed.image.packages), "layers": len(composed.image.layers),
+        "size": sum(layer.descriptor.size for layer in composed.image.layers),
+    }
+    if traffic is not None:
+        report["requests"] = dict(traffic.requests)
+        report["bytes_sent"] = traffic.bytes_sent
+    return report
+
+
+def _print_report(args: argparse.Namespace, report: dict[str, object]) -> None:
+    if args.json:
+        print_json(report)
+    else:
+        size = report["size"]
+        assert isinstance(size, int)
+        print(f"{report['image']}@{report['digest']}: {report['name']}@{report['version']},"
+              f" {report['packages']} packages in {report['layers']} layers"
+              f" ({human_size(size)})")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from kiln.image.build import build_from_spec
+    from kiln.image.sets import fetch_set
+    from kiln.image.spec import load_image_spec, write_image_lock
+    from kiln.registry.config import load_config
+    from kiln.registry.naming import version_to_tag
+
+    store = open_store(args)
+    config = load_config()
+    spec = load_image_spec(args.spec)
+    package_set = None
+    if spec.set:
+        fetched = fetch_set(spec.set, config)
+        package_set = (fetched.digest, fetched.packages)
+    with store.shared():
+        composed = build_from_spec(store, spec, locked=args.locked, package_set=package_set,
+                                   fetch=registry_fetcher(store, config))
+        if not args.locked:
+            write_image_lock(spec.lock_path, composed.lock)
+        report = _publish(store, composed,
+                          _destination(args, config, version_to_tag(spec.version)), config)
+    _print_report(args, report)
+    return 0
+
+
+def _read_image(text: str, config: RegistryConfig) -> tuple[ImageSummary, dict[str, Any]]:
+    from kiln.image.inspect import summarize
+    from kiln.image.location import open_location
+
+    location = open_location(text, config)
+    try:
+        manifest, digest = location.manifest()
+        summary = summarize(manifest, digest, location.describe())
+        image_config = json.loads(location.blob(summary.config))
+    finally:
+        location.close()
+    return summary, image_config
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from kiln.errors import InputError
+    from kiln.image.build import update_image
+    from kiln.image.compose import RunConfig
+    from kiln.image.spec import write_image_lock
+    from kiln.naming import validate_name, validate_version
+    from kiln.registry.config import load_config
+    from kiln.registry.naming import version_to_tag
+
+    changes = {}
+    for change in args.changes:
+        name, equals, version = change.partition("=")
+        if not equals:
+            raise InputError(f"--set {change!r}: write NAME=VERSION", reason="bad-usage")
+        changes[validate_name(name)] = validate_version(version)
+    store = open_store(args)
+    config = load_config()
+    previous, image_config = _read_image(args.image, config)
+    settings = image_config.get("config", {})
+    run = RunConfig(tuple(settings.get("Entrypoint") or ()), tuple(settings.get("Cmd") or ()),
+                    previous.env, settings.get("User", ""), settings.get("WorkingDir", ""),
+                    settings.get("Labels") or {})
+    with store.shared():
+        composed = update_image(store, previous, changes, run,
+                                fetch=registry_fetcher(store, config),
+                                budget=previous.budget)
+        if args.lock:
+            write_image_lock(args.lock, composed.lock)
+        if not (args.push or args.output):
+            if args.image.startswith("oci:"):
+                args.output = args.image
+            else:
+                args.push = args.image
+        report = _publish(store, composed,
+                          _destination(args, config, version_to_tag(previous.version)), config)
+    report["previous"] = previous.digest
+    _print_report(args, report)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from kiln.registry.config import load_config
+
+    summary, _ = _read_image(args.image, load_config())
+    if args.json:
+        print_json(summary.to_json())
+        return 0
+    print(f"{summary.name}@{summary.version}  {summary.digest}")
+    requirements = summary.requirements
+    print(f"requires: kernel >= {requirements.get('kernel') or 'any'}, capabilities:"
+          f" {', '.join(requirements.get('capabilities') or []) or 'none'}")
+    if summary.previous:
+        print(f"updated from: {summary.previous}")
+    print_table([(p.name, p.version, p.digest) for p in summary.packages],
+                ("PACKAGE", "VERSION", "DIGEST"))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from kiln.image.inspect import diff
+    from kiln.registry.config import load_config
+
+    config = load_config()
+    before, _ = _read_image(args.before, config)
+    after, _ = _read_image(args.after, config)
+    changes = diff(before, after)
+    if args.json:
+        print_json([change.to_json() for change in changes])
+        return 0
+    print_table([(c.name, c.kind, c.before.version if c.before else "-",
+                  c.after.version if c.after else "-") for c in changes],
+                ("PACKAGE", "CHANGE", "BEFORE", "AFTER"))
+    return 0
+
+
+def cmd_set_publish(args: argparse.Namespace) -> int:
+    from kiln.image.sets import publish_set, resolve_set
+    from kiln.registry.config import load_config
+
+    store = open_store(args)
+    with store.shared():
+        package_set = resolve_set(store, args.spec)
+        reference = publish_set(store, package_set, load_config())
+    if args.json:
+        print_json({"reference": str(reference), "name": package_set.name,
+                    "version": package_set.version, "digest": package_set.digest,
+                    "packages": [p.to_json() for p in package_set.packages]})
+    else:
+        print(f"published {package_set.name}@{package_set.version} ({package_set.digest},"
+              f" {len(package_set.packages)} packages) as {reference}")
+    return 0

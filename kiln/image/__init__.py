@@ -1,0 +1,1 @@
+"""Images composed from package sets: spec, lock, resolution, composition, OCI export."""

@@ -1,0 +1,120 @@
+"""`kiln image build` and `kiln image update`: from a spec or a previous image to
+a composed image, its lock and its SBOM."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from kiln.canonical import Digest
+from kiln.errors import InputError, NotFound
+from kiln.fileset import FileSet
+from kiln.image.compose import Image, RunConfig, compose_image
+from kiln.image.inspect import ImageSummary
+from kiln.image.resolve import resolve_packages
+from kiln.image.spec import ImageLock, ImageSpec, LockedPackage, read_image_lock
+from kiln.relations import Relation
+from kiln.store.store import Store
+
+FetchPackage = Callable[[LockedPackage], FileSet]
+"""Brings a package the store lacks (from a registry), checked against its digest."""
+
+
+@dataclass(frozen=True)
+class Composed:
+    image: Image
+    lock: ImageLock
+
+
+def run_config(spec: ImageSpec) -> RunConfig:
+    return RunConfig(spec.entrypoint, spec.cmd, spec.env, spec.user, spec.workdir, spec.labels)
+
+
+def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
+                    package_set: tuple[Digest, tuple[LockedPackage, ...]] | None = None,
+                    fetch: FetchPackage | None = None) -> Composed:
+    """Resolve (or take the lock of) `spec` and compose its image."""
+    set_digest = package_set[0] if package_set else None
+    pins = {p.name: p for p in package_set[1]} if package_set else {}
+    if locked:
+        lock = read_image_lock(spec.lock_path)
+        _check_lock_matches(spec, lock, set_digest)
+        packages = [ensure_package(store, p, fetch) for p in lock.packages]
+        # The lock must still be a closure that satisfies the spec.
+        try:
+            resolved = resolve_packages(store, spec.packages,
+                                        pins={p.name: p for p in lock.packages},
+                                        overrides=spec.overrides)
+        except InputError as exc:
+            raise InputError(f"{spec.lock_path} no longer satisfies {spec.file}: {exc.message}",
+                             reason="lock-stale") from exc
+        if {f.digest for f in resolved} != {f.digest for f in packages}:
+            raise InputError(f"{spec.lock_path} no longer satisfies {spec.file}: build without"
+                             " --locked to re-resolve", reason="lock-stale")
+    else:
+        for pin in pins.values():
+            ensure_package(store, pin, fetch)
+        packages = resolve_packages(store, spec.packages, pins=pins, overrides=spec.overrides)
+        lock = ImageLock(tuple(LockedPackage(f.name, f.version, f.digest) for f in packages),
+                         dict(spec.overrides), set_digest)
+    image = compose_image(store, spec.name, spec.version, packages, run_config(spec),
+                          budget=spec.layers, overrides=spec.overrides, set_digest=set_digest)
+    return Composed(image, lock)
+
+
+def _check_lock_matches(spec: ImageSpec, lock: ImageLock, set_digest: Digest | None) -> None:
+    if dict(lock.overrides) != dict(spec.overrides) or lock.set != set_digest:
+        raise InputError(f"{spec.lock_path} was made with other overrides or another set:"
+                         " build without --locked to update it", reason="lock-stale")
+
+
+def ensure_package(store: Store, package: LockedPackage, fetch: FetchPackage | None) -> FileSet:
+    """The locked package from the store, fetched when missing; its digest must match."""
+    if store.has(package.digest):
+        return store.get(package.digest)
+    if fetch is None:
+        raise NotFound(f"{package.name}@{package.version} ({package.digest}) is not in the store"
+                       " and no registry is configured to pull it from",
+                       reason="package-missing")
+    fetched = fetch(package)
+    if fetched.digest != package.digest:
+        raise InputError(f"{package.name}@{package.version} pulled as {fetched.digest}, locked"
+                         f" as {package.digest}", reason="fileset-digest-mismatch")
+    return fetched
+
+
+def update_image(store: Store, previous: ImageSummary, changes: Mapping[str, str],
+                 run: RunConfig, *, fetch: FetchPackage | None = None,
+                 budget: int = 100) -> Composed:
+    """The previous image with NAME=VERSION changes; dependencies re-checked."""
+    packages = {p.name: p for p in previous.packages}
+    for name in changes:
+        if name not in packages:
+            raise NotFound(f"{previous.name}@{previous.version} holds no {name}",
+                           reason="not-in-image")
+    pins: dict[str, LockedPackage] = {}
+    for name, package in packages.items():
+        if name in changes:
+            versions = store.versions(name)
+            if changes[name] not in versions and fetch is not None:
+                fetched = fetch(LockedPackage(name, changes[name], Digest("")))
+                pins[name] = LockedPackage(name, fetched.version, fetched.digest)
+                continue
+            if changes[name] not in versions:
+                raise NotFound(f"{name}@{changes[name]} is not in the store",
+                               reason="package-missing")
+            pins[name] = LockedPackage(name, changes[name], store.lookup(name, changes[name]))
+        else:
+            pins[name] = package
+            ensure_package(store, package, fetch)
+    # Every previous package stays wanted at its pin; the resolver re-checks that the new
+    # versions' requirements hold, and adds what a new version newly needs.
+    wanted = [Relation(name) for name in sorted(pins)]
+    resolved = resolve_packages(store, wanted, pins=pins, overrides=previous.overrides)
+    set_digest = Digest(previous.set) if previous.set else None
+    image = compose_image(store, previous.name, previous.version, resolved, run, budget=budget,
+                          overrides=previous.overrides, set_digest=set_digest,
+                          previous=previous.digest)
+    lock = ImageLock(tuple(LockedPackage(f.name, f.version, f.digest) for f in resolved),
+                     dict(previous.overrides), set_digest)
+    return Composed(image, lock)

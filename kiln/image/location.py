@@ -1,0 +1,191 @@
+"""Where images go and come from: an OCI image layout (`oci:DIR[:TAG]`, as skopeo
+spells it) or a registry (`HOST/REPO[:TAG][@DIGEST]`), behind one small interface."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kiln.canonical import Digest, canonical_json, sha256_digest
+from kiln.errors import InputError, NotFound
+from kiln.image.compose import MANIFEST_TYPE, Blob, Image
+from kiln.registry.artifact import Descriptor, fetch_blob
+from kiln.registry.client import Body, RegistryClient, client_for
+from kiln.registry.config import RegistryConfig
+from kiln.registry.reference import Reference, parse_reference
+from kiln.registry.referrers import EMPTY, INDEX_TYPE, attach, referrer_manifest
+
+REF_NAME = "org.opencontainers.image.ref.name"
+_MAX_SMALL_BLOB = 16 << 20
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An artifact to attach to the image (an SBOM; provenance later)."""
+
+    artifact_type: str
+    blob: bytes
+    blob_type: str
+
+
+class ImageStore(Protocol):
+    """Somewhere an image can be written to and read back from."""
+
+    def describe(self) -> str: ...
+
+    def put(self, image: Image, attachments: list[Attachment],
+            mounts: Mapping[Digest, str]) -> Digest: ...
+
+    def manifest(self) -> tuple[bytes, Digest]: ...
+
+    def blob(self, descriptor: Descriptor) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class LayoutStore:
+    """An OCI image layout directory; the tag names the image in index.json."""
+
+    def __init__(self, directory: Path, tag: str | None) -> None:
+        self.directory = directory
+        self.tag = tag
+
+    def describe(self) -> str:
+        return f"oci:{self.directory}" + (f":{self.tag}" if self.tag else "")
+
+    def _blob_path(self, digest: Digest) -> Path:
+        return self.directory / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+    def _write_blob(self, blob: Blob) -> None:
+        path = self._blob_path(blob.descriptor.digest)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.tmp")
+        if blob.path is not None:
+            try:
+                os.link(blob.path, temp)  # archives are immutable: share them
+            except OSError:
+                shutil.copyfile(blob.path, temp)
+        else:
+            assert blob.data is not None
+            temp.write_bytes(blob.data)
+        temp.replace(path)
+
+    def _data(self, data: bytes, media_type: str) -> Blob:
+        return Blob(Descriptor(media_type, sha256_digest(data), len(data)), data=data)
+
+    def put(self, image: Image, attachments: list[Attachment],
+            mounts: Mapping[Digest, str]) -> Digest:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        for blob in (*image.layers, image.config_blob):
+            self._write_blob(blob)
+        self._write_blob(self._data(image.manifest, MANIFEST_TYPE))
+        entries = [{**image.descriptor.to_json(),
+                    "annotations": {REF_NAME: self.tag or image.version}}]
+        for attachment in attachments:
+            self._write_blob(self._data(EMPTY, "application/vnd.oci.empty.v1+json"))
+            self._write_blob(self._data(attachment.blob, attachment.blob_type))
+            manifest = referrer_manifest(image.descriptor, attachment.artifact_type,
+                                         attachment.blob, attachment.blob_type)
+            self._write_blob(self._data(manifest, MANIFEST_TYPE))
+            entries.append({"mediaType": MANIFEST_TYPE, "digest": sha256_digest(manifest),
+                            "size": len(manifest), "artifactType": attachment.artifact_type})
+        index = self._index()
+        names = {e["annotations"][REF_NAME] for e in entries if "annotations" in e}
+        kept = [m for m in index["manifests"]
+                if m.get("annotations", {}).get(REF_NAME) not in names
+                and m["digest"] not in {e["digest"] for e in entries}]
+        index["manifests"] = kept + entries
+        temp = self.directory / ".index.json.tmp"
+        temp.write_bytes(canonical_json(index))
+        temp.replace(self.directory / "index.json")
+        return image.digest
+
+    def _index(self) -> dict[str, Any]:
+        try:
+            index: dict[str, Any] = json.loads((self.directory / "index.json").read_bytes())
+            return index
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": []}
+        except ValueError as exc:
+            raise InputError(f"{self.directory}/index.json is not JSON",
+                             reason="bad-layout") from exc
+
+    def manifest(self) -> tuple[bytes, Digest]:
+        images = [m for m in self._index()["manifests"]
+                  if m.get("mediaType") == MANIFEST_TYPE and "artifactType" not in m]
+        if self.tag:
+            images = [m for m in images if m.get("annotations", {}).get(REF_NAME) == self.tag]
+        if len(images) != 1:
+            raise NotFound(f"{self.describe()} holds {len(images)} images; name one with"
+                           " :TAG", reason="image-not-found")
+        descriptor = Descriptor(MANIFEST_TYPE, Digest(images[0]["digest"]), images[0]["size"])
+        return self.blob(descriptor), descriptor.digest
+
+    def blob(self, descriptor: Descriptor) -> bytes:
+        try:
+            data = self._blob_path(descriptor.digest).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"{self.describe()} lacks blob {descriptor.digest}",
+                           reason="blob-missing") from exc
+        if sha256_digest(data) != descriptor.digest or len(data) != descriptor.size:
+            raise InputError(f"{self.describe()}: blob {descriptor.digest} is corrupt",
+                             reason="blob-digest-mismatch")
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+class RegistryImageStore:
+    """An image in a registry repository, with its attachments as referrers."""
+
+    def __init__(self, reference: Reference, client: RegistryClient) -> None:
+        self.reference = reference
+        self.client = client
+
+    def describe(self) -> str:
+        return str(self.reference)
+
+    def put(self, image: Image, attachments: list[Attachment],
+            mounts: Mapping[Digest, str]) -> Digest:
+        repository = self.reference.repository
+        for blob in (*image.layers, image.config_blob):
+            self.client.push_blob(repository, blob.descriptor.digest,
+                                  Body(blob.descriptor.size, blob.open),
+                                  mounts.get(blob.descriptor.digest))
+        self.client.put_manifest(repository, self.reference.tag or image.digest,
+                                 image.manifest, MANIFEST_TYPE)
+        for attachment in attachments:
+            attach(self.client, repository, image.descriptor, attachment.artifact_type,
+                   attachment.blob, attachment.blob_type)
+        return image.digest
+
+    def manifest(self) -> tuple[bytes, Digest]:
+        data, _, digest = self.client.get_manifest(self.reference)
+        return data, digest
+
+    def blob(self, descriptor: Descriptor) -> bytes:
+        return fetch_blob(self.client, self.reference.repository, descriptor, _MAX_SMALL_BLOB)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_location(text: str, config: RegistryConfig) -> LayoutStore | RegistryImageStore:
+    """`oci:DIR[:TAG]` or a registry reference."""
+    if text.startswith("oci:"):
+        path, _, tag = text[4:].partition(":")
+        if not path:
+            raise InputError(f"{text!r}: give a directory, as in oci:out/hello",
+                             reason="bad-reference")
+        return LayoutStore(Path(path), tag or None)
+    reference = parse_reference(text)
+    return RegistryImageStore(reference, client_for(reference.host, config))

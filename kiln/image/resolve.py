@@ -1,0 +1,132 @@
+"""Which packages an image holds: resolvelib over the store's packages.
+
+The provider connects resolvelib to Kiln: a name's candidates are the versions
+the store has (highest first), then the packages that `provide` it; a set pins a
+name to its one version; an override sends every requirement of X to Y. A
+candidate's dependencies are its `requires` (of alternatives, the first with any
+candidate), so the result is the runtime closure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib.resolvers import ResolutionImpossible
+
+from kiln.canonical import Digest
+from kiln.errors import ConflictError, InputError
+from kiln.fileset import FileSet
+from kiln.image.spec import LockedPackage
+from kiln.naming import version_key
+from kiln.package import PackageMetadata
+from kiln.relations import Alternatives, Relation
+from kiln.store.store import Store
+
+
+@dataclass(frozen=True)
+class Candidate:
+    identifier: str  # the name it was found for (a provided name, for a provider)
+    name: str
+    version: str
+    digest: Digest
+
+
+class _Provider(AbstractProvider):  # type: ignore[type-arg]
+    def __init__(self, store: Store, pins: Mapping[str, LockedPackage],
+                 overrides: Mapping[str, str]) -> None:
+        self.store = store
+        self.pins = pins
+        self.overrides = overrides
+        self._providers: dict[str, list[Candidate]] | None = None
+
+    def identify(self, requirement_or_candidate: Relation | Candidate) -> str:
+        if isinstance(requirement_or_candidate, Candidate):
+            return requirement_or_candidate.identifier
+        return requirement_or_candidate.name
+
+    def get_preference(self, identifier: str, resolutions: Mapping[str, Any],
+                       candidates: Mapping[str, Iterator[Candidate]],
+                       information: Mapping[str, Any], backtrack_causes: Sequence[Any]) -> int:
+        return sum(1 for _ in candidates[identifier])  # the most constrained first
+
+    def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[Relation]],
+                     incompatibilities: Mapping[str, Iterator[Candidate]]) -> list[Candidate]:
+        wanted = list(requirements[identifier])
+        bad = {c.digest for c in incompatibilities[identifier]}
+        return [c for c in self.candidates(identifier)
+                if c.digest not in bad and all(self.is_satisfied_by(r, c) for r in wanted)]
+
+    def is_satisfied_by(self, requirement: Relation, candidate: Candidate) -> bool:
+        if candidate.name != requirement.name:
+            return requirement.operator is None  # a provided name carries no version
+        return requirement.satisfied_by(candidate.name, candidate.version)
+
+    def get_dependencies(self, candidate: Candidate) -> list[Relation]:
+        metadata = self.store.get(candidate.digest).metadata
+        groups = metadata.requires if isinstance(metadata, PackageMetadata) else ()
+        return [self.choose(group) for group in groups]
+
+    def choose(self, group: Alternatives) -> Relation:
+        """The first option with any candidate, overrides applied (else the first)."""
+        options = [self.override(option) for option in group.options]
+        return next((o for o in options if self.candidates(o.name)), options[0])
+
+    def override(self, relation: Relation) -> Relation:
+        target = self.overrides.get(relation.name)
+        return Relation(target) if target else relation
+
+    def candidates(self, name: str) -> list[Candidate]:
+        pinned = self.pins.get(name)
+        if pinned is not None:
+            own = [Candidate(name, name, pinned.version, pinned.digest)]
+        else:
+            versions = sorted(self.store.versions(name), key=version_key, reverse=True)
+            own = [Candidate(name, name, v, self.store.lookup(name, v)) for v in versions]
+        return own + self.providers().get(name, [])
+
+    def providers(self) -> dict[str, list[Candidate]]:
+        if self._providers is None:
+            self._providers = {}
+            for named in self.store.named():
+                metadata = self.store.get(named.digest).metadata
+                if not isinstance(metadata, PackageMetadata):
+                    continue
+                pinned = self.pins.get(named.name)
+                if pinned is not None and pinned.digest != named.digest:
+                    continue
+                for provided in metadata.provides:
+                    self._providers.setdefault(provided, []).append(
+                        Candidate(provided, named.name, named.version, named.digest))
+        return self._providers
+
+
+def resolve_packages(store: Store, wanted: Iterable[Relation], *,
+                     pins: Mapping[str, LockedPackage] | None = None,
+                     overrides: Mapping[str, str] | None = None) -> list[FileSet]:
+    """The packages `wanted` needs, their runtime closure included, sorted by name."""
+    provider = _Provider(store, pins or {}, overrides or {})
+    requirements = [provider.choose(Alternatives((relation,))) for relation in wanted]
+    try:
+        result = Resolver(provider, BaseReporter()).resolve(requirements, max_rounds=2000)
+    except ResolutionImpossible as exc:
+        raise InputError(f"cannot satisfy the image: {describe_conflict(exc)}",
+                         reason="unsatisfiable") from None
+    chosen: dict[str, Candidate] = {}
+    for candidate in result.mapping.values():
+        other = chosen.setdefault(candidate.name, candidate)
+        if other.digest != candidate.digest:
+            raise ConflictError(f"{candidate.name} is needed at {other.version} (as"
+                                f" {other.identifier}) and {candidate.version} (as"
+                                f" {candidate.identifier})", reason="unsatisfiable")
+    return [store.get(c.digest) for c in sorted(chosen.values(), key=lambda c: c.name)]
+
+
+def describe_conflict(exc: ResolutionImpossible) -> str:  # type: ignore[type-arg]
+    """The chain of requirements resolvelib could not meet, each with who needs it."""
+    return "; ".join(
+        f"{cause.requirement}" + (f" (needed by {cause.parent.name}@{cause.parent.version})"
+                                  if cause.parent else " (asked for)")
+        for cause in exc.causes)
