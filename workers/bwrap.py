@@ -17,7 +17,7 @@ from functools import cached_property
 
 from workers.cgroups import RunCgroups
 from workers.rootfs import cached_root
-from workers.sandbox import RunResult, RunSpec, require_tool, wait_with_deadline
+from workers.sandbox import RunResult, RunSpec, open_output, require_tool, wait_with_deadline
 
 # Fails closed: a run that could not join its cgroups does not run at all.
 _JOIN = ('for procs in $KILN_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done; '
@@ -47,7 +47,7 @@ class BwrapSandbox:
 
     def _run(self, spec: RunSpec, cgroups: RunCgroups) -> RunResult:
         start = time.monotonic()
-        with open(spec.log, "ab") as log:
+        with open_output(spec) as log:
             # A shell joins the cgroups, then becomes bubblewrap: the limits hold from
             # its first instruction. (A preexec_fn would do the same, but forces a
             # full fork of this process where a shell lets Python use vfork.)
@@ -69,6 +69,8 @@ class BwrapSandbox:
                 "--unshare-cgroup-try", "--hostname", spec.hostname,
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--clearenv", "--chdir", spec.cwd]
+        for capability in spec.capabilities:
+            args += ["--cap-add", capability]
         for mount in spec.mounts:
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.source),
                      mount.target]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.rootfs import SCRATCH, cached_root
-from workers.sandbox import RunResult, RunSpec, require_tool, wait_with_deadline
+from workers.sandbox import RunResult, RunSpec, open_output, require_tool, wait_with_deadline
 
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -80,7 +80,7 @@ class RuncSandbox:
 
     def _run(self, spec: RunSpec, bundle: Path, state: Path, container: str) -> RunResult:
         start = time.monotonic()
-        with open(spec.log, "ab") as log:
+        with open_output(spec) as log:
             process = subprocess.Popen(
                 [self._runc, "--root", str(state), "run", "--bundle", str(bundle), container],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -101,7 +101,7 @@ class RuncSandbox:
 
 def _config(spec: RunSpec) -> dict[str, Any]:
     kinds = ("bounding", "effective", "inheritable", "permitted", "ambient")
-    no_capabilities: dict[str, list[str]] = {kind: [] for kind in kinds}
+    capabilities: dict[str, list[str]] = {kind: list(spec.capabilities) for kind in kinds}
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc",
          "options": ["nosuid", "noexec", "nodev"]},
@@ -126,7 +126,7 @@ def _config(spec: RunSpec) -> dict[str, Any]:
             "args": list(spec.argv),
             "env": [f"{key}={value}" for key, value in spec.env.items()],  # in the given order
             "cwd": spec.cwd,
-            "capabilities": no_capabilities,
+            "capabilities": capabilities,
             "noNewPrivileges": True,
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
                         {"type": "RLIMIT_CORE", "hard": 0, "soft": 0}],

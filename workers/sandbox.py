@@ -7,13 +7,14 @@ isolated process and reports how it ended; the log is kept whole in a file.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from kiln.errors import InputError
 
@@ -44,6 +45,8 @@ class RunSpec:
     timeout: float = DEFAULT_TIMEOUT
     memory_bytes: int = DEFAULT_MEMORY
     pids: int = DEFAULT_PIDS
+    capabilities: tuple[str, ...] = ()  # kept, all others dropped (CAP_NET_BIND_SERVICE ...)
+    output_fd: int | None = None  # write output here (kiln run's terminal), not to `log`
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,13 @@ class Sandbox(Protocol):
     def version(self) -> str: ...
 
     def run(self, spec: RunSpec) -> RunResult: ...
+
+
+def open_output(spec: RunSpec) -> BinaryIO:
+    """Where the run's output goes: the log file, or a copy of the caller's descriptor."""
+    if spec.output_fd is not None:
+        return os.fdopen(os.dup(spec.output_fd), "ab")
+    return open(spec.log, "ab")
 
 
 def wait_with_deadline(process: subprocess.Popen[bytes], timeout: float,

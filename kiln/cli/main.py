@@ -20,6 +20,7 @@ from kiln.cli import (
     image_commands,
     recipe_commands,
     registry_commands,
+    run_commands,
     store_commands,
 )
 from kiln.errors import KilnError
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_commands.register(commands)
     registry_commands.register(commands)
     image_commands.register(commands)
+    run_commands.register(commands)
     return parser
 
 

@@ -6,19 +6,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from kiln.archive.importer import import_tar_stream
 from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.errors import InputError, NotFound
+from kiln.fileset import FileSet
 from kiln.image.compose import MANIFEST_TYPE, Blob, Image
-from kiln.registry.artifact import Descriptor, fetch_blob
+from kiln.image.spec import LockedPackage
+from kiln.registry.artifact import Descriptor, VerifiedStream, fetch_blob
 from kiln.registry.client import Body, RegistryClient, client_for
 from kiln.registry.config import RegistryConfig
 from kiln.registry.reference import Reference, parse_reference
 from kiln.registry.referrers import EMPTY, INDEX_TYPE, attach, referrer_manifest
+from kiln.store.store import Store
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _MAX_SMALL_BLOB = 16 << 20
@@ -44,6 +48,8 @@ class ImageStore(Protocol):
     def manifest(self) -> tuple[bytes, Digest]: ...
 
     def blob(self, descriptor: Descriptor) -> bytes: ...
+
+    def import_layer(self, store: Store, descriptor: Descriptor, expect: Digest) -> FileSet: ...
 
     def close(self) -> None: ...
 
@@ -140,6 +146,12 @@ class LayoutStore:
                              reason="blob-digest-mismatch")
         return data
 
+    def import_layer(self, store: Store, descriptor: Descriptor, expect: Digest) -> FileSet:
+        with open(self._blob_path(descriptor.digest), "rb") as raw:
+            stream = VerifiedStream(raw, descriptor, f"{self.describe()} layer")
+            return import_tar_stream(store, stream, self.describe(), expect=expect,
+                                     check_stream=stream.verify).fileset
+
     def close(self) -> None:
         pass
 
@@ -175,6 +187,15 @@ class RegistryImageStore:
     def blob(self, descriptor: Descriptor) -> bytes:
         return fetch_blob(self.client, self.reference.repository, descriptor, _MAX_SMALL_BLOB)
 
+    def import_layer(self, store: Store, descriptor: Descriptor, expect: Digest) -> FileSet:
+        def attempt() -> FileSet:
+            response = self.client.open_blob(self.reference.repository, descriptor.digest)
+            stream = VerifiedStream(response, descriptor, f"{self.reference} layer")
+            return import_tar_stream(store, stream, str(self.reference), expect=expect,
+                                     check_stream=stream.verify).fileset
+
+        return self.client.retrying(attempt)
+
     def close(self) -> None:
         self.client.close()
 
@@ -189,3 +210,22 @@ def open_location(text: str, config: RegistryConfig) -> LayoutStore | RegistryIm
         return LayoutStore(Path(path), tag or None)
     reference = parse_reference(text)
     return RegistryImageStore(reference, client_for(reference.host, config))
+
+
+def packages_from_layers(store: Store, location: LayoutStore | RegistryImageStore,
+                         layers: Sequence[tuple[Descriptor, tuple[LockedPackage, ...]]],
+                         ) -> Callable[[LockedPackage], FileSet]:
+    """A fetcher that imports a package the store lacks from the image's own layer
+    (a single-package layer is the package's stable archive)."""
+    homes = {packages[0].digest: descriptor for descriptor, packages in layers
+             if len(packages) == 1}
+
+    def fetch(package: LockedPackage) -> FileSet:
+        descriptor = homes.get(package.digest)
+        if descriptor is None:
+            raise NotFound(f"{package.name}@{package.version} shares a layer with others in"
+                           f" {location.describe()}; pull it (kiln pull) first",
+                           reason="package-missing")
+        return location.import_layer(store, descriptor, package.digest)
+
+    return fetch

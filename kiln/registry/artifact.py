@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kiln.archive.export import write_archive
 from kiln.archive.importer import import_tar_stream
@@ -187,7 +187,8 @@ def _import_layer(store: Store, client: RegistryClient, reference: Reference,
 class VerifiedStream:
     """A blob read from the registry, hashed as it goes; `verify` checks it whole."""
 
-    def __init__(self, response: Response, descriptor: Descriptor, where: str) -> None:
+    def __init__(self, response: Response | BinaryIO, descriptor: Descriptor,
+                 where: str) -> None:
         self._response = response
         self._descriptor = descriptor
         self._where = where

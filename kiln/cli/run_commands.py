@@ -1,0 +1,69 @@
+"""`kiln run IMAGE.yaml|IMAGE_REF [-- CMD...]`: run an image from the host store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from kiln.cli.common import open_store
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run an image from the host store (late binding)")
+    run.add_argument("image", metavar="IMAGE.yaml|IMAGE_REF",
+                     help="an image spec (resolved in the store, or its lock with --locked),"
+                          " oci:DIR[:TAG] or HOST/REPO:TAG")
+    run.add_argument("command", nargs="*", metavar="CMD",
+                     help="what to run instead of the image's cmd (after --)")
+    run.add_argument("--locked", action="store_true", help="run exactly what image.lock pins")
+    run.add_argument("--sandbox", choices=("bwrap", "runc"), default="bwrap")
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kiln.cli.image_commands import registry_fetcher
+    from kiln.image.build import build_from_spec, ensure_package, run_config
+    from kiln.image.compose import RunConfig
+    from kiln.image.inspect import summarize
+    from kiln.image.location import open_location, packages_from_layers
+    from kiln.image.spec import load_image_spec
+    from kiln.registry.config import load_config
+    from workers.bwrap import BwrapSandbox
+    from workers.run import run_image
+    from workers.runc import RuncSandbox
+
+    store = open_store(args)
+    config = load_config()
+    sandbox = BwrapSandbox() if args.sandbox == "bwrap" else RuncSandbox()
+    with store.shared():
+        if args.image.endswith((".yaml", ".yml")) and Path(args.image).is_file():
+            spec = load_image_spec(Path(args.image))
+            composed = build_from_spec(store, spec, locked=args.locked,
+                                       fetch=registry_fetcher(store, config))
+            packages = list(composed.image.packages)
+            run = run_config(spec)
+        else:
+            location = open_location(args.image, config)
+            try:
+                manifest, digest = location.manifest()
+                summary = summarize(manifest, digest, location.describe())
+                import json
+
+                settings = json.loads(location.blob(summary.config)).get("config", {})
+                fetch = packages_from_layers(
+                    store, location, [(layer.descriptor, layer.packages)
+                                      for layer in summary.layers])
+                packages = [ensure_package(store, p, fetch) for p in summary.packages]
+            finally:
+                location.close()
+            run = RunConfig(tuple(settings.get("Entrypoint") or ()),
+                            tuple(settings.get("Cmd") or ()), summary.env, "",
+                            settings.get("WorkingDir", ""))
+        sys.stdout.flush()
+        result = run_image(store, packages, run, args.command, sandbox, Path(os.devnull),
+                           output_fd=sys.stdout.fileno())
+    if result.timed_out:
+        return 124
+    return result.exit_code if result.exit_code is not None else 1

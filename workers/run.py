@@ -1,0 +1,50 @@
+"""`kiln run`: an image straight from the host store, late-bound.
+
+Each package's materialised tree is bind-mounted read-only at its
+`/packages/<name>/<version>` (no extraction, no copy: two containers sharing a
+package read the same inodes), the install links are made in the tmpfs root as
+the container starts, and the command runs in the same hardened sandbox as
+builds, with exactly the capabilities the image's packages require.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kiln.errors import CheckFailed
+from kiln.fileset import FileSet
+from kiln.image.compose import DEFAULT_PATH, RunConfig, aggregate_requirements, kernel_key
+from kiln.store.store import Store
+from workers.root import compose_root
+from workers.sandbox import RunResult, RunSpec, Sandbox
+
+RUN_TIMEOUT = 24 * 3600.0
+
+
+def check_kernel(required: str | None, running: str | None = None) -> None:
+    """Refuse to start on a kernel older than the image requires, naming both."""
+    running = running or platform.release()
+    if required and kernel_key(running) < kernel_key(required):
+        raise CheckFailed(f"the image requires kernel {required} or newer; this host runs"
+                          f" {running}", reason="kernel-too-old")
+
+
+def run_image(store: Store, packages: Sequence[FileSet], run: RunConfig,
+              command: Sequence[str], sandbox: Sandbox, log: Path,
+              output_fd: int | None = None,
+              *, kernel: str | None = None, hostname: str = "kiln") -> RunResult:
+    """Run `command` (else the image's entrypoint and cmd) in the image's packages."""
+    requirements = aggregate_requirements(list(packages))
+    check_kernel(requirements["kernel"], kernel)
+    argv = (*run.entrypoint, *(command or run.cmd))
+    if not argv:
+        raise CheckFailed("the image has no entrypoint or cmd; give a command after --",
+                          reason="nothing-to-run")
+    root = compose_root(store, list(packages))
+    env: Mapping[str, str] = {"PATH": DEFAULT_PATH, **root.env, **run.env}
+    return sandbox.run(RunSpec(
+        argv=tuple(argv), env=env, log=log, output_fd=output_fd, mounts=root.mounts,
+        links=root.links, links_key=root.key, cwd=run.workdir or "/", hostname=hostname,
+        timeout=RUN_TIMEOUT, capabilities=tuple(requirements["capabilities"])))
