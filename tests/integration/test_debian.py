@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,19 +13,12 @@ from kiln.debian.importer import DebDigestMismatch, import_deb_file, suite_coden
 from kiln.package import PackageMetadata
 from kiln.store import Store
 from tests.conftest import Kiln
+from tests.fixtures.packages import ensure_apt_lists
 
 
 @pytest.fixture(scope="module")
 def apt_lists() -> None:
-    """apt must know Debian's packages; a fresh machine needs `apt-get update` once."""
-    if shutil.which("apt-get") is None:
-        pytest.skip("apt is not on this machine")
-    probe = subprocess.run(["apt-cache", "show", "--no-all-versions", "hello"],
-                           capture_output=True, check=False)
-    if probe.returncode != 0:
-        if os.geteuid() != 0:
-            pytest.skip("apt has no package lists and only root may update them")
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
+    ensure_apt_lists()
 
 
 def apt_field(package: str, field: str) -> str:

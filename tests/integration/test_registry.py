@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 from kiln.archive.export import write_archive
+from kiln.errors import KilnError
 from kiln.fileset import FileSet
-from kiln.package import PackageMetadata
 from kiln.registry.artifact import ArchiveCache, pull_fileset, push_fileset
 from kiln.registry.client import RegistryClient
 from kiln.registry.reference import parse_reference
-from kiln.relations import parse_alternatives
 from kiln.store import Store
-from kiln.store.ingest import ingest_directory
 from tests.conftest import Kiln
+from tests.fixtures.packages import make_package
 from tests.fixtures.registry import (
     Registry,
     htpasswd_file,
@@ -29,16 +28,6 @@ from tests.fixtures.registry import (
     token_auth,
     write_auth_file,
 )
-
-
-def make_package(store: Store, tmp: Path, name: str, version: str, files: dict[str, str],
-                 requires: tuple[str, ...] = ()) -> FileSet:
-    root = tmp / f"src-{name.replace('/', '_')}-{version}"
-    for path, text in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
-    metadata = PackageMetadata(requires=tuple(parse_alternatives(r) for r in requires))
-    return ingest_directory(store, root, name=name, version=version, metadata=metadata).fileset
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +124,8 @@ def test_a_corrupt_layer_is_refused_and_nothing_is_kept(
     assert "[blob-digest-mismatch]" in result.err
     other = Store.open(other_dir)
     assert list(other.named()) == []
-    assert not any((other_dir / "objects").rglob("*.*")) and not any(
+    assert not any((other_dir / "objects").rglob("*.*"))
+    assert not any(
         p.is_file() for p in (other_dir / "objects").rglob("*"))
 
 
@@ -145,9 +135,9 @@ def test_a_corrupt_config_is_refused(store: Store, tmp_path: Path, registry: Reg
     pushed = push_fileset(store, fileset, client, parse_reference(f"{registry.host}/corrupt/c:1"))
     corrupt_blob(registry, fileset.digest)
     other = Store.open(tmp_path / "other")
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(KilnError) as raised:
         pull_fileset(other, client, pushed.reference)
-    assert getattr(raised.value, "reason", None) == "blob-digest-mismatch"
+    assert raised.value.reason == "blob-digest-mismatch"
     assert list(other.named()) == []
 
 
@@ -164,9 +154,9 @@ def test_a_manifest_whose_layer_is_another_filesets_is_refused(
     raw["layers"][0] = fake_layer.to_json()
     client.put_manifest("swap/real", "swapped", json.dumps(raw).encode(), raw["mediaType"])
     other = Store.open(tmp_path / "other")
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(KilnError) as raised:
         pull_fileset(other, client, target.with_tag("swapped"))
-    assert getattr(raised.value, "reason", None) == "fileset-digest-mismatch"
+    assert raised.value.reason == "fileset-digest-mismatch"
     assert list(other.named()) == []
 
 
@@ -178,7 +168,8 @@ def test_htpasswd_registry_needs_the_credentials_of_the_auth_file(
         target = f"{registry.host}/private/secret:1"
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
         refused = kiln("push", "kiln.dev/secret@1-1", target)
-        assert refused.code == 2 and "[registry-unauthorized]" in refused.err
+        assert refused.code == 2
+        assert "[registry-unauthorized]" in refused.err
         write_auth_file(tmp_path / "wrong.json", registry.host, password="wrong")
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "wrong.json"))
         assert "[registry-unauthorized]" in kiln("push", "kiln.dev/secret@1-1", target).err
@@ -197,7 +188,8 @@ def test_token_registry_gets_a_bearer_token_for_each_scope(
         target = f"{registry.host}/team/tokened:1"
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
         refused = kiln("push", "kiln.dev/tokened@1-1", target)
-        assert refused.code == 2 and "[registry-unauthorized]" in refused.err
+        assert refused.code == 2
+        assert "[registry-unauthorized]" in refused.err
         monkeypatch.setenv("REGISTRY_AUTH_FILE",
                            str(write_auth_file(tmp_path / "auth.json", registry.host)))
         pushed = kiln("push", "kiln.dev/tokened@1-1", target)
@@ -228,7 +220,8 @@ def test_dropped_connections_5xx_and_truncated_bodies_are_retried(
         pulled = pull_fileset(other, client, pushed.reference)
         assert pulled.digest == fileset.digest
     faults = [line for line in proxy.log if not line.endswith("-> ok")]
-    assert len(faults) == 9 and all(fault.times == 0 for fault in proxy.faults), faults
+    assert len(faults) == 9, faults
+    assert all(fault.times == 0 for fault in proxy.faults)
     assert client.traffic.retries == 9
 
 
@@ -238,7 +231,8 @@ def test_an_unreachable_registry_is_named(kiln: Kiln, store: Store, tmp_path: Pa
     make_package(store, tmp_path, "kiln.dev/lonely", "1-1", {"f": "l\n"})
     result = kiln("push", "kiln.dev/lonely@1-1", f"127.0.0.1:{free_port()}/nowhere/x:1")
     assert result.code == 2
-    assert "[registry-unreachable]" in result.err and "connection refused" in result.err
+    assert "[registry-unreachable]" in result.err
+    assert "connection refused" in result.err
 
 
 def test_a_name_no_registry_is_configured_for_is_refused(
@@ -246,4 +240,5 @@ def test_a_name_no_registry_is_configured_for_is_refused(
     make_package(store, tmp_path, "kiln.dev/homeless", "1-1", {"f": "h\n"})
     monkeypatch.setenv("KILN_REGISTRIES", str(tmp_path / "absent.yaml"))
     result = kiln("push", "kiln.dev/homeless@1-1")
-    assert result.code == 2 and "[no-registry]" in result.err
+    assert result.code == 2
+    assert "[no-registry]" in result.err

@@ -77,7 +77,8 @@ def test_references_parse_and_print() -> None:
     assert (reference.host, reference.repository, reference.tag, reference.digest) == (
         "127.0.0.1:5000", "kiln/hello", "2.10-1", digest)
     assert str(reference) == f"127.0.0.1:5000/kiln/hello:2.10-1@{digest}"
-    assert is_registry_reference("localhost/x") and is_registry_reference("reg.io:443/x")
+    assert is_registry_reference("localhost/x")
+    assert is_registry_reference("reg.io:443/x")
     assert not is_registry_reference("kiln.dev/hello@2.10-1")
     for bad in ("hello", "127.0.0.1:5000/Upper", "127.0.0.1:5000/x:bad tag",
                 "127.0.0.1:5000/x@sha256:short"):
