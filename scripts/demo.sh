@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Kiln's main job on embedded defaults, as a user would type it. Called by `./dev demo`.
 # Today: a FileSet's round trip through two stores and the stable archive, checked
-# bit for bit; a check of the curated recipes against their locked toolchain; and
-# GNU hello built hermetically from them, then run. Images and the farm extend it.
+# bit for bit; a check of the curated recipes against their locked toolchain; GNU
+# hello built hermetically from them, then run; an image of hello and its runtime
+# closure composed by set, run by `kiln run` from the store, pushed to a local
+# registry (Debian's docker-registry, started here on loopback) and run by podman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -49,5 +51,39 @@ run kiln --store "$store" build hello
 run kiln --store "$store" fileset materialize kiln.dev/hello "$state/hello"
 run "$state/hello/usr/bin/hello"
 echo "build record: $state/hello.record.json"
+
+# An image of hello and its runtime closure (libc6 and what it needs), by set: the
+# listing order never matters, each package is one layer, install links one more.
+mkdir -p "$state/image"
+cat > "$state/image/image.yaml" <<'YAML'
+name: kiln.dev/images/hello
+version: "1"
+packages:
+  - kiln.dev/hello
+entrypoint: [/usr/bin/hello]
+YAML
+run kiln --store "$store" image build "$state/image/image.yaml" -o "oci:$state/hello-oci:1"
+run kiln --store "$store" image inspect "oci:$state/hello-oci:1"
+# Late binding: straight from the store, packages bind-mounted read-only, in the sandbox.
+run kiln --store "$store" run "$state/image/image.yaml"
+
+# A local registry on loopback, and a registries.yaml that maps every name to it.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+registry="127.0.0.1:$port"
+printf 'version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: "%s"}\n' \
+  "$PWD/$state/registry" "$registry" > "$state/registry.yml"
+docker-registry serve "$state/registry.yml" > "$state/registry.log" 2>&1 &
+registry_pid=$!
+podman_run=$(mktemp -d /tmp/kiln-demo-podman.XXXXXX)
+trap 'kill $registry_pid 2>/dev/null; rm -rf "$podman_run"' EXIT
+until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
+printf 'registries:\n  - prefix: ""\n    location: %s/kiln\n' "$registry" > "$state/registries.yaml"
+export KILN_REGISTRIES="$PWD/$state/registries.yaml"
+
+run kiln --store "$store" push kiln.dev/hello
+run kiln --store "$store" image build "$state/image/image.yaml" --push "$registry/images/hello:1"
+run podman --root "$PWD/$state/podman" --runroot "$podman_run" --storage-driver vfs \
+  --cgroup-manager=cgroupfs --runtime=runc run --rm --network=none --tls-verify=false \
+  --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$registry/images/hello:1"
 echo
 echo "demo finished: the stores are under $state"
