@@ -11,6 +11,7 @@ from kiln.cli.common import add_json_flag, open_store
 from kiln.cli.output import human_size, print_json, print_table
 
 if TYPE_CHECKING:
+    from kiln.canonical import Digest
     from kiln.image.build import Composed, FetchPackage
     from kiln.image.inspect import ImageSummary
     from kiln.image.location import LayoutStore, RegistryImageStore
@@ -100,7 +101,8 @@ def _destination(args: argparse.Namespace, config: RegistryConfig,
 
 
 def _publish(store: Store, composed: Composed, destination: LayoutStore | RegistryImageStore,
-             config: RegistryConfig) -> dict[str, object]:
+             config: RegistryConfig, present: frozenset[Digest] = frozenset(),
+             ) -> dict[str, object]:
     from kiln.errors import KilnError
     from kiln.image.location import Attachment, RegistryImageStore
     from kiln.image.sbom import SBOM_TYPE, spdx_document
@@ -118,7 +120,7 @@ def _publish(store: Store, composed: Composed, destination: LayoutStore | Regist
                     mounts[layer.descriptor.digest] = home.repository
     sbom = Attachment(SBOM_TYPE, spdx_document(composed.image), SBOM_TYPE)
     try:
-        digest = destination.put(composed.image, [sbom], mounts)
+        digest = destination.put(composed.image, [sbom], mounts, present)
         traffic = (destination.client.traffic if isinstance(destination, RegistryImageStore)
                    else None)
     finally:
@@ -189,6 +191,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     from kiln.errors import InputError
     from kiln.image.build import update_image
     from kiln.image.compose import RunConfig
+    from kiln.image.location import RegistryImageStore
     from kiln.image.spec import write_image_lock
     from kiln.naming import validate_name, validate_version
     from kiln.registry.config import load_config
@@ -218,11 +221,25 @@ def cmd_update(args: argparse.Namespace) -> int:
                 args.output = args.image
             else:
                 args.push = args.image
-        report = _publish(store, composed,
-                          _destination(args, config, version_to_tag(previous.version)), config)
+        destination = _destination(args, config, version_to_tag(previous.version))
+        # The previous image's layers are in its repository: an update does not ask again.
+        same_repository = (isinstance(destination, RegistryImageStore)
+                           and not args.image.startswith("oci:")
+                           and _repository_of(args.image) == (destination.reference.host,
+                                                              destination.reference.repository))
+        present = (frozenset(layer.descriptor.digest for layer in previous.layers)
+                   if same_repository else frozenset())
+        report = _publish(store, composed, destination, config, present)
     report["previous"] = previous.digest
     _print_report(args, report)
     return 0
+
+
+def _repository_of(text: str) -> tuple[str, str]:
+    from kiln.registry.reference import parse_reference
+
+    reference = parse_reference(text)
+    return reference.host, reference.repository
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -42,8 +42,8 @@ class ImageStore(Protocol):
 
     def describe(self) -> str: ...
 
-    def put(self, image: Image, attachments: list[Attachment],
-            mounts: Mapping[Digest, str]) -> Digest: ...
+    def put(self, image: Image, attachments: list[Attachment], mounts: Mapping[Digest, str],
+            present: frozenset[Digest] = frozenset()) -> Digest: ...
 
     def manifest(self) -> tuple[bytes, Digest]: ...
 
@@ -86,8 +86,8 @@ class LayoutStore:
     def _data(self, data: bytes, media_type: str) -> Blob:
         return Blob(Descriptor(media_type, sha256_digest(data), len(data)), data=data)
 
-    def put(self, image: Image, attachments: list[Attachment],
-            mounts: Mapping[Digest, str]) -> Digest:
+    def put(self, image: Image, attachments: list[Attachment], mounts: Mapping[Digest, str],
+            present: frozenset[Digest] = frozenset()) -> Digest:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
         for blob in (*image.layers, image.config_blob):
@@ -166,10 +166,14 @@ class RegistryImageStore:
     def describe(self) -> str:
         return str(self.reference)
 
-    def put(self, image: Image, attachments: list[Attachment],
-            mounts: Mapping[Digest, str]) -> Digest:
+    def put(self, image: Image, attachments: list[Attachment], mounts: Mapping[Digest, str],
+            present: frozenset[Digest] = frozenset()) -> Digest:
+        """Push blobs, then the manifest; `present` are blobs known to be in the repository
+        already (an update's unchanged layers), which are not even asked about."""
         repository = self.reference.repository
         for blob in (*image.layers, image.config_blob):
+            if blob.descriptor.digest in present:
+                continue
             self.client.push_blob(repository, blob.descriptor.digest,
                                   Body(blob.descriptor.size, blob.open),
                                   mounts.get(blob.descriptor.digest))
