@@ -354,3 +354,19 @@ def test_a_missing_package_without_a_registry_is_named(
         build_from_spec(empty, spec, locked=True)
     assert raised.value.reason == "package-missing"
 
+
+
+def test_images_and_filesets_are_not_taken_for_each_other(
+        kiln: Kiln, store: Store, tmp_path: Path, tools: dict[str, FileSet],
+        registry: Registry) -> None:
+    image_ref = f"{registry.host}/images/kinds:1"
+    assert kiln("image", "build", write_spec(tmp_path / "s", ["kiln.dev/tool"]),
+                "--push", image_ref).code == 0
+    pulled = kiln("pull", image_ref)
+    assert pulled.code == 2
+    assert "[not-a-fileset]" in pulled.err
+    fileset_ref = f"{registry.host}/kiln/kiln.dev/tool:1.0-1"
+    assert kiln("push", "kiln.dev/tool@1.0-1", fileset_ref).code == 0
+    inspected = kiln("image", "inspect", fileset_ref)
+    assert inspected.code == 2
+    assert "[not-a-kiln-image]" in inspected.err
