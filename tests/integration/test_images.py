@@ -228,8 +228,12 @@ def test_inspect_and_diff_read_the_images_alone(
     spec = write_spec(tmp_path / "s", ["kiln.dev/tool"])
     assert kiln("image", "build", spec, "-o", f"oci:{tmp_path / 'out'}:1").code == 0
     updated = kiln("image", "update", f"oci:{tmp_path / 'out'}:1", "--set",
-                   "kiln.dev/libfoo=1.0-1", "-o", f"oci:{tmp_path / 'out'}:2", "--json")
+                   "kiln.dev/libfoo=1.0-1", "-o", f"oci:{tmp_path / 'out'}:2", "--json",
+                   "--lock", tmp_path / "s" / "image.lock")
     assert updated.code == 0, updated.err
+    lock = json.loads((tmp_path / "s" / "image.lock").read_text())
+    assert {p["name"]: p["digest"] for p in lock["packages"]}["kiln.dev/libfoo"] == (
+        tools["lib1"].digest)
     # Another store knows nothing of these packages: inspect needs the image only.
     other = Kiln(tmp_path / "empty-store", kiln._capsys)
     inspected = json.loads(other("image", "inspect", f"oci:{tmp_path / 'out'}:2", "--json").out)
