@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from kiln.image.build import Composed, FetchPackage
     from kiln.image.inspect import ImageSummary
     from kiln.image.location import LayoutStore, RegistryImageStore
+    from kiln.image.spec import ImageSpec, LockedPackage
     from kiln.registry.config import RegistryConfig
     from kiln.store.store import Store
 
@@ -73,12 +74,11 @@ def registry_fetcher(store: Store, config: RegistryConfig) -> FetchPackage | Non
     if not config.mappings:
         return None
     from kiln.fileset import FileSet
-    from kiln.image.spec import LockedPackage
     from kiln.registry.artifact import pull_fileset
     from kiln.registry.client import client_for
 
-    def fetch(package: LockedPackage) -> FileSet:
-        source = config.locate(package.name, package.version)
+    def fetch(name: str, version: str) -> FileSet:
+        source = config.locate(name, version)
         client = client_for(source.host, config)
         try:
             return pull_fileset(store, client, source)
@@ -88,16 +88,27 @@ def registry_fetcher(store: Store, config: RegistryConfig) -> FetchPackage | Non
     return fetch
 
 
+def spec_set(spec: ImageSpec, config: RegistryConfig,
+             ) -> tuple[Digest, tuple[LockedPackage, ...]] | None:
+    """The digest and pins of the set `spec` draws its versions from, if any."""
+    from kiln.image.sets import fetch_set
+
+    if not spec.set:
+        return None
+    fetched = fetch_set(spec.set, config)
+    return fetched.digest, fetched.packages
+
+
 def _destination(args: argparse.Namespace, config: RegistryConfig,
                  default_tag: str) -> LayoutStore | RegistryImageStore:
     from kiln.image.location import open_location
     from kiln.registry.reference import parse_reference
 
     if args.push:
+        # Push to a tag: the one given, else the image's version (never to a bare digest).
         reference = parse_reference(args.push)
-        if not reference.tag:
-            args.push = f"{args.push}:{default_tag}"
-    return open_location(args.push or args.output, config)
+        return open_location(str(reference.with_tag(reference.tag or default_tag)), config)
+    return open_location(args.output, config)
 
 
 def _publish(store: Store, composed: Composed, destination: LayoutStore | RegistryImageStore,
@@ -150,7 +161,6 @@ def _print_report(args: argparse.Namespace, report: dict[str, object]) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from kiln.image.build import build_from_spec
-    from kiln.image.sets import fetch_set
     from kiln.image.spec import load_image_spec, write_image_lock
     from kiln.registry.config import load_config
     from kiln.registry.naming import version_to_tag
@@ -158,10 +168,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     store = open_store(args)
     config = load_config()
     spec = load_image_spec(args.spec)
-    package_set = None
-    if spec.set:
-        fetched = fetch_set(spec.set, config)
-        package_set = (fetched.digest, fetched.packages)
+    package_set = spec_set(spec, config)
     with store.shared():
         composed = build_from_spec(store, spec, locked=args.locked, package_set=package_set,
                                    fetch=registry_fetcher(store, config))

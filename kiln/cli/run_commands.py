@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,8 +24,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiln.cli.image_commands import registry_fetcher
-    from kiln.image.build import build_from_spec, ensure_package, run_config
+    from kiln.cli.image_commands import registry_fetcher, spec_set
+    from kiln.image.build import ensure_package, resolve_spec, run_config
     from kiln.image.compose import RunConfig
     from kiln.image.inspect import summarize
     from kiln.image.location import open_location, packages_from_layers
@@ -40,17 +41,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     with store.shared():
         if args.image.endswith((".yaml", ".yml")) and Path(args.image).is_file():
             spec = load_image_spec(Path(args.image))
-            composed = build_from_spec(store, spec, locked=args.locked,
+            packages, _ = resolve_spec(store, spec, locked=args.locked,
+                                       package_set=spec_set(spec, config),
                                        fetch=registry_fetcher(store, config))
-            packages = list(composed.image.packages)
             run = run_config(spec)
         else:
             location = open_location(args.image, config)
             try:
                 manifest, digest = location.manifest()
                 summary = summarize(manifest, digest, location.describe())
-                import json
-
                 settings = json.loads(location.blob(summary.config)).get("config", {})
                 fetch = packages_from_layers(
                     store, location, [(layer.descriptor, layer.packages)

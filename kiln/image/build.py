@@ -16,8 +16,8 @@ from kiln.image.spec import ImageLock, ImageSpec, LockedPackage, read_image_lock
 from kiln.relations import Relation
 from kiln.store.store import Store
 
-FetchPackage = Callable[[LockedPackage], FileSet]
-"""Brings a package the store lacks (from a registry), checked against its digest."""
+FetchPackage = Callable[[str, str], FileSet]
+"""Brings NAME@VERSION when the store lacks it (from a registry, or an image's layer)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,17 @@ def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
                     package_set: tuple[Digest, tuple[LockedPackage, ...]] | None = None,
                     fetch: FetchPackage | None = None) -> Composed:
     """Resolve (or take the lock of) `spec` and compose its image."""
+    packages, lock = resolve_spec(store, spec, locked=locked, package_set=package_set,
+                                  fetch=fetch)
+    image = compose_image(store, spec.name, spec.version, packages, run_config(spec),
+                          budget=spec.layers, overrides=spec.overrides, set_digest=lock.set)
+    return Composed(image, lock)
+
+
+def resolve_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
+                 package_set: tuple[Digest, tuple[LockedPackage, ...]] | None = None,
+                 fetch: FetchPackage | None = None) -> tuple[list[FileSet], ImageLock]:
+    """The packages `spec` holds (resolved, or exactly its lock) and the lock to write."""
     set_digest = package_set[0] if package_set else None
     pins = {p.name: p for p in package_set[1]} if package_set else {}
     if locked:
@@ -57,9 +68,7 @@ def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
         packages = resolve_packages(store, spec.packages, pins=pins, overrides=spec.overrides)
         lock = ImageLock(tuple(LockedPackage(f.name, f.version, f.digest) for f in packages),
                          dict(spec.overrides), set_digest)
-    image = compose_image(store, spec.name, spec.version, packages, run_config(spec),
-                          budget=spec.layers, overrides=spec.overrides, set_digest=set_digest)
-    return Composed(image, lock)
+    return packages, lock
 
 
 def _check_lock_matches(spec: ImageSpec, lock: ImageLock, set_digest: Digest | None) -> None:
@@ -76,7 +85,7 @@ def ensure_package(store: Store, package: LockedPackage, fetch: FetchPackage | N
         raise NotFound(f"{package.name}@{package.version} ({package.digest}) is not in the store"
                        " and no registry is configured to pull it from",
                        reason="package-missing")
-    fetched = fetch(package)
+    fetched = fetch(package.name, package.version)
     if fetched.digest != package.digest:
         raise InputError(f"{package.name}@{package.version} pulled as {fetched.digest}, locked"
                          f" as {package.digest}", reason="fileset-digest-mismatch")
@@ -97,7 +106,7 @@ def update_image(store: Store, previous: ImageSummary, changes: Mapping[str, str
         if name in changes:
             versions = store.versions(name)
             if changes[name] not in versions and fetch is not None:
-                fetched = fetch(LockedPackage(name, changes[name], Digest("")))
+                fetched = fetch(name, changes[name])
                 pins[name] = LockedPackage(name, fetched.version, fetched.digest)
                 continue
             if changes[name] not in versions:

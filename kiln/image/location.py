@@ -218,18 +218,18 @@ def open_location(text: str, config: RegistryConfig) -> LayoutStore | RegistryIm
 
 def packages_from_layers(store: Store, location: LayoutStore | RegistryImageStore,
                          layers: Sequence[tuple[Descriptor, tuple[LockedPackage, ...]]],
-                         ) -> Callable[[LockedPackage], FileSet]:
+                         ) -> Callable[[str, str], FileSet]:
     """A fetcher that imports a package the store lacks from the image's own layer
     (a single-package layer is the package's stable archive)."""
-    homes = {packages[0].digest: descriptor for descriptor, packages in layers
-             if len(packages) == 1}
+    homes = {(packages[0].name, packages[0].version): (descriptor, packages[0].digest)
+             for descriptor, packages in layers if len(packages) == 1}
 
-    def fetch(package: LockedPackage) -> FileSet:
-        descriptor = homes.get(package.digest)
-        if descriptor is None:
-            raise NotFound(f"{package.name}@{package.version} shares a layer with others in"
+    def fetch(name: str, version: str) -> FileSet:
+        home = homes.get((name, version))
+        if home is None:
+            raise NotFound(f"{name}@{version} shares a layer with others in"
                            f" {location.describe()}; pull it (kiln pull) first",
                            reason="package-missing")
-        return location.import_layer(store, descriptor, package.digest)
+        return location.import_layer(store, *home)
 
     return fetch
