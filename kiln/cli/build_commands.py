@@ -28,6 +28,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument("--check", action="store_true",
                        help="build twice, varying directory, umask, JOBS, environment order"
                             " and clock; fail naming the files that differ")
+    build.add_argument("--sign", metavar="URI",
+                       help="sign the provenance and attach it with the package in the registry"
+                            " (file:KEY.pem, sigstore:...)")
     add_json_flag(build)
     build.set_defaults(handler=cmd_build)
 
@@ -38,9 +41,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     from workers.runc import RuncSandbox
 
     sandbox = BwrapSandbox() if args.sandbox == "bwrap" else RuncSandbox()
-    outcome = build(open_store(args), sandbox, args.recipes, args.recipe,
+    store = open_store(args)
+    outcome = build(store, sandbox, args.recipes, args.recipe,
                     commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
                     check=args.check)
+    if args.sign:
+        from kiln.cli.provenance_commands import sign_fileset
+        from kiln.registry.config import load_config
+        from provenance.statement import package_statement
+
+        with store.shared():
+            sign_fileset(store, outcome.fileset, package_statement(outcome.record), args.sign,
+                         load_config())
     if args.record:
         args.record.write_text(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
     if args.json:

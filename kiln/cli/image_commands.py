@@ -11,10 +11,13 @@ from kiln.cli.common import add_json_flag, open_store
 from kiln.cli.output import human_size, print_json, print_table
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kiln.canonical import Digest
+    from kiln.fileset import FileSet
     from kiln.image.build import Composed, FetchPackage
     from kiln.image.inspect import ImageSummary
-    from kiln.image.location import LayoutStore, RegistryImageStore
+    from kiln.image.location import Attachment, LayoutStore, RegistryImageStore
     from kiln.image.spec import ImageSpec, LockedPackage
     from kiln.registry.config import RegistryConfig
     from kiln.store.store import Store
@@ -29,6 +32,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_destination(build, required=True)
     build.add_argument("--locked", action="store_true",
                        help="compose exactly what image.lock pins (refuse a stale lock)")
+    build.add_argument("--sign", metavar="URI", help="sign the image's provenance and attach"
+                                                     " it (file:KEY.pem, sigstore:...)")
+    build.add_argument("--require-provenance", type=Path, metavar="POLICY",
+                       help="refuse packages whose provenance fails this trust policy")
     add_json_flag(build)
     build.set_defaults(handler=cmd_build)
 
@@ -39,6 +46,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         metavar="NAME=VERSION")
     _add_destination(update, required=False)
     update.add_argument("--lock", type=Path, metavar="FILE", help="write the new image.lock")
+    update.add_argument("--sign", metavar="URI", help="sign the new image's provenance")
     add_json_flag(update)
     update.set_defaults(handler=cmd_update)
 
@@ -73,7 +81,6 @@ def registry_fetcher(store: Store, config: RegistryConfig) -> FetchPackage | Non
     """Pulls missing packages through registries.yaml, or None when nothing is mapped."""
     if not config.mappings:
         return None
-    from kiln.fileset import FileSet
     from kiln.registry.artifact import pull_fileset
     from kiln.registry.client import client_for
 
@@ -113,7 +120,7 @@ def _destination(args: argparse.Namespace, config: RegistryConfig,
 
 def _publish(store: Store, composed: Composed, destination: LayoutStore | RegistryImageStore,
              config: RegistryConfig, present: frozenset[Digest] = frozenset(),
-             ) -> dict[str, object]:
+             sign: str | None = None) -> dict[str, object]:
     from kiln.errors import KilnError
     from kiln.image.location import Attachment, RegistryImageStore
     from kiln.image.sbom import SBOM_TYPE, spdx_document
@@ -129,9 +136,11 @@ def _publish(store: Store, composed: Composed, destination: LayoutStore | Regist
                     continue
                 if home.host == destination.reference.host:
                     mounts[layer.descriptor.digest] = home.repository
-    sbom = Attachment(SBOM_TYPE, spdx_document(composed.image), SBOM_TYPE)
+    attachments = [Attachment(SBOM_TYPE, spdx_document(composed.image), SBOM_TYPE)]
+    if sign:
+        attachments.append(_signed_statement(composed, sign))
     try:
-        digest = destination.put(composed.image, [sbom], mounts, present)
+        digest = destination.put(composed.image, attachments, mounts, present)
         traffic = (destination.client.traffic if isinstance(destination, RegistryImageStore)
                    else None)
     finally:
@@ -146,6 +155,44 @@ def _publish(store: Store, composed: Composed, destination: LayoutStore | Regist
         report["requests"] = dict(traffic.requests)
         report["bytes_sent"] = traffic.bytes_sent
     return report
+
+
+def _signed_statement(composed: Composed, signer_uri: str) -> Attachment:
+    """The image's provenance, signed: its packages, lock, set and previous image."""
+    from kiln.canonical import sha256_digest
+    from kiln.image.compose import package_entry
+    from kiln.image.location import Attachment
+    from provenance.bundle import BUNDLE_TYPE
+    from provenance.signers import open_signer
+    from provenance.statement import image_statement
+
+    image = composed.image
+    statement = image_statement(image.name, image.version, image.digest,
+                                [package_entry(f) for f in image.packages],
+                                sha256_digest(composed.lock.to_bytes()), image.set_digest,
+                                image.previous)
+    return Attachment(BUNDLE_TYPE, open_signer(signer_uri).sign(statement), BUNDLE_TYPE)
+
+
+def _admission(store: Store, config: RegistryConfig,
+               policy_file: Path | None) -> Callable[[list[FileSet]], None] | None:
+    """With --require-provenance: every package's provenance must pass the policy."""
+    if policy_file is None:
+        return None
+    from provenance.check import Checker
+    from provenance.policy import load_policy
+
+    policy = load_policy(policy_file)
+
+    def admit(packages: list[FileSet]) -> None:
+        checker = Checker(store, config, policy)
+        try:
+            for fileset in packages:
+                checker.package(config.locate(fileset.name, fileset.version))
+        finally:
+            checker.close()
+
+    return admit
 
 
 def _print_report(args: argparse.Namespace, report: dict[str, object]) -> None:
@@ -171,11 +218,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     package_set = spec_set(spec, config)
     with store.shared():
         composed = build_from_spec(store, spec, locked=args.locked, package_set=package_set,
-                                   fetch=registry_fetcher(store, config))
+                                   fetch=registry_fetcher(store, config),
+                                   admit=_admission(store, config, args.require_provenance))
         if not args.locked:
             write_image_lock(spec.lock_path, composed.lock)
         report = _publish(store, composed,
-                          _destination(args, config, version_to_tag(spec.version)), config)
+                          _destination(args, config, version_to_tag(spec.version)), config,
+                          sign=args.sign)
     _print_report(args, report)
     return 0
 
@@ -236,7 +285,7 @@ def cmd_update(args: argparse.Namespace) -> int:
                                                               destination.reference.repository))
         present = (frozenset(layer.descriptor.digest for layer in previous.layers)
                    if same_repository else frozenset())
-        report = _publish(store, composed, destination, config, present)
+        report = _publish(store, composed, destination, config, present, sign=args.sign)
     report["previous"] = previous.digest
     _print_report(args, report)
     return 0

@@ -18,6 +18,7 @@ from kiln.cli import (
     deb_commands,
     fileset_commands,
     image_commands,
+    provenance_commands,
     recipe_commands,
     registry_commands,
     run_commands,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry_commands.register(commands)
     image_commands.register(commands)
     run_commands.register(commands)
+    provenance_commands.register(commands)
     return parser
 
 

@@ -32,10 +32,14 @@ def run_config(spec: ImageSpec) -> RunConfig:
 
 def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
                     package_set: tuple[Digest, tuple[LockedPackage, ...]] | None = None,
-                    fetch: FetchPackage | None = None) -> Composed:
-    """Resolve (or take the lock of) `spec` and compose its image."""
+                    fetch: FetchPackage | None = None,
+                    admit: Callable[[list[FileSet]], None] | None = None) -> Composed:
+    """Resolve (or take the lock of) `spec` and compose its image; `admit` sees the
+    packages first and may refuse them (by raising)."""
     packages, lock = resolve_spec(store, spec, locked=locked, package_set=package_set,
                                   fetch=fetch)
+    if admit is not None:
+        admit(packages)
     image = compose_image(store, spec.name, spec.version, packages, run_config(spec),
                           budget=spec.layers, overrides=spec.overrides, set_digest=lock.set)
     return Composed(image, lock)

@@ -89,6 +89,8 @@ class Image:
     config: bytes
     layers: tuple[Blob, ...]
     packages: tuple[FileSet, ...]
+    set_digest: Digest | None = None
+    previous: Digest | None = None
 
     @property
     def digest(self) -> Digest:
@@ -155,7 +157,8 @@ def compose_image(store: Store, name: str, version: str, packages: list[FileSet]
         "layers": layer_json,
         "annotations": annotations,
     })
-    return Image(name, version, manifest, config, tuple(layers), tuple(packages))
+    return Image(name, version, manifest, config, tuple(layers), tuple(packages), set_digest,
+                 previous)
 
 
 def aggregate_requirements(packages: list[FileSet]) -> dict[str, Any]:

@@ -21,7 +21,13 @@ from kiln.registry.artifact import Descriptor, VerifiedStream, fetch_blob
 from kiln.registry.client import Body, RegistryClient, client_for
 from kiln.registry.config import RegistryConfig
 from kiln.registry.reference import Reference, parse_reference
-from kiln.registry.referrers import EMPTY, INDEX_TYPE, attach, referrer_manifest
+from kiln.registry.referrers import (
+    EMPTY,
+    INDEX_TYPE,
+    attach,
+    referrer_blobs,
+    referrer_manifest,
+)
 from kiln.store.store import Store
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -50,6 +56,8 @@ class ImageStore(Protocol):
     def blob(self, descriptor: Descriptor) -> bytes: ...
 
     def import_layer(self, store: Store, descriptor: Descriptor, expect: Digest) -> FileSet: ...
+
+    def attachments(self, subject: Digest, artifact_type: str) -> list[bytes]: ...
 
     def close(self) -> None: ...
 
@@ -152,6 +160,21 @@ class LayoutStore:
             return import_tar_stream(store, stream, self.describe(), expect=expect,
                                      check_stream=stream.verify).fileset
 
+    def attachments(self, subject: Digest, artifact_type: str) -> list[bytes]:
+        """The blobs of the artifacts of one type that refer to `subject`."""
+        found = []
+        for entry in self._index()["manifests"]:
+            if entry.get("artifactType") != artifact_type:
+                continue
+            descriptor = Descriptor(MANIFEST_TYPE, Digest(entry["digest"]), int(entry["size"]))
+            manifest = json.loads(self.blob(descriptor))
+            if manifest.get("subject", {}).get("digest") != subject:
+                continue
+            layer = manifest["layers"][0]
+            found.append(self.blob(Descriptor(layer["mediaType"], Digest(layer["digest"]),
+                                              int(layer["size"]))))
+        return found
+
     def close(self) -> None:
         pass
 
@@ -199,6 +222,9 @@ class RegistryImageStore:
                                      check_stream=stream.verify).fileset
 
         return self.client.retrying(attempt)
+
+    def attachments(self, subject: Digest, artifact_type: str) -> list[bytes]:
+        return referrer_blobs(self.client, self.reference.repository, subject, artifact_type)
 
     def close(self) -> None:
         self.client.close()

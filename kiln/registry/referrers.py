@@ -94,3 +94,25 @@ def list_referrers(client: RegistryClient, repository: str, subject: Digest,
     found = [Referrer(Digest(m["digest"]), m.get("artifactType", ""), m.get("annotations", {}))
              for m in index.get("manifests", [])]
     return [r for r in found if artifact_type is None or r.artifact_type == artifact_type]
+
+
+def referrer_blobs(client: RegistryClient, repository: str, subject: Digest,
+                   artifact_type: str, limit: int = 4 << 20) -> list[bytes]:
+    """The blob of every artifact of one type attached to `subject`, each checked."""
+    from kiln.errors import InputError
+    from kiln.registry.artifact import fetch_blob
+    from kiln.registry.reference import Reference
+
+    blobs = []
+    for referrer in list_referrers(client, repository, subject, artifact_type):
+        manifest, _, _ = client.get_manifest(Reference(client.host, repository, None,
+                                                       referrer.digest))
+        try:
+            layer = json.loads(manifest)["layers"][0]
+            descriptor = Descriptor(layer["mediaType"], Digest(layer["digest"]),
+                                    int(layer["size"]))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise InputError(f"referrer {referrer.digest} of {subject} is malformed",
+                             reason="bad-referrer") from exc
+        blobs.append(fetch_blob(client, repository, descriptor, limit))
+    return blobs

@@ -1,0 +1,199 @@
+"""Proving a package or an image, from the registry: what `kiln verify`, `kiln policy
+check` and `kiln image build --require-provenance` run.
+
+A package: its artifact is pulled (every blob and the tree checked against their
+digests, so a changed bit is caught), its bundles are fetched, one must verify
+against who is trusted for its name, about this FileSet digest, with an SLSA
+provenance predicate, and the policy's rules must hold.
+
+An image: its manifest's bundle must verify the same way, its statement must name
+exactly the packages the image's annotations list, each package must verify as
+above, and each single-package layer must be the package artifact's own layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from kiln.canonical import Digest
+from kiln.errors import CheckFailed, KilnError
+from kiln.fileset import FileSet
+from kiln.image.inspect import ImageSummary, summarize
+from kiln.image.location import LayoutStore, RegistryImageStore
+from kiln.registry.artifact import parse_fileset_manifest, pull_fileset
+from kiln.registry.client import RegistryClient, client_for
+from kiln.registry.config import RegistryConfig
+from kiln.registry.reference import Reference
+from kiln.store.store import Store
+from provenance.bundle import BUNDLE_TYPE, parse_bundle
+from provenance.policy import Evidence, TrustPolicy
+from provenance.registry import fetch_bundles
+from provenance.statement import IMAGE_TYPE
+from provenance.verify import Trust, Verified, verify_bundle
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PackageProof:
+    name: str
+    version: str
+    digest: Digest
+    signer: str
+    build_type: str
+    builder: str
+    layer: Digest
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "digest": self.digest,
+                "signer": self.signer, "buildType": self.build_type, "builder": self.builder}
+
+
+@dataclass(frozen=True)
+class ImageProof:
+    name: str
+    version: str
+    digest: Digest
+    signer: str
+    packages: tuple[PackageProof, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "digest": self.digest,
+                "signer": self.signer, "packages": [p.to_json() for p in self.packages]}
+
+
+@dataclass
+class Checker:
+    """Verifies against a policy, or against one trust given on the command line."""
+
+    store: Store
+    config: RegistryConfig
+    policy: TrustPolicy | None = None
+    trust: Trust | None = None
+    _clients: dict[str, RegistryClient] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    def client(self, host: str) -> RegistryClient:
+        if host not in self._clients:
+            self._clients[host] = client_for(host, self.config)
+        return self._clients[host]
+
+    def trust_for(self, name: str) -> Trust:
+        if self.trust is not None:
+            return self.trust
+        if self.policy is None:
+            raise CheckFailed("say whom to trust: --key, --identity and --issuer, or --policy",
+                              reason="no-trust")
+        return self.policy.trust_for(name)
+
+    def check_rules(self, evidence: Evidence) -> None:
+        if self.policy is not None:
+            self.policy.rules.verify(evidence)
+
+    def package(self, reference: Reference) -> PackageProof:
+        """Verify the FileSet artifact `reference` names, and its provenance."""
+        client = self.client(reference.host)
+        where = str(reference)
+        manifest, _, manifest_digest = as_check(lambda: client.get_manifest(reference))
+        artifact = as_check(lambda: parse_fileset_manifest(manifest, where))
+        fileset: FileSet = as_check(lambda: pull_fileset(self.store, client, reference))
+        bundles = as_check(lambda: fetch_bundles(client, reference.repository,
+                                                 manifest_digest))
+        verified = self.first_verified(bundles, fileset.name, fileset.digest, where)
+        self.check_rules(Evidence(fileset.name, fileset.version, verified))
+        return PackageProof(fileset.name, fileset.version, fileset.digest, verified.signer,
+                            verified.build_type, verified.builder, artifact.layer.digest)
+
+    def first_verified(self, bundles: list[bytes], name: str, subject: Digest,
+                       where: str) -> Verified:
+        """The first bundle that verifies; else the first one's failure."""
+        if not bundles:
+            raise CheckFailed(f"{where}: no provenance is attached", reason="no-provenance")
+        trust = self.trust_for(name)
+        failures: list[CheckFailed] = []
+        for index, raw in enumerate(bundles):
+            try:
+                bundle = parse_bundle(raw, f"{where} bundle {index + 1}")
+                return verify_bundle(bundle, trust, subject, where)
+            except CheckFailed as exc:
+                failures.append(exc)
+            except KilnError as exc:
+                failures.append(CheckFailed(exc.message, reason=exc.reason))
+        raise failures[0]
+
+    def image(self, location: LayoutStore | RegistryImageStore) -> ImageProof:
+        """Verify an image's provenance and every package's."""
+        manifest, digest = as_check(location.manifest)
+        summary = as_check(lambda: summarize(manifest, digest, location.describe()))
+        bundles = as_check(lambda: location.attachments(digest, BUNDLE_TYPE))
+        verified = self.first_verified(bundles, summary.name, digest, location.describe())
+        if verified.build_type != IMAGE_TYPE:
+            raise CheckFailed(f"{location.describe()}: the statement is a {verified.build_type}"
+                              " statement, not an image's", reason="wrong-build-type")
+        _check_composition(verified, summary, location.describe())
+        self.check_rules(Evidence(summary.name, summary.version, verified))
+        proofs = []
+        for package in summary.packages:
+            proof = self.package(self.config.locate(package.name, package.version))
+            if proof.digest != package.digest:
+                raise CheckFailed(f"{package.name}@{package.version} in the registry is"
+                                  f" {proof.digest}, the image holds {package.digest}",
+                                  reason="subject-mismatch")
+            proofs.append(proof)
+        _check_layers(summary, proofs, location.describe())
+        return ImageProof(summary.name, summary.version, digest, verified.signer,
+                          tuple(proofs))
+
+
+    def admit(self, location: LayoutStore | RegistryImageStore) -> ImageProof:
+        """The admission gate: denied versions, read from the image alone, are named all
+        at once; then the image and every package must verify."""
+        if self.policy is not None:
+            manifest, digest = as_check(location.manifest)
+            summary = as_check(lambda: summarize(manifest, digest, location.describe()))
+            denied = []
+            for package in summary.packages:
+                try:
+                    self.policy.denied.verify(Evidence(package.name, package.version))
+                except CheckFailed:
+                    denied.append(f"{package.name}@{package.version}")
+            if denied:
+                raise CheckFailed(f"{location.describe()} holds denied versions:"
+                                  f" {', '.join(denied)}", reason="version-denied")
+        return self.image(location)
+
+
+def _check_composition(verified: Verified, summary: ImageSummary, where: str) -> None:
+    dependencies = verified.predicate["buildDefinition"]["resolvedDependencies"]
+    signed = {(d.get("name"), "sha256:" + d["digest"]["sha256"]) for d in dependencies
+              if str(d.get("uri", "")).startswith("kiln:") and "@" in str(d.get("uri"))}
+    listed = {(p.name, p.digest) for p in summary.packages}
+    if signed != listed:
+        raise CheckFailed(f"{where}: the image lists other packages than its signed statement"
+                          f" ({len(listed ^ signed)} differ)", reason="statement-mismatch")
+
+
+def _check_layers(summary: ImageSummary, proofs: list[PackageProof], where: str) -> None:
+    by_digest = {p.digest: p for p in proofs}
+    for layer in summary.layers:
+        if len(layer.packages) == 1:
+            proof = by_digest[layer.packages[0].digest]
+            if layer.descriptor.digest != proof.layer:
+                raise CheckFailed(f"{where}: the layer of {proof.name} is not its package's"
+                                  f" archive", reason="layer-mismatch")
+
+
+def as_check(action: Callable[[], T]) -> T:
+    """Run `action`; what goes wrong on the way (a digest mismatch, a missing blob) fails
+    the check (exit 1) with its own reason."""
+    try:
+        return action()
+    except CheckFailed:
+        raise
+    except KilnError as exc:
+        raise CheckFailed(exc.message, reason=exc.reason) from exc

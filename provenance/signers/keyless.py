@@ -1,0 +1,54 @@
+"""`sigstore:...`: keyless signing through sigstore-python (Fulcio certificate, Rekor
+entry). The OIDC identity token comes from `$SIGSTORE_ID_TOKEN`, else from the
+ambient credential sigstore-python detects (CI providers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kiln.errors import InputError, KilnError
+
+if TYPE_CHECKING:
+    from sigstore.sign import SigningContext
+
+
+class KeylessSigner:
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self.description = f"sigstore ({instance})"
+
+    def _context(self) -> SigningContext:
+        from sigstore.models import ClientTrustConfig
+        from sigstore.sign import SigningContext
+
+        if self.instance == "production":
+            config = ClientTrustConfig.production()
+        elif self.instance == "staging":
+            config = ClientTrustConfig.staging()
+        else:
+            try:
+                config = ClientTrustConfig.from_json(Path(self.instance).read_text())
+            except OSError as exc:
+                raise InputError(f"cannot read the trust config {self.instance}:"
+                                 f" {exc.strerror}", reason="bad-signer") from exc
+        return SigningContext.from_trust_config(config)
+
+    def sign(self, statement: bytes) -> bytes:
+        from sigstore.dsse import Statement
+        from sigstore.errors import Error as SigstoreError
+        from sigstore.oidc import IdentityToken, detect_credential
+
+        try:
+            raw_token = os.environ.get("SIGSTORE_ID_TOKEN") or detect_credential()
+            if not raw_token:
+                raise InputError("keyless signing needs an OIDC token: set SIGSTORE_ID_TOKEN",
+                                 reason="no-identity-token")
+            with self._context().signer(IdentityToken(raw_token), cache=False) as signer:
+                bundle = signer.sign_dsse(Statement(statement))
+        except SigstoreError as exc:
+            raise KilnError(f"sigstore ({self.instance}) could not sign: {exc}",
+                            reason="signing-failed") from exc
+        encoded: bytes = bundle.to_json().encode()
+        return encoded

@@ -1,0 +1,167 @@
+"""Verifying a bundle: the signature (a trusted key, or a keyless identity through
+sigstore-python), the payload type, the statement's type and predicate type, and
+the subject's digest. Each failure is a CheckFailed with its own reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kiln.canonical import Digest
+from kiln.errors import CheckFailed, InputError
+from provenance.bundle import ParsedBundle, key_hint
+from provenance.dsse import pae
+from provenance.statement import PAYLOAD_TYPE, SLSA_PROVENANCE, STATEMENT_TYPE
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A keyless signer: the certificate's identity (SAN) and its OIDC issuer."""
+
+    identity: str
+    issuer: str
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Who may have signed: keys, keyless identities, and the root keyless ones chain to."""
+
+    keys: tuple[ec.EllipticCurvePublicKey, ...] = ()
+    identities: tuple[Identity, ...] = ()
+    trusted_root: str = "production"  # production, staging, or a trusted_root.json
+
+    def describe(self) -> str:
+        parts = [f"key {key_hint(k)}" for k in self.keys]
+        parts += [f"{i.identity} ({i.issuer})" for i in self.identities]
+        return ", ".join(parts) or "nobody"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A statement whose signature, type and subject were checked."""
+
+    statement: dict[str, Any]
+    payload: bytes
+    signer: str
+    subject_name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predicate(self) -> dict[str, Any]:
+        predicate: dict[str, Any] = self.statement["predicate"]
+        return predicate
+
+    @property
+    def build_type(self) -> str:
+        return str(self.predicate["buildDefinition"]["buildType"])
+
+    @property
+    def builder(self) -> str:
+        return str(self.predicate["runDetails"]["builder"]["id"])
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", reason="bad-key") from exc
+    except ValueError as exc:
+        raise InputError(f"{path} is not a PEM public key", reason="bad-key") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise InputError(f"{path} is not an ECDSA public key", reason="bad-key")
+    return key
+
+
+def verify_bundle(bundle: ParsedBundle, trust: Trust, subject: Digest, where: str) -> Verified:
+    """Check `bundle` against `trust` and the expected subject digest; raise CheckFailed."""
+    if bundle.keyless:
+        payload_type, payload, signer = _verify_keyless(bundle, trust, where)
+    else:
+        payload_type, payload, signer = _verify_key(bundle, trust, where)
+    if payload_type != PAYLOAD_TYPE:
+        raise CheckFailed(f"{where}: the envelope holds {payload_type!r}, not an in-toto"
+                          " statement", reason="wrong-payload-type")
+    try:
+        statement = json.loads(payload)
+        kind, predicate_type = statement["_type"], statement["predicateType"]
+        subjects = statement["subject"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckFailed(f"{where}: the signed payload is not an in-toto statement",
+                          reason="bad-statement") from exc
+    if kind != STATEMENT_TYPE:
+        raise CheckFailed(f"{where}: statement type {kind!r}, expected {STATEMENT_TYPE}",
+                          reason="bad-statement")
+    if predicate_type != SLSA_PROVENANCE:
+        raise CheckFailed(f"{where}: predicate type {predicate_type!r}, expected"
+                          f" {SLSA_PROVENANCE}", reason="wrong-predicate-type")
+    hex_digest = subject.removeprefix("sha256:")
+    names = [s.get("name", "") for s in subjects
+             if isinstance(s, dict) and s.get("digest", {}).get("sha256") == hex_digest]
+    if not names:
+        raise CheckFailed(f"{where}: the statement is about something else, not {subject}",
+                          reason="subject-mismatch")
+    return Verified(statement, payload, signer, names[0])
+
+
+def _verify_key(bundle: ParsedBundle, trust: Trust, where: str) -> tuple[str, bytes, str]:
+    envelope = bundle.envelope
+    if len(envelope.signatures) != 1:
+        raise CheckFailed(f"{where}: expected one signature, found {len(envelope.signatures)}",
+                          reason="signature-invalid")
+    signature = envelope.signatures[0][1]
+    message = pae(envelope.payload_type, envelope.payload)
+    hinted = [k for k in trust.keys if key_hint(k) == bundle.key_hint]
+    for key in hinted or trust.keys:
+        try:
+            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return envelope.payload_type, envelope.payload, f"key {key_hint(key)}"
+    if hinted:
+        raise CheckFailed(f"{where}: the signature does not verify with the key it names",
+                          reason="signature-invalid")
+    raise CheckFailed(f"{where}: signed by key {bundle.key_hint}, which is not trusted here"
+                      f" (trusted: {trust.describe()})", reason="untrusted-signer")
+
+
+def _verify_keyless(bundle: ParsedBundle, trust: Trust, where: str) -> tuple[str, bytes, str]:
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.errors import VerificationError
+    from sigstore.models import Bundle, TrustedRoot
+    from sigstore.verify import Verifier
+    from sigstore.verify.policy import AnyOf
+    from sigstore.verify.policy import Identity as IdentityPolicy
+
+    if not trust.identities:
+        raise CheckFailed(f"{where}: signed keylessly, but no identity is trusted here"
+                          f" (trusted: {trust.describe()})", reason="untrusted-signer")
+    try:
+        sigstore_bundle = Bundle.from_json(bundle.raw)
+    except SigstoreError as exc:
+        raise CheckFailed(f"{where}: not a valid Sigstore bundle: {exc}",
+                          reason="bad-bundle") from exc
+    if trust.trusted_root == "production":
+        verifier = Verifier.production(offline=True)
+    elif trust.trusted_root == "staging":
+        verifier = Verifier.staging(offline=True)
+    else:
+        root = TrustedRoot.from_file(trust.trusted_root)
+        verifier = Verifier(trusted_root=root)
+    policy = AnyOf([IdentityPolicy(identity=i.identity, issuer=i.issuer)
+                    for i in trust.identities])
+    try:
+        payload_type, payload = verifier.verify_dsse(sigstore_bundle, policy)
+    except VerificationError as exc:
+        text = str(exc)
+        reason = ("untrusted-signer" if "policy" in text.lower() or "identity" in text.lower()
+                  else "signature-invalid")
+        raise CheckFailed(f"{where}: {text}", reason=reason) from exc
+    signer = sigstore_bundle.signing_certificate
+    san = ", ".join(i.identity for i in trust.identities)
+    return payload_type, payload, f"sigstore {san} (certificate {signer.serial_number:x})"
