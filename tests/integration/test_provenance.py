@@ -1,0 +1,469 @@
+"""Signed provenance through the registry: key signing and verification for packages,
+Debian imports and images; every kind of tampering refused with its reason; keyless
+bundles of the public Sigstore instances verified offline."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf import json_format
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+from in_toto_attestation.v1 import statement_pb2
+from sigstore_models.bundle.v1 import Bundle
+
+from kiln.canonical import Digest, canonical_json, sha256_digest
+from kiln.errors import CheckFailed
+from kiln.fileset import FileSet
+from kiln.registry.artifact import MANIFEST_TYPE, ArchiveCache, Descriptor, fileset_manifest
+from kiln.registry.client import RegistryClient
+from kiln.store import Store
+from provenance.bundle import parse_bundle
+from provenance.registry import attach_bundle
+from provenance.signers.key import KeySigner
+from provenance.statement import SLSA_PROVENANCE, package_statement
+from provenance.verify import Identity, Trust, verify_bundle
+from tests.conftest import SHARED, Kiln
+from tests.fixtures.packages import ensure_apt_lists, make_package
+from tests.fixtures.registry import Registry, registry_config, run_registry
+
+BUILDER = "https://kiln.dev/builders/test-farm"
+
+
+def write_key(directory: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = directory / f"{name}.pem"
+    public = directory / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with run_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+@pytest.fixture
+def farm(tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Two keys (the farm's and another), registries.yaml, and the farm's builder id."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    farm_key, farm_pub = write_key(keys, "farm")
+    other_key, other_pub = write_key(keys, "other")
+    monkeypatch.setenv("KILN_REGISTRIES",
+                       str(registry_config(tmp_path / "registries.yaml", registry.host)))
+    monkeypatch.setenv("KILN_BUILDER_ID", BUILDER)
+    return {"key": farm_key, "pub": farm_pub, "other_key": other_key, "other_pub": other_pub}
+
+
+def record_for(store: Store, fileset: FileSet, tmp_path: Path) -> Path:
+    """A build record of `fileset`, as `kiln build --record` writes them."""
+    archive = ArchiveCache(store).layer(fileset)[0]
+    digest = "sha256:" + "ab" * 32
+    record = {
+        "recipe": {"repo": "https://git.example.org/recipes.git", "commit": "c" * 40,
+                   "path": fileset.name.rsplit("/", 1)[-1], "tree": digest, "dirty": False},
+        "sources": [{"uri": "https://example.org/src.tar.gz", "sha256": "d" * 64},
+                    {"uri": "git+https://example.org/lib.git", "commit": "e" * 40}],
+        "build_requires": [{"name": "debian.org/bookworm/gcc-12", "version": "12.2.0-14",
+                            "digest": digest}],
+        "lock": digest, "sandbox": {"backend": "bwrap", "version": "0.8.0"},
+        "kiln": {"version": "0.1.0", "commit": "f" * 40},
+        "output": {"name": fileset.name, "version": fileset.version, "digest": fileset.digest,
+                   "archive": archive.digest},
+        "log": digest, "build_key": digest,
+        "started": "2026-11-29T10:00:00Z", "finished": "2026-11-29T10:01:10Z",
+    }
+    path = tmp_path / f"{fileset.name.replace('/', '_')}.record.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def strictly_parsed(statement: bytes) -> tuple[statement_pb2.Statement, Any]:
+    """The in-toto-attestation models, refusing any field they do not know."""
+    parsed = json_format.Parse(statement, statement_pb2.Statement(),
+                               ignore_unknown_fields=False)
+    predicate = json_format.Parse(json.dumps(json.loads(statement)["predicate"]),
+                                  provenance_pb2.Provenance(), ignore_unknown_fields=False)
+    return parsed, predicate
+
+
+def test_a_package_signed_with_a_key_verifies_through_the_registry(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path]) -> None:
+    tool = make_package(store, tmp_path, "kiln.dev/tool", "1.0-1", {"usr/bin/tool*": "t\n"})
+    signed = kiln("attest", record_for(store, tool, tmp_path), "--signer",
+                  f"file:{farm['key']}", "-o", tmp_path / "tool.sigstore.json", "--json")
+    assert signed.code == 0, signed.err
+    bundle = (tmp_path / "tool.sigstore.json").read_bytes()
+    parsed = Bundle.from_json(bundle)  # sigstore-models: strict, unknown fields refused
+    assert parsed.media_type == "application/vnd.dev.sigstore.bundle.v0.3+json"
+    assert parsed.verification_material.public_key is not None
+    assert parsed.verification_material.tlog_entries == []
+    assert parsed.dsse_envelope is not None
+    statement, predicate = strictly_parsed(bytes(parsed.dsse_envelope.payload))
+    assert statement.predicate_type == SLSA_PROVENANCE
+    assert statement.subject[0].name == "kiln.dev/tool"
+    assert statement.subject[0].digest["sha256"] == tool.digest.removeprefix("sha256:")
+    assert predicate.run_details.builder.id == BUILDER
+    uris = [d.uri for d in predicate.build_definition.resolved_dependencies]
+    assert "https://git.example.org/recipes.git@" + "c" * 40 in uris
+    assert "kiln:debian.org/bookworm/gcc-12@12.2.0-14" in uris
+
+    # A consumer with an empty store: pulls, checks every digest, then the provenance.
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    verified = consumer("verify", "kiln.dev/tool@1.0-1", "--key", farm["pub"], "--json")
+    assert verified.code == 0, verified.err
+    report = json.loads(verified.out)
+    assert report["digest"] == tool.digest
+    assert report["builder"] == BUILDER
+    assert report["buildType"] == "https://kiln.dev/buildtypes/recipe/v1"
+
+
+def test_a_debian_import_has_provenance_naming_the_deb_apt_verified(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path]) -> None:
+    ensure_apt_lists()
+    imported = json.loads(kiln("deb", "import", "hello", "--json").out)[0]
+    signed = kiln("attest", f"{imported['name']}@{imported['version']}", "--signer",
+                  f"file:{farm['key']}", "-o", tmp_path / "b.json")
+    assert signed.code == 0, signed.err
+    envelope = json.loads((tmp_path / "b.json").read_text())["dsseEnvelope"]
+    _, predicate = strictly_parsed(base64.b64decode(envelope["payload"]))
+    (dependency,) = predicate.build_definition.resolved_dependencies
+    assert dependency.digest["sha256"] == imported["deb_sha256"]
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    verified = consumer("verify", f"{imported['name']}@{imported['version']}", "--key",
+                        farm["pub"], "--json")
+    assert verified.code == 0, verified.err
+    assert json.loads(verified.out)["buildType"] == (
+        "https://kiln.dev/buildtypes/debian-import/v1")
+
+
+def signed_image(kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+                 registry: Registry, repository: str) -> str:
+    """An image of a tool and its library, every package and the image signed."""
+    lib = make_package(store, tmp_path, "kiln.dev/libfoo", "1.0-1",
+                       {"usr/lib/libfoo.so.1": "foo\n"})
+    tool = make_package(store, tmp_path, "kiln.dev/tool", "1.0-1", {"usr/bin/tool*": "t\n"},
+                        requires=("kiln.dev/libfoo",))
+    for fileset in (lib, tool):
+        assert kiln("attest", record_for(store, fileset, tmp_path), "--signer",
+                    f"file:{farm['key']}").code == 0
+    spec = tmp_path / "image.yaml"
+    spec.write_text(json.dumps({"name": "kiln.dev/images/tool", "version": "1",
+                                "packages": ["kiln.dev/tool"]}))
+    reference = f"{registry.host}/{repository}:1"
+    built = kiln("image", "build", spec, "--push", reference, "--sign", f"file:{farm['key']}")
+    assert built.code == 0, built.err
+    return reference
+
+
+def test_an_image_and_every_package_in_it_verify(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    reference = signed_image(kiln, store, tmp_path, farm, registry, "images/tool")
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    verified = consumer("verify", reference, "--key", farm["pub"], "--json")
+    assert verified.code == 0, verified.err
+    report = json.loads(verified.out)
+    assert {p["name"] for p in report["packages"]} == {"kiln.dev/tool", "kiln.dev/libfoo"}
+    assert all(p["signer"].startswith("key ") for p in report["packages"])
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"trust": [{"prefix": "kiln.dev/",
+                                             "keys": [str(farm["pub"])]}],
+                                  "builders": [BUILDER],
+                                  "recipe-repositories": ["https://git.example.org/recipes.git"],
+                                  "deny": ["kiln.dev/libfoo (<< 1.0-1)"]}))
+    admitted = consumer("policy", "check", reference, "--policy", policy)
+    assert admitted.code == 0, admitted.err
+    policy.write_text(json.dumps({"trust": [{"prefix": "kiln.dev/",
+                                             "keys": [str(farm["pub"])]}],
+                                  "deny": ["kiln.dev/libfoo (<= 1.0-1)"]}))
+    denied = consumer("policy", "check", reference, "--policy", policy)
+    assert denied.code == 1
+    assert "[version-denied]" in denied.err
+    assert "kiln.dev/libfoo@1.0-1" in denied.err
+
+
+def test_an_image_with_an_unproven_package_is_not_composed(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    make_package(store, tmp_path, "kiln.dev/unsigned", "1-1", {"f": "u\n"})
+    assert kiln("push", "kiln.dev/unsigned@1-1").code == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"trust": [{"prefix": "", "keys": [str(farm["pub"])]}]}))
+    spec = tmp_path / "image.yaml"
+    spec.write_text(json.dumps({"name": "kiln.dev/images/u", "version": "1",
+                                "packages": ["kiln.dev/unsigned"]}))
+    refused = kiln("image", "build", spec, "-o", f"oci:{tmp_path / 'out'}",
+                   "--require-provenance", policy)
+    assert refused.code == 1
+    assert "[no-provenance]" in refused.err
+    assert not (tmp_path / "out").exists()
+
+
+# -- tampering ----------------------------------------------------------------
+
+
+@pytest.fixture
+def signed_tool(kiln: Kiln, store: Store, tmp_path: Path,
+                farm: dict[str, Path]) -> tuple[FileSet, bytes]:
+    tool = make_package(store, tmp_path, "kiln.dev/tool", "1.0-1",
+                        {"usr/bin/tool*": "#!/bin/sh\necho tool\n" * 200})
+    assert kiln("attest", record_for(store, tool, tmp_path), "--signer",
+                f"file:{farm['key']}", "-o", tmp_path / "tool.json").code == 0
+    return tool, (tmp_path / "tool.json").read_bytes()
+
+
+def verify_file(kiln: Kiln, bundle: bytes, tmp_path: Path, ref: str, *trust: str | Path,
+                ) -> tuple[int, str]:
+    path = tmp_path / "candidate.json"
+    path.write_bytes(bundle)
+    result = kiln("verify", ref, "--bundle", path, *trust)
+    return result.code, result.err
+
+
+def rewrite(bundle: bytes, change: Any) -> bytes:
+    raw = json.loads(bundle)
+    change(raw)
+    return canonical_json(raw)
+
+
+def test_a_changed_byte_in_the_fileset_blob_is_refused(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    # A package of its own: the registry is shared by the module's tests.
+    victim = make_package(store, tmp_path, "kiln.dev/victim", "1-1",
+                          {"usr/bin/victim*": "#!/bin/sh\necho victim\n" * 300})
+    assert kiln("attest", record_for(store, victim, tmp_path), "--signer",
+                f"file:{farm['key']}").code == 0
+    layer = ArchiveCache(store).layer(victim)[0].digest
+    data = (registry.root / "docker/registry/v2/blobs/sha256" / layer[7:9] / layer[7:]
+            / "data")
+    content = bytearray(data.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    data.write_bytes(bytes(content))
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    result = consumer("verify", "kiln.dev/victim@1-1", "--key", farm["pub"])
+    assert result.code == 1
+    assert "[blob-digest-mismatch]" in result.err
+    assert list(Store.open(tmp_path / "consumer").named()) == []
+
+
+def test_a_changed_statement_is_refused(kiln: Kiln, tmp_path: Path, farm: dict[str, Path],
+                                        signed_tool: tuple[FileSet, bytes]) -> None:
+    _, bundle = signed_tool
+
+    def forge(raw: dict[str, Any]) -> None:
+        payload = base64.b64decode(raw["dsseEnvelope"]["payload"])
+        forged = payload.replace(BUILDER.encode(), b"https://kiln.dev/builders/evil-farm")
+        raw["dsseEnvelope"]["payload"] = base64.b64encode(forged).decode()
+
+    code, err = verify_file(kiln, rewrite(bundle, forge), tmp_path, "kiln.dev/tool@1.0-1",
+                            "--key", farm["pub"])
+    assert code == 1
+    assert "[signature-invalid]" in err
+
+
+def test_a_changed_signature_is_refused(kiln: Kiln, tmp_path: Path, farm: dict[str, Path],
+                                        signed_tool: tuple[FileSet, bytes]) -> None:
+    _, bundle = signed_tool
+
+    def flip(raw: dict[str, Any]) -> None:
+        signature = bytearray(base64.b64decode(raw["dsseEnvelope"]["signatures"][0]["sig"]))
+        signature[-1] ^= 0x01
+        raw["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(signature).decode()
+
+    code, err = verify_file(kiln, rewrite(bundle, flip), tmp_path, "kiln.dev/tool@1.0-1",
+                            "--key", farm["pub"])
+    assert code == 1
+    assert "[signature-invalid]" in err
+
+
+def test_a_bundle_moved_to_another_package_is_refused(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path], registry: Registry,
+        signed_tool: tuple[FileSet, bytes]) -> None:
+    _, bundle = signed_tool
+    other = make_package(store, tmp_path, "kiln.dev/other", "1-1", {"f": "other\n"})
+    pushed = json.loads(kiln("push", "kiln.dev/other@1-1", "--json").out)
+    client = RegistryClient(registry.host, plain_http=True)
+    manifest = fileset_manifest(other, ArchiveCache(store).layer(other)[0])
+    attach_bundle(client, "kiln/kiln.dev/other",
+                  Descriptor(MANIFEST_TYPE, pushed["reference"].rsplit("@", 1)[1],
+                             len(manifest)), bundle)
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    result = consumer("verify", "kiln.dev/other@1-1", "--key", farm["pub"])
+    assert result.code == 1
+    assert "[subject-mismatch]" in result.err
+
+
+def test_a_wrong_key_is_refused(kiln: Kiln, tmp_path: Path, farm: dict[str, Path],
+                                signed_tool: tuple[FileSet, bytes]) -> None:
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    result = consumer("verify", "kiln.dev/tool@1.0-1", "--key", farm["other_pub"])
+    assert result.code == 1
+    assert "[untrusted-signer]" in result.err
+
+
+def test_another_predicate_type_is_refused(kiln: Kiln, tmp_path: Path,
+                                           farm: dict[str, Path],
+                                           signed_tool: tuple[FileSet, bytes]) -> None:
+    tool, _ = signed_tool
+    statement = canonical_json({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": tool.name, "digest": {"sha256": tool.digest[7:]}}],
+        "predicateType": "https://example.org/vulnerability-scan/v1",
+        "predicate": {"scanner": "x"}})
+    bundle = KeySigner.from_file(str(farm["key"])).sign(statement)
+    code, err = verify_file(kiln, bundle, tmp_path, "kiln.dev/tool@1.0-1", "--key",
+                            farm["pub"])
+    assert code == 1
+    assert "[wrong-predicate-type]" in err
+
+
+def test_a_builder_the_policy_does_not_allow_is_refused(
+        kiln: Kiln, tmp_path: Path, farm: dict[str, Path],
+        signed_tool: tuple[FileSet, bytes]) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"trust": [{"prefix": "kiln.dev/", "keys": [str(farm["pub"])]}],
+                                  "builders": ["https://kiln.dev/builders/the-real-farm"]}))
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    result = consumer("verify", "kiln.dev/tool@1.0-1", "--policy", policy)
+    assert result.code == 1
+    assert "[builder-not-allowed]" in result.err
+    assert BUILDER in result.err
+
+
+def test_a_prefix_the_policy_trusts_to_another_signer_is_refused(
+        kiln: Kiln, tmp_path: Path, farm: dict[str, Path],
+        signed_tool: tuple[FileSet, bytes]) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"trust": [
+        {"prefix": "", "keys": [str(farm["pub"])]},
+        {"prefix": "kiln.dev/", "keys": [str(farm["other_pub"])]}]}))
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    result = consumer("verify", "kiln.dev/tool@1.0-1", "--policy", policy)
+    assert result.code == 1
+    assert "[untrusted-signer]" in result.err
+
+
+def test_an_image_whose_packages_differ_from_its_statement_is_refused(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    reference = signed_image(kiln, store, tmp_path, farm, registry, "images/mismatch")
+    # Another image, same name, one package more, signed with the first one's statement.
+    extra = make_package(store, tmp_path, "kiln.dev/extra", "1-1", {"x": "x\n"})
+    assert kiln("attest", record_for(store, extra, tmp_path), "--signer",
+                f"file:{farm['key']}").code == 0
+    spec = tmp_path / "image2.yaml"
+    spec.write_text(json.dumps({"name": "kiln.dev/images/tool", "version": "1",
+                                "packages": ["kiln.dev/tool", "kiln.dev/extra"]}))
+    second = f"{registry.host}/images/mismatch:2"
+    assert kiln("image", "build", spec, "--push", second).code == 0
+    client = RegistryClient(registry.host, plain_http=True)
+    from kiln.registry.reference import parse_reference
+    from provenance.registry import fetch_bundles
+
+    _, _, first_digest = client.get_manifest(parse_reference(reference))
+    second_manifest, _, second_digest = client.get_manifest(parse_reference(second))
+    (bundle,) = fetch_bundles(client, "images/mismatch", first_digest)
+    attach_bundle(client, "images/mismatch",
+                  Descriptor(MANIFEST_TYPE, second_digest, len(second_manifest)), bundle)
+    result = kiln("verify", second, "--key", farm["pub"])
+    assert result.code == 1
+    assert "[subject-mismatch]" in result.err
+
+
+def test_a_message_signature_bundle_is_not_provenance() -> None:
+    wheel_bundle = SHARED / "testdata/sigstore/bundle_v3_github.whl.sigstore"
+    if not wheel_bundle.exists():
+        pytest.skip("../shared/testdata/sigstore is absent")
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - the reason is asserted
+        parse_bundle(wheel_bundle.read_bytes(), "wheel bundle")
+    assert getattr(raised.value, "reason", None) == "bad-bundle"
+
+
+# -- keyless, offline -----------------------------------------------------------
+
+BEACON = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+          ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main")
+ACTIONS = "https://token.actions.githubusercontent.com"
+
+
+@pytest.fixture
+def staging_dsse() -> bytes:
+    path = SHARED / "testdata/sigstore/a.dsse.staging-rekor-v2.txt.sigstore.json"
+    if not path.exists():
+        pytest.skip("../shared/testdata/sigstore is absent: the keyless bundles live there")
+    return path.read_bytes()
+
+
+def statement_subject(bundle: bytes) -> Digest:
+    payload = json.loads(base64.b64decode(json.loads(bundle)["dsseEnvelope"]["payload"]))
+    return Digest("sha256:" + payload["subject"][0]["digest"]["sha256"])
+
+
+def test_a_keyless_bundle_verifies_offline_against_its_identity(staging_dsse: bytes) -> None:
+    trust = Trust(identities=(Identity(BEACON, ACTIONS),), trusted_root="staging")
+    subject = statement_subject(staging_dsse)
+    verified = verify_bundle(parse_bundle(staging_dsse, "a.dsse"), trust, subject, "a.dsse")
+    assert verified.subject_name == "a.txt"
+    assert verified.statement["predicateType"] == SLSA_PROVENANCE
+    with pytest.raises(CheckFailed) as other_subject:
+        verify_bundle(parse_bundle(staging_dsse, "a.dsse"), trust,
+                      sha256_digest(b"another file"), "a.dsse")
+    assert other_subject.value.reason == "subject-mismatch"
+
+
+def test_a_keyless_bundle_with_a_wrong_identity_is_refused(staging_dsse: bytes) -> None:
+    trust = Trust(identities=(Identity("https://github.com/evil/repo/.github/workflows/x.yml"
+                                       "@refs/heads/main", ACTIONS),), trusted_root="staging")
+    with pytest.raises(CheckFailed) as raised:
+        verify_bundle(parse_bundle(staging_dsse, "a.dsse"), trust,
+                      statement_subject(staging_dsse), "a.dsse")
+    assert raised.value.reason == "untrusted-signer"
+
+
+def test_a_tampered_keyless_bundle_is_refused(staging_dsse: bytes) -> None:
+    raw = json.loads(staging_dsse)
+    payload = base64.b64decode(raw["dsseEnvelope"]["payload"]).replace(b"a.txt", b"b.txt")
+    raw["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
+    trust = Trust(identities=(Identity(BEACON, ACTIONS),), trusted_root="staging")
+    with pytest.raises(CheckFailed) as raised:
+        verify_bundle(parse_bundle(json.dumps(raw).encode(), "a.dsse"), trust,
+                      statement_subject(staging_dsse), "a.dsse")
+    assert raised.value.reason == "signature-invalid"
+
+
+def test_a_keyless_bundle_is_not_taken_for_a_key_signature(staging_dsse: bytes,
+                                                          tmp_path: Path) -> None:
+    _, public = write_key(tmp_path, "farm")
+    from provenance.verify import load_public_key
+
+    trust = Trust(keys=(load_public_key(public),))
+    with pytest.raises(CheckFailed) as raised:
+        verify_bundle(parse_bundle(staging_dsse, "a.dsse"), trust,
+                      statement_subject(staging_dsse), "a.dsse")
+    assert raised.value.reason == "untrusted-signer"
+
+
+def test_package_statement_names_every_input(store: Store, tmp_path: Path) -> None:
+    tool = make_package(store, tmp_path, "kiln.dev/tool", "1.0-1", {"f": "t\n"})
+    record = json.loads(record_for(store, tool, tmp_path).read_text())
+    _, predicate = strictly_parsed(package_statement(record, BUILDER))
+    names = {d.name or d.uri for d in predicate.build_definition.resolved_dependencies}
+    assert {"recipes", "debian.org/bookworm/gcc-12", "kiln.lock", "sandbox",
+            "https://example.org/src.tar.gz", "git+https://example.org/lib.git"} <= names
+    assert predicate.run_details.metadata.invocation_id == record["build_key"]
+    assert predicate.run_details.byproducts[0].digest["sha256"] == record["log"][7:]
