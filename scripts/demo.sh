@@ -80,8 +80,48 @@ until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
 printf 'registries:\n  - prefix: ""\n    location: %s/kiln\n' "$registry" > "$state/registries.yaml"
 export KILN_REGISTRIES="$PWD/$state/registries.yaml"
 
-run kiln --store "$store" push kiln.dev/hello
-run kiln --store "$store" image build "$state/image/image.yaml" --push "$registry/images/hello:1"
+# Provenance: a farm key signs the build's record and the Debian packages' imports
+# (each statement attached to its package in the registry), then the image.
+mkdir -p "$state/keys"
+python3 - "$state/keys" <<'PY'
+import sys
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+keys = Path(sys.argv[1])
+(keys / "farm.pem").write_bytes(key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+(keys / "farm.pub").write_bytes(key.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+PY
+signer="file:$state/keys/farm.pem"
+run kiln --store "$store" attest "$state/hello.record.json" --signer "$signer"
+debian_packages=$(kiln --store "$store" image inspect "oci:$state/hello-oci:1" --json | python3 -c '
+import json, sys
+packages = json.load(sys.stdin)["packages"]
+print(" ".join(p["name"] + "@" + p["version"] for p in packages if p["name"].startswith("debian.org/")))')
+for package in $debian_packages; do
+  run kiln --store "$store" attest "$package" --signer "$signer"
+done
+run kiln --store "$store" image build "$state/image/image.yaml" --push "$registry/images/hello:1" \
+  --sign "$signer"
+
+# A consumer with an empty store verifies the image and every package in it, then
+# runs the admission gate of a trust policy; a policy denying this libc refuses it.
+run kiln --store "$state/consumer" verify "$registry/images/hello:1" --key "$state/keys/farm.pub"
+cat > "$state/policy.yaml" <<YAML
+trust:
+  - prefix: ""
+    keys: [keys/farm.pub]
+builders: [https://kiln.dev/builders/local]
+YAML
+run kiln --store "$state/consumer" policy check "$registry/images/hello:1" --policy "$state/policy.yaml"
+printf 'deny: ["debian.org/bookworm/libc6 (<< 2.37)"]\n' >> "$state/policy.yaml"
+if run kiln --store "$state/consumer" policy check "$registry/images/hello:1" \
+     --policy "$state/policy.yaml"; then
+  echo "the gate should have refused a denied libc6" >&2; exit 1
+fi
 run podman --root "$PWD/$state/podman" --runroot "$podman_run" --storage-driver vfs \
   --cgroup-manager=cgroupfs --runtime=runc run --rm --network=none --tls-verify=false \
   --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$registry/images/hello:1"
