@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -14,8 +15,13 @@ import pytest
 
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import read_lock
+from kiln.registry.client import RegistryClient
+from kiln.registry.reference import parse_reference
 from kiln.store import Store
+from provenance.registry import fetch_bundles
 from tests.conftest import REPO, Kiln
+from tests.fixtures.keys import write_key
+from tests.fixtures.registry import registry_config, run_registry
 from tests.integration.test_debian import apt_lists  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None,
@@ -59,6 +65,32 @@ def test_hello_builds_hermetically_runs_and_is_not_built_twice(
     again = kiln("build", "hello", "--recipes", REPO / "recipes", "--json")
     assert json.loads(again.out)["reused"] is True
     assert json.loads(again.out)["output"] == record["output"]
+
+
+def test_a_build_signed_with_the_farm_key_verifies_with_its_recipe_commit(
+        tmp_path: Path, kiln: Kiln, apt_lists: None,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key, public = write_key(tmp_path, "farm")
+    with run_registry(tmp_path / "registry") as registry:
+        monkeypatch.setenv("KILN_REGISTRIES",
+                           str(registry_config(tmp_path / "registries.yaml", registry.host)))
+        built = kiln("build", "greet", "--recipes", REPO / "recipes", "--sign", f"file:{key}",
+                     "--json")
+        assert built.code == 0, built.err
+        consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+        verified = consumer("verify", "kiln.dev/greet@" + json.loads(built.out)["output"][
+            "version"], "--key", public, "--json")
+        assert verified.code == 0, verified.err
+        assert json.loads(verified.out)["digest"] == json.loads(built.out)["output"]["digest"]
+        client = RegistryClient(registry.host, plain_http=True)
+        reference = parse_reference(f"{registry.host}/kiln/kiln.dev/greet:"
+                                    + json.loads(built.out)["output"]["version"])
+        _, _, digest = client.get_manifest(reference)
+        (bundle,) = fetch_bundles(client, reference.repository, digest)
+    payload = json.loads(base64.b64decode(json.loads(bundle)["dsseEnvelope"]["payload"]))
+    parameters = payload["predicate"]["buildDefinition"]["externalParameters"]["recipes"]
+    assert parameters["commit"] == git.Repo(REPO).commit("HEAD").hexsha
+    assert parameters["path"] == "greet"
 
 
 @pytest.mark.parametrize(("recipe", "backend"), [("zlib", "bwrap"), ("greet", "runc")])

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
@@ -30,22 +28,11 @@ from provenance.signers.key import KeySigner
 from provenance.statement import SLSA_PROVENANCE, package_statement
 from provenance.verify import Identity, Trust, verify_bundle
 from tests.conftest import SHARED, Kiln
+from tests.fixtures.keys import write_key
 from tests.fixtures.packages import ensure_apt_lists, make_package
 from tests.fixtures.registry import Registry, registry_config, run_registry
 
 BUILDER = "https://kiln.dev/builders/test-farm"
-
-
-def write_key(directory: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = directory / f"{name}.pem"
-    public = directory / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, public
 
 
 @pytest.fixture(scope="module")
