@@ -36,19 +36,27 @@ class KeylessSigner:
         return SigningContext.from_trust_config(config)
 
     def sign(self, statement: bytes) -> bytes:
+        import requests
+        from sigstore._internal.fulcio.client import ExpiredCertificate, FulcioClientError
+        from sigstore._internal.rekor import RekorClientError
         from sigstore.dsse import Statement
         from sigstore.errors import Error as SigstoreError
-        from sigstore.oidc import IdentityToken, detect_credential
+        from sigstore.oidc import ExpiredIdentity, IdentityToken, detect_credential
+
+        # sigstore-python raises its own errors and, from its private clients, others.
+        failures = (SigstoreError, FulcioClientError, RekorClientError, ExpiredIdentity,
+                    ExpiredCertificate, requests.RequestException)
 
         try:
             raw_token = os.environ.get("SIGSTORE_ID_TOKEN") or detect_credential()
             if not raw_token:
                 raise InputError("keyless signing needs an OIDC token: set SIGSTORE_ID_TOKEN",
                                  reason="no-identity-token")
-            with self._context().signer(IdentityToken(raw_token), cache=False) as signer:
+            with self._context().signer(IdentityToken(raw_token)) as signer:
                 bundle = signer.sign_dsse(Statement(statement))
-        except SigstoreError as exc:
-            raise KilnError(f"sigstore ({self.instance}) could not sign: {exc}",
+        except failures as exc:
+            detail = str(exc) or type(exc).__name__
+            raise KilnError(f"sigstore ({self.instance}) could not sign: {detail}",
                             reason="signing-failed") from exc
         encoded: bytes = bundle.to_json().encode()
         return encoded

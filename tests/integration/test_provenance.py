@@ -1,11 +1,13 @@
 """Signed provenance through the registry: key signing and verification for packages,
 Debian imports and images; every kind of tampering refused with its reason; keyless
-bundles of the public Sigstore instances verified offline."""
+bundles of the public Sigstore instances verified offline; keyless signing for
+real against a private Sigstore instance the fixtures run on loopback."""
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from tests.conftest import SHARED, Kiln
 from tests.fixtures.keys import write_key
 from tests.fixtures.packages import ensure_apt_lists, make_package
 from tests.fixtures.registry import Registry, registry_config, run_registry
+from tests.fixtures.sigstore_instance import SigstoreInstance, run_sigstore
 
 BUILDER = "https://kiln.dev/builders/test-farm"
 
@@ -454,3 +457,86 @@ def test_package_statement_names_every_input(store: Store, tmp_path: Path) -> No
             "https://example.org/src.tar.gz", "git+https://example.org/lib.git"} <= names
     assert predicate.run_details.metadata.invocation_id == record["build_key"]
     assert predicate.run_details.byproducts[0].digest["sha256"] == record["log"][7:]
+
+
+# -- keyless, for real, against a private Sigstore instance on loopback ---------
+
+SIGNER_IDENTITY = "https://kiln.dev/farms/test/signer"
+
+
+@pytest.fixture
+def sigstore(tmp_path: Path) -> Iterator[SigstoreInstance]:
+    with run_sigstore(tmp_path / "sigstore") as instance:
+        yield instance
+
+
+def test_keyless_signing_through_fulcio_and_rekor_verifies_by_identity(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        sigstore: SigstoreInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = make_package(store, tmp_path, "kiln.dev/keyless-tool", "1.0-1",
+                        {"usr/bin/tool*": "keyless\n"})
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", sigstore.token(SIGNER_IDENTITY))
+    signed = kiln("attest", record_for(store, tool, tmp_path), "--signer",
+                  f"sigstore:{sigstore.trust_config}", "-o", tmp_path / "keyless.json")
+    assert signed.code == 0, signed.err
+    # Fulcio issued one certificate for the token's identity; Rekor logged one entry.
+    (certificate,) = sigstore.certificates
+    assert SIGNER_IDENTITY in str(certificate.extensions)
+    assert len(sigstore.entries) == 1
+    bundle = Bundle.from_json((tmp_path / "keyless.json").read_bytes())
+    assert bundle.verification_material.certificate is not None
+    assert len(bundle.verification_material.tlog_entries) == 1
+
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    trust = ("--identity", SIGNER_IDENTITY, "--issuer", sigstore.issuer,
+             "--trusted-root", str(sigstore.trusted_root))
+    verified = consumer("verify", "kiln.dev/keyless-tool@1.0-1", *trust, "--json")
+    assert verified.code == 0, verified.err
+    assert SIGNER_IDENTITY in json.loads(verified.out)["signer"]
+
+    wrong = consumer("verify", "kiln.dev/keyless-tool@1.0-1", "--identity",
+                     "https://kiln.dev/farms/other/signer", "--issuer", sigstore.issuer,
+                     "--trusted-root", str(sigstore.trusted_root))
+    assert wrong.code == 1
+    assert "[untrusted-signer]" in wrong.err
+    with_key = consumer("verify", "kiln.dev/keyless-tool@1.0-1", "--key", farm["pub"])
+    assert with_key.code == 1
+    assert "[untrusted-signer]" in with_key.err
+    # Another instance's root does not vouch for this one's certificates.
+    other_root = tmp_path / "other-root.json"
+    with run_sigstore(tmp_path / "other-sigstore") as other:
+        shutil.copy(other.trusted_root, other_root)
+    foreign = consumer("verify", "kiln.dev/keyless-tool@1.0-1", "--identity", SIGNER_IDENTITY,
+                       "--issuer", sigstore.issuer, "--trusted-root", other_root)
+    assert foreign.code == 1
+    assert "[signature-invalid]" in foreign.err
+
+
+def test_a_policy_trusts_a_keyless_identity_for_a_prefix(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        sigstore: SigstoreInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = make_package(store, tmp_path, "kiln.dev/keyless-policy", "1-1", {"f": "p\n"})
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", sigstore.token(SIGNER_IDENTITY))
+    assert kiln("attest", record_for(store, tool, tmp_path), "--signer",
+                f"sigstore:{sigstore.trust_config}").code == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"trust": [{
+        "prefix": "kiln.dev/",
+        "identities": [{"identity": SIGNER_IDENTITY, "issuer": sigstore.issuer}],
+        "trusted-root": str(sigstore.trusted_root)}], "builders": [BUILDER]}))
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    verified = consumer("verify", "kiln.dev/keyless-policy@1-1", "--policy", policy)
+    assert verified.code == 0, verified.err
+
+
+def test_keyless_signing_with_a_token_fulcio_refuses_fails_clearly(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        sigstore: SigstoreInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = make_package(store, tmp_path, "kiln.dev/keyless-refused", "1-1", {"f": "r\n"})
+    forged = sigstore.token(SIGNER_IDENTITY)[:-4] + "AAAA"  # a signature Fulcio rejects
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", forged)
+    result = kiln("attest", record_for(store, tool, tmp_path), "--signer",
+                  f"sigstore:{sigstore.trust_config}")
+    assert result.code == 2
+    assert "[signing-failed]" in result.err
+    assert sigstore.entries == []
