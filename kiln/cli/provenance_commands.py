@@ -13,6 +13,7 @@ from kiln.cli.output import print_json, print_table
 if TYPE_CHECKING:
     from kiln.fileset import FileSet
     from kiln.registry.config import RegistryConfig
+    from kiln.registry.reference import Reference
     from kiln.store.store import Store
     from provenance.attest import Attested
     from provenance.check import Checker
@@ -138,7 +139,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             else:
                 reference = (parse_reference(args.target) if is_registry_reference(args.target)
                              else _located(config, args.target))
-                result = _verify_reference(check, reference, config)
+                result = _verify_reference(check, reference)
     finally:
         check.close()
     if args.json:
@@ -152,7 +153,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _located(config: RegistryConfig, text: str) -> object:
+def _located(config: RegistryConfig, text: str) -> Reference:
     from kiln.errors import InputError
 
     name, at, version = text.partition("@")
@@ -162,19 +163,15 @@ def _located(config: RegistryConfig, text: str) -> object:
     return config.locate(name, version)
 
 
-def _verify_reference(check: Checker, reference: object,
-                      config: RegistryConfig) -> dict[str, object]:
-    import json as json_module
-
+def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]:
+    """A package or an image, told apart by the manifest's artifactType."""
     from kiln.image.location import RegistryImageStore
     from kiln.registry.artifact import ARTIFACT_TYPE
-    from kiln.registry.reference import Reference
     from provenance.check import as_check
 
-    assert isinstance(reference, Reference)
     client = check.client(reference.host)
     manifest, _, _ = as_check(lambda: client.get_manifest(reference))
-    if json_module.loads(manifest).get("artifactType") == ARTIFACT_TYPE:
+    if json.loads(manifest).get("artifactType") == ARTIFACT_TYPE:
         return dict(check.package(reference).to_json())
     return check.image(RegistryImageStore(reference, client)).to_json()
 

@@ -1,5 +1,5 @@
 """`kiln image build` and `kiln image update`: from a spec or a previous image to
-a composed image, its lock and its SBOM."""
+a composed image and its lock."""
 
 from __future__ import annotations
 
