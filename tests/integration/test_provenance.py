@@ -540,3 +540,32 @@ def test_keyless_signing_with_a_token_fulcio_refuses_fails_clearly(
     assert result.code == 2
     assert "[signing-failed]" in result.err
     assert sigstore.entries == []
+
+
+def test_a_signed_update_names_the_previous_image(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    reference = signed_image(kiln, store, tmp_path, farm, registry, "images/updated")
+    newer = make_package(store, tmp_path, "kiln.dev/libfoo", "1.1-1",
+                         {"usr/lib/libfoo.so.1": "foo 1.1\n"})
+    assert kiln("attest", record_for(store, newer, tmp_path), "--signer",
+                f"file:{farm['key']}").code == 0
+    before = json.loads(kiln("image", "inspect", reference, "--json").out)["digest"]
+    updated = kiln("image", "update", reference, "--set", "kiln.dev/libfoo=1.1-1", "--sign",
+                   f"file:{farm['key']}", "--json")
+    assert updated.code == 0, updated.err
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    verified = consumer("verify", reference, "--key", farm["pub"], "--json")
+    assert verified.code == 0, verified.err
+    assert {p["name"]: p["version"] for p in json.loads(verified.out)["packages"]}[
+        "kiln.dev/libfoo"] == "1.1-1"
+    client = RegistryClient(registry.host, plain_http=True)
+    from provenance.registry import fetch_bundles
+
+    bundles = fetch_bundles(client, "images/updated", json.loads(updated.out)["digest"])
+    (statement,) = [json.loads(base64.b64decode(json.loads(b)["dsseEnvelope"]["payload"]))
+                    for b in bundles]
+    previous = [d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+                if d.get("name") == "previous"]
+    assert previous == [{"uri": "kiln:previous-image", "name": "previous",
+                         "digest": {"sha256": before.removeprefix("sha256:")}}]
