@@ -73,13 +73,15 @@ def cmd_gc(args: argparse.Namespace) -> int:
                     "objects_removed": report.objects_removed,
                     "bytes_freed": report.bytes_freed,
                     "materialized_removed": report.materialized_removed,
-                    "temporary_removed": report.temporary_removed})
+                    "temporary_removed": report.temporary_removed,
+                    "archives_removed": report.archives_removed})
     else:
         for item in report.filesets_removed:
             print(f"removed {item}")
         print(f"freed {human_size(report.bytes_freed)} in {report.objects_removed} objects;"
               f" {len(report.filesets_removed)} FileSets, {report.materialized_removed}"
-              f" materialised trees, {report.temporary_removed} leftovers removed")
+              f" materialised trees, {report.archives_removed} cached archives,"
+              f" {report.temporary_removed} leftovers removed")
     return 0
 
 

@@ -26,6 +26,7 @@ class GcReport:
     bytes_freed: int = 0
     materialized_removed: int = 0
     temporary_removed: int = 0
+    archives_removed: int = 0  # cached stable archives (cache/archives)
 
 
 def live_filesets(store: Store) -> set[Digest]:
@@ -84,6 +85,8 @@ def collect_garbage(store: Store) -> GcReport:
                     path.unlink()
                     report.objects_removed += 1
 
+        _collect_archives(store, live, report)
+
         # No writer holds the lock, so everything in tmp/ is left over from a crash.
         for path in layout.tmp.iterdir():
             if path.is_dir() and not path.is_symlink():
@@ -93,6 +96,22 @@ def collect_garbage(store: Store) -> GcReport:
             report.temporary_removed += 1
         store.forget_cached()
     return report
+
+
+def _collect_archives(store: Store, live: set[Digest], report: GcReport) -> None:
+    """Cached archives of dead FileSets go; so do grouped image layers, which are
+    remade from their packages' archives when an image needs them again."""
+    directory = store.layout.cache / "archives"
+    if not directory.is_dir():
+        return
+    live_hex = {digest.removeprefix("sha256:") for digest in live}
+    for path in directory.iterdir():
+        if path.name.split(".")[0] in live_hex:
+            continue
+        report.bytes_freed += path.lstat().st_size
+        path.unlink()
+        if path.suffix == ".tar":
+            report.archives_removed += 1
 
 
 def _describe(store: Store, digest: Digest) -> str:

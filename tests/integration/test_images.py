@@ -374,3 +374,18 @@ def test_images_and_filesets_are_not_taken_for_each_other(
     inspected = kiln("image", "inspect", fileset_ref)
     assert inspected.code == 2
     assert "[not-a-kiln-image]" in inspected.err
+
+
+def test_gc_drops_the_cached_archives_of_dead_packages_only(
+        kiln: Kiln, store: Store, tmp_path: Path, tools: dict[str, FileSet]) -> None:
+    spec = write_spec(tmp_path / "s", ["kiln.dev/tool"], layers="3")
+    assert kiln("image", "build", spec, "-o", f"oci:{tmp_path / 'out'}").code == 0
+    cache = ArchiveCache(store)
+    assert cache.path(tools["lib2"]).exists()
+    assert list(cache.directory.glob("group-*.tar")), "budget 3 groups two packages"
+    assert kiln("fileset", "rm", "kiln.dev/libfoo@2.0-1").code == 0
+    collected = json.loads(kiln("store", "gc", "--json").out)
+    assert not cache.path(tools["lib2"]).exists()
+    assert cache.path(tools["tool"]).exists()
+    assert not list(cache.directory.glob("group-*.tar"))
+    assert collected["archives_removed"] == 2  # libfoo 2.0's and the group's
