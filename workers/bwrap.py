@@ -64,13 +64,18 @@ class BwrapSandbox:
 
     def _arguments(self, spec: RunSpec) -> list[str]:
         args = [self._bwrap, "--ro-bind", str(cached_root(spec)), "/",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
                 "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", spec.hostname,
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--clearenv", "--chdir", spec.cwd]
         for capability in spec.capabilities:
             args += ["--cap-add", capability]
+        if spec.user is not None:
+            # Another uid needs its own user namespace (bubblewrap maps it there);
+            # capabilities granted then hold only for the run's own namespaces.
+            uid, gid = spec.user
+            args += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
         for mount in spec.mounts:
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.source),
                      mount.target]

@@ -19,7 +19,7 @@ from workers.sandbox import RunSpec
 
 # Fast, and cleaned up with the machine: the farm holds thousands of symlinks.
 SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-ROOT_FORMAT = "kiln.root/v1"  # bump when _make_root changes what it makes
+ROOT_FORMAT = "kiln.root/v3"  # bump when _make_root changes what it makes
 KEPT_ROOTS = 32
 
 
@@ -36,6 +36,7 @@ def cached_root(spec: RunSpec) -> Path:
         return final
     roots.mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".making-", dir=roots))
+    scratch.chmod(0o755)  # mkdtemp's 0700 would shut out a run as another user
     _make_root(scratch, spec)
     try:
         os.rename(scratch, final)
@@ -56,6 +57,8 @@ def _make_root(rootfs: Path, spec: RunSpec) -> None:
     """The root's skeleton: mount points, the symlink farm, and the usual directories."""
     for directory in ("proc", "dev", "tmp", "etc"):
         (rootfs / directory).mkdir(parents=True, exist_ok=True)
+    # runc gives the tmpfs it mounts on /tmp the mode of the directory beneath.
+    (rootfs / "tmp").chmod(0o1777)
     for mount in spec.mounts:
         (rootfs / mount.target.lstrip("/")).mkdir(parents=True, exist_ok=True)
     for path, target in sorted(spec.links.items()):

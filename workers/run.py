@@ -4,7 +4,8 @@ Each package's materialised tree is bind-mounted read-only at its
 `/packages/<name>/<version>` (no extraction, no copy: two containers sharing a
 package read the same inodes), the install links are made in the tmpfs root as
 the container starts, and the command runs in the same hardened sandbox as
-builds, with exactly the capabilities the image's packages require.
+builds, with exactly the capabilities the image's packages require, as the
+image's user (numeric: images carry no /etc/passwd).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kiln.errors import CheckFailed
+from kiln.errors import CheckFailed, InputError
 from kiln.fileset import FileSet
 from kiln.image.compose import DEFAULT_PATH, RunConfig, aggregate_requirements, kernel_key
 from kiln.store.store import Store
@@ -29,6 +30,19 @@ def check_kernel(required: str | None, running: str | None = None) -> None:
     if required and kernel_key(running) < kernel_key(required):
         raise CheckFailed(f"the image requires kernel {required} or newer; this host runs"
                           f" {running}", reason="kernel-too-old")
+
+
+def numeric_user(user: str) -> tuple[int, int] | None:
+    """`UID` or `UID:GID` as numbers; None for root or no user. Images carry no
+    /etc/passwd, so names cannot be looked up and are refused."""
+    if not user:
+        return None
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise InputError(f"the image's user {user!r} is not numeric (UID or UID:GID): kiln run"
+                         " has no /etc/passwd to look a name up in", reason="bad-user")
+    ids = (int(uid), int(gid or uid))
+    return None if ids == (0, 0) else ids
 
 
 def run_image(store: Store, packages: Sequence[FileSet], run: RunConfig,
@@ -47,4 +61,5 @@ def run_image(store: Store, packages: Sequence[FileSet], run: RunConfig,
     return sandbox.run(RunSpec(
         argv=tuple(argv), env=env, log=log, output_fd=output_fd, mounts=root.mounts,
         links=root.links, links_key=root.key, cwd=run.workdir or "/", hostname=hostname,
-        timeout=RUN_TIMEOUT, capabilities=tuple(requirements["capabilities"])))
+        timeout=RUN_TIMEOUT, capabilities=tuple(requirements["capabilities"]),
+        user=numeric_user(run.user)))

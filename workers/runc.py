@@ -122,7 +122,8 @@ def _config(spec: RunSpec) -> dict[str, Any]:
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
+            "user": {"uid": spec.user[0], "gid": spec.user[1]} if spec.user
+                    else {"uid": 0, "gid": 0},
             "args": list(spec.argv),
             "env": [f"{key}={value}" for key, value in spec.env.items()],  # in the given order
             "cwd": spec.cwd,

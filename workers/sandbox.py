@@ -47,6 +47,7 @@ class RunSpec:
     pids: int = DEFAULT_PIDS
     capabilities: tuple[str, ...] = ()  # kept, all others dropped (CAP_NET_BIND_SERVICE ...)
     output_fd: int | None = None  # write output here (kiln run's terminal), not to `log`
+    user: tuple[int, int] | None = None  # (uid, gid) to run as; None: root, no user namespace
 
 
 @dataclass(frozen=True)

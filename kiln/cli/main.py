@@ -54,7 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # What follows `--` is a command to run (`kiln run IMAGE --sandbox runc -- ls -l`),
+    # taken whole: argparse cannot place it after options that follow a positional.
+    words = list(sys.argv[1:] if argv is None else argv)
+    trailing = words[words.index("--") + 1:] if "--" in words else None
+    if trailing is not None:
+        words = words[:words.index("--")]
+    args = parser.parse_args(words)
+    if trailing is not None:
+        if not hasattr(args, "command_args"):
+            parser.error(f"kiln {args.command} takes no command after --")
+        args.command_args = trailing
     try:
         code: int = args.handler(args)
     except KilnError as exc:

@@ -16,11 +16,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("image", metavar="IMAGE.yaml|IMAGE_REF",
                      help="an image spec (resolved in the store, or its lock with --locked),"
                           " oci:DIR[:TAG] or HOST/REPO:TAG")
-    run.add_argument("command", nargs="*", metavar="CMD",
-                     help="what to run instead of the image's cmd (after --)")
     run.add_argument("--locked", action="store_true", help="run exactly what image.lock pins")
     run.add_argument("--sandbox", choices=("bwrap", "runc"), default="bwrap")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, command_args=[])
+    run.epilog = ("Arguments after -- replace the image's cmd and follow its entrypoint:"
+                  " kiln run IMAGE.yaml -- -g hi")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -58,10 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             finally:
                 location.close()
             run = RunConfig(tuple(settings.get("Entrypoint") or ()),
-                            tuple(settings.get("Cmd") or ()), summary.env, "",
-                            settings.get("WorkingDir", ""))
+                            tuple(settings.get("Cmd") or ()), summary.env,
+                            settings.get("User", ""), settings.get("WorkingDir", ""))
         sys.stdout.flush()
-        result = run_image(store, packages, run, args.command, sandbox, Path(os.devnull),
+        result = run_image(store, packages, run, args.command_args, sandbox, Path(os.devnull),
                            output_fd=sys.stdout.fileno())
     if result.timed_out:
         return 124

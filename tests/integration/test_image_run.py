@@ -143,3 +143,22 @@ def test_kiln_run_grants_exactly_the_capabilities_the_image_requires(debian_stor
                          [debian("dash"), "kiln.dev/binds-low-ports"])
     assert kiln_ok(debian_store, "run", needing, "--", "/bin/dash", "-c", CAP_EFF).strip() == (
         "0000000000000400")  # bit 10, CAP_NET_BIND_SERVICE, and nothing else
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "runc"])
+def test_kiln_run_runs_as_the_images_user(debian_store: Path, tmp_path: Path,
+                                          backend: str) -> None:
+    spec = write_spec(tmp_path / "image.yaml", [debian("coreutils"), debian("dash")],
+                      user="1000:1001")
+    ran = kiln_ok(debian_store, "run", spec, "--sandbox", backend, "--", "/bin/dash", "-c",
+                  "id -u; id -g; touch /tmp/mine && echo tmp-writable;"
+                  " touch /packages/x 2>/dev/null || echo packages-read-only")
+    assert ran.splitlines() == ["1000", "1001", "tmp-writable", "packages-read-only"]
+
+
+def test_kiln_run_refuses_a_user_name(debian_store: Path, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "image.yaml", [debian("dash")], user="nobody")
+    result = run_kiln_process(debian_store, "run", spec, "--", "/bin/dash", "-c", "echo ran")
+    assert result.returncode == 2
+    assert "[bad-user]" in result.stderr
+    assert "ran" not in result.stdout
