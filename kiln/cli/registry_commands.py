@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from kiln.cli.common import add_json_flag, open_store, resolve_ref
 from kiln.cli.output import print_json
+
+if TYPE_CHECKING:
+    from kiln.fileset import FileSet, Import
+    from kiln.registry.config import RegistryConfig
+    from kiln.registry.reference import Reference
+    from kiln.store.store import Store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from kiln.registry.artifact import push_fileset
+    from kiln.registry.artifact import imports_first, push_fileset
     from kiln.registry.client import client_for
     from kiln.registry.config import load_config
     from kiln.registry.naming import version_to_tag
@@ -40,6 +47,14 @@ def cmd_push(args: argparse.Namespace) -> int:
             target = target.with_tag(target.tag or version_to_tag(fileset.version))
         else:
             target = config.locate(fileset.name, fileset.version)
+        # What it imports goes first, each to its own place, so that a pull finds it.
+        for imported in imports_first(store, fileset):
+            home = config.locate(imported.name, imported.version)
+            home_client = client_for(home.host, config)
+            try:
+                push_fileset(store, imported, home_client, home)
+            finally:
+                home_client.close()
         client = client_for(target.host, config)
         try:
             pushed = push_fileset(store, fileset, client, target)
@@ -58,8 +73,6 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from kiln.registry.artifact import pull_fileset
-    from kiln.registry.client import client_for
     from kiln.registry.config import load_config
     from kiln.registry.reference import is_registry_reference, parse_reference
 
@@ -72,17 +85,28 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if not at or version.startswith("sha256:"):
             raise_usage(f"{args.source!r}: pull REGISTRY/REPO[:TAG|@DIGEST] or NAME@VERSION")
         source = config.locate(name, version)
-    client = client_for(source.host, config)
-    try:
-        fileset = pull_fileset(store, client, source)
-    finally:
-        client.close()
+    fileset = pull_with_imports(store, config, source)
     if args.json:
         print_json({"reference": str(source), "name": fileset.name, "version": fileset.version,
                     "digest": fileset.digest})
     else:
         print(f"pulled {fileset.label} ({fileset.digest}) from {source}")
     return 0
+
+
+def pull_with_imports(store: Store, config: RegistryConfig, source: Reference) -> FileSet:
+    """Pull `source`, and what it imports from where registries.yaml places it."""
+    from kiln.registry.artifact import pull_fileset
+    from kiln.registry.client import client_for
+
+    def fetch_import(item: Import) -> FileSet:
+        return pull_with_imports(store, config, config.locate(item.name, item.version))
+
+    client = client_for(source.host, config)
+    try:
+        return pull_fileset(store, client, source, fetch_import=fetch_import)
+    finally:
+        client.close()
 
 
 def raise_usage(message: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,8 +24,8 @@ from typing import Any, BinaryIO
 from kiln.archive.export import write_archive
 from kiln.archive.importer import import_tar_stream
 from kiln.canonical import Digest, canonical_json, parse_digest, sha256_digest
-from kiln.errors import InputError
-from kiln.fileset import FileSet
+from kiln.errors import InputError, NotFound
+from kiln.fileset import FileSet, Import
 from kiln.registry.client import Body, RegistryClient, Response, bytes_body
 from kiln.registry.reference import Reference
 from kiln.store.store import Store
@@ -162,8 +163,12 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
                       size)
 
 
-def pull_fileset(store: Store, client: RegistryClient, reference: Reference) -> FileSet:
-    """Pull the FileSet `reference` names, checking every digest; keep nothing unverified."""
+def pull_fileset(store: Store, client: RegistryClient, reference: Reference, *,
+                 fetch_import: Callable[[Import], FileSet] | None = None) -> FileSet:
+    """Pull the FileSet `reference` names, checking every digest; keep nothing unverified.
+
+    The FileSets it imports must be in the store first: `fetch_import` brings the
+    missing ones (each must come out with the digest the manifest names)."""
     data, _, _ = client.get_manifest(reference)
     artifact = parse_fileset_manifest(data, str(reference))
     if store.has(artifact.config.digest):
@@ -173,6 +178,17 @@ def pull_fileset(store: Store, client: RegistryClient, reference: Reference) -> 
     if (expected.name, expected.version) != (artifact.name, artifact.version):
         raise InputError(f"{reference}: annotations say {artifact.name}@{artifact.version},"
                          f" the config is {expected.label}", reason="bad-artifact")
+    for item in expected.imports:
+        if store.has(item.digest):
+            continue
+        if fetch_import is None:
+            raise NotFound(f"{expected.label} imports {item.name}@{item.version}, which is not"
+                           " in the store; pull it first", reason="import-missing")
+        fetched = fetch_import(item)
+        if fetched.digest != item.digest:
+            raise InputError(f"{expected.label} imports {item.name}@{item.version} as"
+                             f" {item.digest}; the registry has {fetched.digest}",
+                             reason="fileset-digest-mismatch")
     return client.retrying(lambda: _import_layer(store, client, reference, artifact))
 
 
@@ -235,3 +251,20 @@ def fetch_blob(client: RegistryClient, repository: str, descriptor: Descriptor,
         return data
 
     return client.retrying(fetch)
+
+
+def imports_first(store: Store, fileset: FileSet) -> list[FileSet]:
+    """Every FileSet `fileset` imports, deepest first, each once."""
+    ordered: list[FileSet] = []
+    seen: set[Digest] = set()
+
+    def visit(current: FileSet) -> None:
+        for item in current.imports:
+            if item.digest not in seen:
+                seen.add(item.digest)
+                imported = store.get(item.digest)
+                visit(imported)
+                ordered.append(imported)
+
+    visit(fileset)
+    return ordered

@@ -247,3 +247,22 @@ def test_a_name_no_registry_is_configured_for_is_refused(
     result = kiln("push", "kiln.dev/homeless@1-1")
     assert result.code == 2
     assert "[no-registry]" in result.err
+
+
+def test_a_fileset_travels_with_what_it_imports(
+        kiln: Kiln, store: Store, tmp_path: Path, configured: Registry) -> None:
+    make_package(store, tmp_path, "kiln.dev/lib", "1-1", {"lib.txt": "the library\n"})
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.txt").write_text("the app\n")
+    added = kiln("fileset", "add", tmp_path / "app", "--name", "kiln.dev/app", "--version",
+                 "1-1", "--import", "lib=kiln.dev/lib@1-1")
+    assert added.code == 0, added.err
+    assert kiln("push", "kiln.dev/app@1-1").code == 0
+
+    other = Kiln(tmp_path / "other", kiln._capsys)
+    pulled = other("pull", "kiln.dev/app@1-1", "--json")
+    assert pulled.code == 0, pulled.err
+    made = other("fileset", "materialize", "kiln.dev/app@1-1", tmp_path / "tree")
+    assert made.code == 0, made.err
+    assert (tmp_path / "tree" / "lib" / "lib.txt").read_text() == "the library\n"
+    assert (tmp_path / "tree" / "main.txt").read_text() == "the app\n"
