@@ -22,6 +22,7 @@ import io
 import json
 import re
 import socket
+import ssl
 import time
 import urllib.parse
 from collections import Counter
@@ -264,6 +265,12 @@ class RegistryClient:
                         connection.send(chunk)
                         self.traffic.bytes_sent += len(chunk)
             raw = connection.getresponse()
+        except ssl.SSLCertVerificationError as exc:
+            # Another attempt would meet the same certificate.
+            self.close()
+            raise RegistryError(f"{self.host}: its TLS certificate does not verify"
+                                f" ({exc.verify_message}); SSL_CERT_FILE names other CAs",
+                                reason="registry-tls") from exc
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise _Retry(_describe(exc)) from exc

@@ -9,9 +9,12 @@ registries.conf does:
         location: registry.example.org/kiln
       - prefix: ""                     # every other name
         location: 127.0.0.1:5000/mirror
-    insecure: [registry.test:5000]     # plain http; loopback hosts always are
+    insecure: [registry.test:5000]     # plain http (loopback hosts are, by default)
+    secure: [127.0.0.1:5443]           # https on a loopback host
 
 `kiln.dev/hello` then lives at `registry.example.org/kiln/hello`, tag `2.10-1`.
+https checks certificates against the system's CAs (`SSL_CERT_FILE` points
+elsewhere).
 Credentials come from the auth file podman and skopeo use
 (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`, else
 `~/.docker/config.json`): `{"auths": {"HOST": {"auth": base64("user:password")}}}`.
@@ -42,6 +45,7 @@ class Mapping:
 class RegistryConfig:
     mappings: tuple[Mapping, ...] = ()
     insecure: frozenset[str] = frozenset()
+    secure: frozenset[str] = frozenset()
 
     def locate(self, name: str, version: str | None = None) -> Reference:
         """Where `name` (at `version`, as a tag) is pushed and pulled."""
@@ -57,7 +61,9 @@ class RegistryConfig:
                          reason="no-registry")
 
     def uses_http(self, host: str) -> bool:
-        return host in self.insecure or Reference(host, "x").is_loopback
+        if host in self.insecure:
+            return True
+        return host not in self.secure and Reference(host, "x").is_loopback
 
 
 def config_path() -> Path:
@@ -80,6 +86,7 @@ def load_config(path: Path | None = None) -> RegistryConfig:
     root = load_yaml(text, str(path))
     mappings: list[Mapping] = []
     insecure: set[str] = set()
+    secure: set[str] = set()
     for key, line, value in _pairs(root, path):
         if key == "registries":
             for item in _items(value, path, key):
@@ -91,9 +98,11 @@ def load_config(path: Path | None = None) -> RegistryConfig:
                 mappings.append(Mapping(fields["prefix"], fields["location"]))
         elif key == "insecure":
             insecure.update(_text(item, path, key) for item in _items(value, path, key))
+        elif key == "secure":
+            secure.update(_text(item, path, key) for item in _items(value, path, key))
         else:
             raise InputError(f"{path}:{line}: unknown key {key!r}", reason="bad-config")
-    return RegistryConfig(tuple(mappings), frozenset(insecure))
+    return RegistryConfig(tuple(mappings), frozenset(insecure), frozenset(secure))
 
 
 def _pairs(node: Node, path: Path) -> tuple[tuple[str, int, Node], ...]:

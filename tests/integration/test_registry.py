@@ -266,3 +266,27 @@ def test_a_fileset_travels_with_what_it_imports(
     assert made.code == 0, made.err
     assert (tmp_path / "tree" / "lib" / "lib.txt").read_text() == "the library\n"
     assert (tmp_path / "tree" / "main.txt").read_text() == "the app\n"
+
+
+def test_a_registry_over_https_is_trusted_through_its_ca_only(
+        kiln: Kiln, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.tls import make_certificates
+
+    make_package(store, tmp_path, "kiln.dev/tls", "1-1", {"f": "over tls\n"})
+    ca_file, cert_file, key_file = make_certificates(tmp_path)
+    with run_registry(tmp_path / "tls-registry", tls=(cert_file, key_file)) as registry:
+        config = tmp_path / "registries.yaml"
+        config.write_text(json.dumps({
+            "registries": [{"prefix": "", "location": f"{registry.host}/kiln"}],
+            "secure": [registry.host]}))
+        monkeypatch.setenv("KILN_REGISTRIES", str(config))
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        untrusted = kiln("push", "kiln.dev/tls@1-1")
+        assert untrusted.code == 2
+        assert "[registry-tls]" in untrusted.err
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        pushed = kiln("push", "kiln.dev/tls@1-1")
+        assert pushed.code == 0, pushed.err
+        pulled = Kiln(tmp_path / "other", kiln._capsys)("pull", "kiln.dev/tls@1-1")
+        assert pulled.code == 0, pulled.err
