@@ -94,7 +94,11 @@ def load_config(path: Path | None = None) -> RegistryConfig:
                 if set(fields) != {"prefix", "location"}:
                     raise InputError(f"{path}:{item.line}: a registry needs exactly prefix and"
                                      " location", reason="bad-config")
-                parse_reference(fields["location"].rstrip("/") + "/x")  # checks the location
+                try:
+                    parse_reference(fields["location"].rstrip("/") + "/x")
+                except InputError as exc:
+                    raise InputError(f"{path}:{item.line}: location {fields['location']!r} is"
+                                     " not HOST[:PORT][/PATH]", reason="bad-config") from exc
                 mappings.append(Mapping(fields["prefix"], fields["location"]))
         elif key == "insecure":
             insecure.update(_text(item, path, key) for item in _items(value, path, key))

@@ -389,3 +389,21 @@ def test_gc_drops_the_cached_archives_of_dead_packages_only(
     assert cache.path(tools["tool"]).exists()
     assert not list(cache.directory.glob("group-*.tar"))
     assert collected["archives_removed"] == 2  # libfoo 2.0's and the group's
+
+
+def test_a_malformed_image_lock_is_refused(
+        kiln: Kiln, store: Store, tmp_path: Path, tools: dict[str, FileSet]) -> None:
+    spec = write_spec(tmp_path / "s", ["kiln.dev/tool"])
+    (tmp_path / "s" / "image.lock").write_text('{"format": "kiln.image-lock/v1", "packages": 3')
+    result = kiln("image", "build", spec, "--locked", "-o", f"oci:{tmp_path / 'out'}")
+    assert result.code == 2
+    assert "[bad-lock]" in result.err
+    assert "image.lock" in result.err
+
+
+def test_a_malformed_set_names_file_and_line(kiln: Kiln, tmp_path: Path) -> None:
+    set_file = tmp_path / "set.yaml"
+    set_file.write_text("name: kiln.dev/sets/base\nversion: '1'\npackages:\n  - Bad Name\n")
+    result = kiln("set", "publish", set_file)
+    assert result.code == 2
+    assert f"{set_file}:4:" in result.err

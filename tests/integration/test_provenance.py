@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
@@ -569,3 +571,30 @@ def test_a_signed_update_names_the_previous_image(
                 if d.get("name") == "previous"]
     assert previous == [{"uri": "kiln:previous-image", "name": "previous",
                          "digest": {"sha256": before.removeprefix("sha256:")}}]
+
+
+@pytest.mark.parametrize(("signer", "reason"), [
+    ("vault:farm", "bad-signer"),
+    ("file", "bad-signer"),
+    ("file:/nonexistent/key.pem", "bad-signer"),
+])
+def test_a_bad_signer_is_named(kiln: Kiln, store: Store, tmp_path: Path,
+                               farm: dict[str, Path], signer: str, reason: str) -> None:
+    tool = make_package(store, tmp_path, "kiln.dev/unsigned-tool", "1-1", {"f": "u\n"})
+    result = kiln("attest", record_for(store, tool, tmp_path), "--signer", signer)
+    assert result.code == 2
+    assert f"[{reason}]" in result.err
+
+
+def test_a_key_that_is_not_p256_is_refused(kiln: Kiln, store: Store, tmp_path: Path,
+                                           farm: dict[str, Path]) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    path = tmp_path / "p384.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    tool = make_package(store, tmp_path, "kiln.dev/p384-tool", "1-1", {"f": "p\n"})
+    result = kiln("attest", record_for(store, tool, tmp_path), "--signer", f"file:{path}")
+    assert result.code == 2
+    assert "[bad-signer]" in result.err
+    assert "P-256" in result.err
