@@ -229,7 +229,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_image(text: str, config: RegistryConfig) -> tuple[ImageSummary, dict[str, Any]]:
+def _read_image(text: str, config: RegistryConfig, *, attached: bool = False,
+                ) -> tuple[ImageSummary, dict[str, Any], list[tuple[str, Digest]]]:
+    """The image's summary, its config and (if asked) what is attached to it."""
     from kiln.image.inspect import summarize
     from kiln.image.location import open_location
 
@@ -238,9 +240,10 @@ def _read_image(text: str, config: RegistryConfig) -> tuple[ImageSummary, dict[s
         manifest, digest = location.manifest()
         summary = summarize(manifest, digest, location.describe())
         image_config = json.loads(location.blob(summary.config))
+        attachments = location.attached(digest) if attached else []
     finally:
         location.close()
-    return summary, image_config
+    return summary, image_config, attachments
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -261,7 +264,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         changes[validate_name(name)] = validate_version(version)
     store = open_store(args)
     config = load_config()
-    previous, image_config = _read_image(args.image, config)
+    previous, image_config, _ = _read_image(args.image, config)
     settings = image_config.get("config", {})
     run = RunConfig(tuple(settings.get("Entrypoint") or ()), tuple(settings.get("Cmd") or ()),
                     previous.env, settings.get("User", ""), settings.get("WorkingDir", ""),
@@ -301,11 +304,15 @@ def _repository_of(text: str) -> tuple[str, str]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from kiln.registry.config import load_config
 
-    summary, _ = _read_image(args.image, load_config())
+    summary, _, attachments = _read_image(args.image, load_config(), attached=True)
     if args.json:
-        print_json(summary.to_json())
+        print_json({**summary.to_json(), "attached": [
+            {"artifactType": kind, "digest": digest} for kind, digest in attachments]})
         return 0
     print(f"{summary.name}@{summary.version}  {summary.digest}")
+    kinds = sorted({kind for kind, _ in attachments})
+    print("attached: " + (", ".join(f"{kind} ({sum(1 for k, _ in attachments if k == kind)})"
+                                    for kind in kinds) or "nothing"))
     requirements = summary.requirements
     print(f"requires: kernel >= {requirements.get('kernel') or 'any'}, capabilities:"
           f" {', '.join(requirements.get('capabilities') or []) or 'none'}")
@@ -321,8 +328,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from kiln.registry.config import load_config
 
     config = load_config()
-    before, _ = _read_image(args.before, config)
-    after, _ = _read_image(args.after, config)
+    before, _, _ = _read_image(args.before, config)
+    after, _, _ = _read_image(args.after, config)
     changes = diff(before, after)
     if args.json:
         print_json([change.to_json() for change in changes])

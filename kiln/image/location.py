@@ -25,6 +25,7 @@ from kiln.registry.referrers import (
     EMPTY,
     INDEX_TYPE,
     attach,
+    list_referrers,
     referrer_blobs,
     referrer_manifest,
 )
@@ -58,6 +59,8 @@ class ImageStore(Protocol):
     def import_layer(self, store: Store, descriptor: Descriptor, expect: Digest) -> FileSet: ...
 
     def attachments(self, subject: Digest, artifact_type: str) -> list[bytes]: ...
+
+    def attached(self, subject: Digest) -> list[tuple[str, Digest]]: ...
 
     def close(self) -> None: ...
 
@@ -163,16 +166,26 @@ class LayoutStore:
     def attachments(self, subject: Digest, artifact_type: str) -> list[bytes]:
         """The blobs of the artifacts of one type that refer to `subject`."""
         found = []
+        for _, manifest in self._referrers(subject):
+            if manifest.get("artifactType") == artifact_type:
+                layer = manifest["layers"][0]
+                found.append(self.blob(Descriptor(layer["mediaType"], Digest(layer["digest"]),
+                                                  int(layer["size"]))))
+        return found
+
+    def attached(self, subject: Digest) -> list[tuple[str, Digest]]:
+        """The type and manifest digest of every artifact that refers to `subject`."""
+        return [(str(m.get("artifactType")), digest) for digest, m in self._referrers(subject)]
+
+    def _referrers(self, subject: Digest) -> list[tuple[Digest, dict[str, Any]]]:
+        found = []
         for entry in self._index()["manifests"]:
-            if entry.get("artifactType") != artifact_type:
+            if "artifactType" not in entry:
                 continue
             descriptor = Descriptor(MANIFEST_TYPE, Digest(entry["digest"]), int(entry["size"]))
-            manifest = json.loads(self.blob(descriptor))
-            if manifest.get("subject", {}).get("digest") != subject:
-                continue
-            layer = manifest["layers"][0]
-            found.append(self.blob(Descriptor(layer["mediaType"], Digest(layer["digest"]),
-                                              int(layer["size"]))))
+            manifest: dict[str, Any] = json.loads(self.blob(descriptor))
+            if manifest.get("subject", {}).get("digest") == subject:
+                found.append((descriptor.digest, manifest))
         return found
 
     def close(self) -> None:
@@ -225,6 +238,10 @@ class RegistryImageStore:
 
     def attachments(self, subject: Digest, artifact_type: str) -> list[bytes]:
         return referrer_blobs(self.client, self.reference.repository, subject, artifact_type)
+
+    def attached(self, subject: Digest) -> list[tuple[str, Digest]]:
+        return [(r.artifact_type, r.digest)
+                for r in list_referrers(self.client, self.reference.repository, subject)]
 
     def close(self) -> None:
         self.client.close()

@@ -219,6 +219,9 @@ def test_the_sbom_is_valid_spdx_listing_every_package(
     shutil.copy(tmp_path / "out/blobs/sha256" / manifest["layers"][0]["digest"][7:], sbom_path)
     document = parse_file(str(sbom_path))
     assert validate_full_spdx_document(document) == []
+    inspected = json.loads(kiln("image", "inspect", f"oci:{tmp_path / 'out'}", "--json").out)
+    assert inspected["attached"] == [{"artifactType": "application/spdx+json",
+                                      "digest": referrer["digest"]}]
     assert {p.name for p in document.packages} == {
         "kiln.dev/images/test", "kiln.dev/libfoo", "kiln.dev/mawk", "kiln.dev/tool"}
 

@@ -165,6 +165,9 @@ def test_an_image_and_every_package_in_it_verify(
         registry: Registry) -> None:
     reference = signed_image(kiln, store, tmp_path, farm, registry, "images/tool")
     consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    inspected = json.loads(consumer("image", "inspect", reference, "--json").out)
+    assert sorted(a["artifactType"] for a in inspected["attached"]) == [
+        "application/spdx+json", "application/vnd.dev.sigstore.bundle.v0.3+json"]
     verified = consumer("verify", reference, "--key", farm["pub"], "--json")
     assert verified.code == 0, verified.err
     report = json.loads(verified.out)
