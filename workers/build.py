@@ -389,6 +389,25 @@ def _remember(store: Store, build_key: Digest, record: dict[str, Any], log: Path
     (directory / f"{name}.json").write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
+def forget_dead_builds(store: Store, live: set[Digest]) -> int:
+    """Drop the records and logs of builds whose output is no longer in the store
+    (after gc); returns how many. Call with the store's exclusive lock held."""
+    directory = store.layout.cache / "builds"
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for path in directory.glob("*.json"):
+        try:
+            output = Digest(json.loads(path.read_text())["output"]["digest"])
+        except (OSError, ValueError, KeyError, TypeError):
+            output = Digest("")  # unreadable: nothing can reuse it
+        if output not in live:
+            path.unlink()
+            path.with_suffix(".log").unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def _kiln_commit() -> str | None:
     """The commit of the Kiln checkout running, when it runs from one."""
     try:

@@ -60,13 +60,16 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from kiln.store.gc import collect_garbage
+    from kiln.store.gc import collect_garbage, live_filesets
+    from workers.build import forget_dead_builds
 
     store = open_store(args)
     with store.shared():
         for ref in args.pin:
             store.pin(resolve_ref(store, ref).digest)
     report = collect_garbage(store)
+    with store.exclusive():
+        builds_forgotten = forget_dead_builds(store, live_filesets(store))
     if args.json:
         print_json({"filesets_removed": report.filesets_removed,
                     "trees_removed": report.trees_removed,
@@ -74,14 +77,16 @@ def cmd_gc(args: argparse.Namespace) -> int:
                     "bytes_freed": report.bytes_freed,
                     "materialized_removed": report.materialized_removed,
                     "temporary_removed": report.temporary_removed,
-                    "archives_removed": report.archives_removed})
+                    "archives_removed": report.archives_removed,
+                    "build_records_removed": builds_forgotten})
     else:
         for item in report.filesets_removed:
             print(f"removed {item}")
         print(f"freed {human_size(report.bytes_freed)} in {report.objects_removed} objects;"
               f" {len(report.filesets_removed)} FileSets, {report.materialized_removed}"
               f" materialised trees, {report.archives_removed} cached archives,"
-              f" {report.temporary_removed} leftovers removed")
+              f" {builds_forgotten} build records, {report.temporary_removed} leftovers"
+              " removed")
     return 0
 
 

@@ -189,3 +189,21 @@ def test_a_directory_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "[store-format]" in result.stderr
     assert sorted(p.name for p in (tmp_path / "notastore").iterdir()) == ["precious.txt"]
+
+
+def test_gc_forgets_the_build_records_of_collected_packages(kiln: Kiln, tmp_path: Path) -> None:
+    from kiln.store import Store
+    from tests.fixtures.packages import make_package
+
+    store = Store.open(kiln.store_dir)
+    kept = make_package(store, tmp_path, "kiln.dev/kept", "1-1", {"f": "kept\n"})
+    gone = make_package(store, tmp_path, "kiln.dev/gone", "1-1", {"f": "gone\n"})
+    builds = kiln.store_dir / "cache" / "builds"
+    builds.mkdir(parents=True)
+    for name, fileset in (("a" * 64, kept), ("b" * 64, gone)):
+        (builds / f"{name}.json").write_text(json.dumps({"output": {"digest": fileset.digest}}))
+        (builds / f"{name}.log").write_text("the log\n")
+    assert kiln("fileset", "rm", "kiln.dev/gone@1-1").code == 0
+    report = json.loads(kiln("store", "gc", "--json").out)
+    assert report["build_records_removed"] == 1
+    assert sorted(p.name for p in builds.iterdir()) == [f"{'a' * 64}.json", f"{'a' * 64}.log"]
