@@ -23,6 +23,14 @@ from workers.sandbox import RunResult, RunSpec, Sandbox
 
 RUN_TIMEOUT = 24 * 3600.0
 
+# What an image may be granted without asking: Docker's default set, less MKNOD and
+# NET_RAW. Anything else (CAP_SYS_ADMIN, CAP_SYS_PTRACE, ...) can reach past the
+# sandbox when the run is the host's root, so the user must allow it by name.
+GRANTED_BY_DEFAULT = frozenset({
+    "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
+    "CAP_SETUID", "CAP_SYS_CHROOT"})
+
 
 def check_kernel(required: str | None, running: str | None = None) -> None:
     """Refuse to start on a kernel older than the image requires, naming both."""
@@ -45,13 +53,23 @@ def numeric_user(user: str) -> tuple[int, int] | None:
     return None if ids == (0, 0) else ids
 
 
+def check_capabilities(required: Sequence[str], allowed: frozenset[str]) -> None:
+    """Refuse capabilities beyond the default set that the user did not allow."""
+    beyond = sorted(set(required) - GRANTED_BY_DEFAULT - allowed)
+    if beyond:
+        flags = " ".join(f"--allow-capability {cap}" for cap in beyond)
+        raise CheckFailed(f"the image requires {', '.join(beyond)}, which kiln run grants only"
+                          f" when asked: {flags}", reason="capability-not-allowed")
+
+
 def run_image(store: Store, packages: Sequence[FileSet], run: RunConfig,
               command: Sequence[str], sandbox: Sandbox, log: Path,
-              output_fd: int | None = None,
+              output_fd: int | None = None, allowed: frozenset[str] = frozenset(),
               *, kernel: str | None = None, hostname: str = "kiln") -> RunResult:
     """Run `command` (else the image's entrypoint and cmd) in the image's packages."""
     requirements = aggregate_requirements(list(packages))
     check_kernel(requirements["kernel"], kernel)
+    check_capabilities(requirements["capabilities"], allowed)
     argv = (*run.entrypoint, *(command or run.cmd))
     if not argv:
         raise CheckFailed("the image has no entrypoint or cmd; give a command after --",

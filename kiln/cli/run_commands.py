@@ -18,6 +18,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                           " oci:DIR[:TAG] or HOST/REPO:TAG")
     run.add_argument("--locked", action="store_true", help="run exactly what image.lock pins")
     run.add_argument("--sandbox", choices=("bwrap", "runc"), default="bwrap")
+    run.add_argument("--allow-capability", action="append", default=[], metavar="CAP",
+                     help="grant CAP if the image requires it, beyond the default set"
+                          " (CAP_NET_BIND_SERVICE, CAP_CHOWN, ...)")
     run.set_defaults(handler=cmd_run, command_args=[])
     run.epilog = ("Arguments after -- replace the image's cmd and follow its entrypoint:"
                   " kiln run IMAGE.yaml -- -g hi")
@@ -62,7 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                             settings.get("User", ""), settings.get("WorkingDir", ""))
         sys.stdout.flush()
         result = run_image(store, packages, run, args.command_args, sandbox, Path(os.devnull),
-                           output_fd=sys.stdout.fileno())
+                           output_fd=sys.stdout.fileno(),
+                           allowed=frozenset(args.allow_capability))
     if result.timed_out:
         return 124
     return result.exit_code if result.exit_code is not None else 1

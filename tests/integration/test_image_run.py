@@ -162,3 +162,18 @@ def test_kiln_run_refuses_a_user_name(debian_store: Path, tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "[bad-user]" in result.stderr
     assert "ran" not in result.stdout
+
+
+def test_kiln_run_grants_a_dangerous_capability_only_when_allowed(debian_store: Path,
+                                                                  tmp_path: Path) -> None:
+    make_package(Store.open(debian_store), tmp_path, "kiln.dev/wants-sys-admin", "1-1",
+                 {"etc/admin": "1\n"}, capabilities=("CAP_SYS_ADMIN",))
+    spec = write_spec(tmp_path / "image.yaml", [debian("dash"), "kiln.dev/wants-sys-admin"])
+    refused = run_kiln_process(debian_store, "run", spec, "--", "/bin/dash", "-c", "echo ran")
+    assert refused.returncode == 1
+    assert "[capability-not-allowed]" in refused.stderr
+    assert "--allow-capability CAP_SYS_ADMIN" in refused.stderr
+    assert "ran" not in refused.stdout
+    allowed = kiln_ok(debian_store, "run", spec, "--allow-capability", "CAP_SYS_ADMIN", "--",
+                      "/bin/dash", "-c", CAP_EFF)
+    assert allowed.strip() == "0000000000200000"  # bit 21, CAP_SYS_ADMIN, and nothing else
