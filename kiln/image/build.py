@@ -12,7 +12,13 @@ from kiln.fileset import FileSet
 from kiln.image.compose import Image, RunConfig, compose_image
 from kiln.image.inspect import ImageSummary
 from kiln.image.resolve import resolve_packages
-from kiln.image.spec import ImageLock, ImageSpec, LockedPackage, read_image_lock
+from kiln.image.spec import (
+    ImageLock,
+    ImageSpec,
+    LockedPackage,
+    parse_package_relation,
+    read_image_lock,
+)
 from kiln.relations import Relation
 from kiln.store.store import Store
 
@@ -41,7 +47,8 @@ def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
     if admit is not None:
         admit(packages)
     image = compose_image(store, spec.name, spec.version, packages, run_config(spec),
-                          budget=spec.layers, overrides=spec.overrides, set_digest=lock.set)
+                          budget=spec.layers, overrides=spec.overrides, set_digest=lock.set,
+                          wanted=[str(relation) for relation in spec.packages])
     return Composed(image, lock)
 
 
@@ -120,14 +127,16 @@ def update_image(store: Store, previous: ImageSummary, changes: Mapping[str, str
         else:
             pins[name] = package
             ensure_package(store, package, fetch)
-    # Every previous package stays wanted at its pin; the resolver re-checks that the new
-    # versions' requirements hold, and adds what a new version newly needs.
-    wanted = [Relation(name) for name in sorted(pins)]
+    # What image.yaml listed is resolved again with every package pinned where it was:
+    # the new versions' requirements are re-checked, what they newly need comes in, and
+    # what only the old versions needed goes. (An image without that list keeps all.)
+    wanted = ([parse_package_relation(text) for text in previous.wanted] if previous.wanted
+              else [Relation(name) for name in sorted(pins)])
     resolved = resolve_packages(store, wanted, pins=pins, overrides=previous.overrides)
     set_digest = Digest(previous.set) if previous.set else None
     image = compose_image(store, previous.name, previous.version, resolved, run, budget=budget,
                           overrides=previous.overrides, set_digest=set_digest,
-                          previous=previous.digest)
+                          previous=previous.digest, wanted=previous.wanted)
     lock = ImageLock(tuple(LockedPackage(f.name, f.version, f.digest) for f in resolved),
                      dict(previous.overrides), set_digest)
     return Composed(image, lock)

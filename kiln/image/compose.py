@@ -22,7 +22,7 @@ import hashlib
 import io
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,9 @@ PACKAGES = "dev.kiln.image.packages"
 REQUIREMENTS = "dev.kiln.image.requirements"
 OVERRIDES = "dev.kiln.image.overrides"
 SET = "dev.kiln.image.set"
-ENV = "dev.kiln.image.env"
-BUDGET = "dev.kiln.image.layer-budget"  # the env image.yaml declared, which an update keeps
+ENV = "dev.kiln.image.env"  # the env image.yaml declared, which an update keeps
+BUDGET = "dev.kiln.image.layer-budget"
+WANTED = "dev.kiln.image.wanted"  # the packages image.yaml listed, which an update re-resolves
 PREVIOUS = "dev.kiln.image.previous"
 LAYER_PACKAGES = "dev.kiln.layer.packages"
 LAYER_ROLE = "dev.kiln.layer.role"
@@ -112,8 +113,9 @@ def package_entry(fileset: FileSet) -> dict[str, str]:
 
 def compose_image(store: Store, name: str, version: str, packages: list[FileSet],
                   run: RunConfig, *, budget: int = 100, overrides: Mapping[str, str] | None = None,
-                  set_digest: Digest | None = None, previous: Digest | None = None) -> Image:
-    """The OCI image of `packages` (a resolved closure), with `run`'s settings."""
+                  set_digest: Digest | None = None, previous: Digest | None = None,
+                  wanted: Sequence[str] = ()) -> Image:
+    """The OCI image of `packages` (a resolved closure of `wanted`), with `run`'s settings."""
     packages = sorted(packages, key=lambda f: (f.name, version_key(f.version)))
     cache = ArchiveCache(store)
     archives = {f.digest: cache.layer(f) for f in packages}
@@ -140,6 +142,8 @@ def compose_image(store: Store, name: str, version: str, packages: list[FileSet]
         REQUIREMENTS: canonical_json(aggregate_requirements(packages)).decode(),
         BUDGET: str(budget),
     }
+    if wanted:
+        annotations[WANTED] = canonical_json(sorted(wanted)).decode()
     if run.env:
         annotations[ENV] = canonical_json(dict(sorted(run.env.items()))).decode()
     if overrides:

@@ -18,6 +18,7 @@ from kiln.image.compose import (
     PREVIOUS,
     REQUIREMENTS,
     SET,
+    WANTED,
 )
 from kiln.image.spec import LockedPackage
 from kiln.registry.artifact import Descriptor
@@ -43,6 +44,7 @@ class ImageSummary:
     previous: str | None
     env: dict[str, str]
     budget: int
+    wanted: tuple[str, ...]  # what image.yaml listed (empty for images that predate it)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class ImageSummary:
             "packages": [p.to_json() for p in self.packages],
             "requirements": self.requirements, "overrides": self.overrides,
             "set": self.set, "previous": self.previous, "env": self.env,
+            "wanted": list(self.wanted),
             "layers": [{**layer.descriptor.to_json(),
                         "packages": [p.name for p in layer.packages]} for layer in self.layers],
         }
@@ -79,6 +82,7 @@ def summarize(manifest: bytes, digest: Digest, where: str) -> ImageSummary:
             previous=annotations.get(PREVIOUS),
             env=json.loads(annotations.get(ENV, "{}")),
             budget=int(annotations.get(BUDGET, "100")),
+            wanted=tuple(json.loads(annotations.get(WANTED, "[]"))),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{where}: malformed image manifest ({exc})",

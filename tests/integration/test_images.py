@@ -410,3 +410,25 @@ def test_a_malformed_set_names_file_and_line(kiln: Kiln, tmp_path: Path) -> None
     result = kiln("set", "publish", set_file)
     assert result.code == 2
     assert f"{set_file}:4:" in result.err
+
+
+def test_an_update_drops_what_only_the_old_version_needed_and_adds_what_the_new_needs(
+        kiln: Kiln, store: Store, tmp_path: Path) -> None:
+    make_package(store, tmp_path, "kiln.dev/app", "1-1", {"usr/bin/app*": "app\n"},
+                 requires=("kiln.dev/libbar",))
+    make_package(store, tmp_path, "kiln.dev/libbar", "1-1", {"usr/lib/libbar.so": "1\n"},
+                 requires=("kiln.dev/oldhelper",))
+    make_package(store, tmp_path, "kiln.dev/oldhelper", "1-1", {"usr/lib/old": "old\n"})
+    spec = write_spec(tmp_path / "s", ["kiln.dev/app"])
+    assert kiln("image", "build", spec, "-o", f"oci:{tmp_path / 'out'}:1").code == 0
+    make_package(store, tmp_path, "kiln.dev/libbar", "2-1", {"usr/lib/libbar.so": "2\n"},
+                 requires=("kiln.dev/newhelper",))
+    make_package(store, tmp_path, "kiln.dev/newhelper", "1-1", {"usr/lib/new": "new\n"})
+    updated = kiln("image", "update", f"oci:{tmp_path / 'out'}:1", "--set",
+                   "kiln.dev/libbar=2-1", "-o", f"oci:{tmp_path / 'out'}:2")
+    assert updated.code == 0, updated.err
+    changes = json.loads(kiln("image", "diff", f"oci:{tmp_path / 'out'}:1",
+                              f"oci:{tmp_path / 'out'}:2", "--json").out)
+    assert [(c["name"], c["change"]) for c in changes] == [
+        ("kiln.dev/libbar", "changed"), ("kiln.dev/newhelper", "added"),
+        ("kiln.dev/oldhelper", "removed")]
