@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kiln.canonical import Digest
-from kiln.errors import CheckFailed, KilnError
+from kiln.errors import CheckFailed, KilnError, NotFound
 from kiln.fileset import FileSet
 from kiln.image.inspect import ImageSummary, summarize
 from kiln.image.location import LayoutStore, RegistryImageStore
@@ -99,7 +99,14 @@ class Checker:
         """Verify the FileSet artifact `reference` names, and its provenance."""
         client = self.client(reference.host)
         where = str(reference)
-        manifest, _, manifest_digest = as_check(lambda: client.get_manifest(reference))
+        try:
+            manifest, _, manifest_digest = client.get_manifest(reference)
+        except NotFound as exc:
+            raise CheckFailed(f"{where}: nothing is published there, so there is no provenance"
+                              " to verify (kiln attest publishes a package with its own)",
+                              reason="no-provenance") from exc
+        except KilnError as exc:
+            raise CheckFailed(exc.message, reason=exc.reason) from exc
         artifact = as_check(lambda: parse_fileset_manifest(manifest, where))
         fileset: FileSet = as_check(lambda: pull_fileset(self.store, client, reference))
         bundles = as_check(lambda: fetch_bundles(client, reference.repository,

@@ -601,3 +601,19 @@ def test_a_key_that_is_not_p256_is_refused(kiln: Kiln, store: Store, tmp_path: P
     assert result.code == 2
     assert "[bad-signer]" in result.err
     assert "P-256" in result.err
+
+
+def test_an_image_whose_packages_were_never_published_has_no_provenance(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    make_package(store, tmp_path, "kiln.dev/never-published", "1-1", {"f": "n\n"})
+    spec = tmp_path / "image.yaml"
+    spec.write_text(json.dumps({"name": "kiln.dev/images/unpublished", "version": "1",
+                                "packages": ["kiln.dev/never-published"]}))
+    reference = f"{registry.host}/images/unpublished:1"
+    assert kiln("image", "build", spec, "--push", reference, "--sign",
+                f"file:{farm['key']}").code == 0
+    result = Kiln(tmp_path / "consumer", kiln._capsys)("verify", reference, "--key", farm["pub"])
+    assert result.code == 1
+    assert "[no-provenance]" in result.err
+    assert "kiln.dev/never-published" in result.err
