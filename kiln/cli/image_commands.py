@@ -249,7 +249,7 @@ def _read_image(text: str, config: RegistryConfig, *, attached: bool = False,
 def cmd_update(args: argparse.Namespace) -> int:
     from kiln.errors import InputError
     from kiln.image.build import update_image
-    from kiln.image.compose import RunConfig
+    from kiln.image.inspect import run_config_of
     from kiln.image.location import RegistryImageStore
     from kiln.image.spec import write_image_lock
     from kiln.naming import validate_name, validate_version
@@ -265,10 +265,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     store = open_store(args)
     config = load_config()
     previous, image_config, _ = _read_image(args.image, config)
-    settings = image_config.get("config", {})
-    run = RunConfig(tuple(settings.get("Entrypoint") or ()), tuple(settings.get("Cmd") or ()),
-                    previous.env, settings.get("User", ""), settings.get("WorkingDir", ""),
-                    settings.get("Labels") or {})
+    run = run_config_of(previous, image_config)
     with store.shared():
         composed = update_image(store, previous, changes, run,
                                 fetch=registry_fetcher(store, config),

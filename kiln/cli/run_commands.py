@@ -28,9 +28,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_run(args: argparse.Namespace) -> int:
     from kiln.cli.image_commands import registry_fetcher, spec_set
-    from kiln.image.build import ensure_package, resolve_spec, run_config
-    from kiln.image.compose import RunConfig
-    from kiln.image.inspect import summarize
+    from kiln.image.build import ensure_package, resolve_spec
+    from kiln.image.inspect import run_config_of, summarize
     from kiln.image.location import open_location, packages_from_layers
     from kiln.image.spec import load_image_spec
     from kiln.registry.config import load_config
@@ -47,22 +46,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             packages, _ = resolve_spec(store, spec, locked=args.locked,
                                        package_set=spec_set(spec, config),
                                        fetch=registry_fetcher(store, config))
-            run = run_config(spec)
+            run = spec.run
         else:
             location = open_location(args.image, config)
             try:
                 manifest, digest = location.manifest()
                 summary = summarize(manifest, digest, location.describe())
-                settings = json.loads(location.blob(summary.config)).get("config", {})
+                run = run_config_of(summary, json.loads(location.blob(summary.config)))
                 fetch = packages_from_layers(
                     store, location, [(layer.descriptor, layer.packages)
                                       for layer in summary.layers])
                 packages = [ensure_package(store, p, fetch) for p in summary.packages]
             finally:
                 location.close()
-            run = RunConfig(tuple(settings.get("Entrypoint") or ()),
-                            tuple(settings.get("Cmd") or ()), summary.env,
-                            settings.get("User", ""), settings.get("WorkingDir", ""))
         sys.stdout.flush()
         result = run_image(store, packages, run, args.command_args, sandbox, Path(os.devnull),
                            output_fd=sys.stdout.fileno(),

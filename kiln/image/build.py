@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from kiln.canonical import Digest
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet
-from kiln.image.compose import Image, RunConfig, compose_image
+from kiln.image.compose import Image, compose_image
 from kiln.image.inspect import ImageSummary
 from kiln.image.resolve import resolve_packages
 from kiln.image.spec import (
     ImageLock,
     ImageSpec,
     LockedPackage,
+    RunConfig,
     parse_package_relation,
     read_image_lock,
 )
@@ -32,10 +33,6 @@ class Composed:
     lock: ImageLock
 
 
-def run_config(spec: ImageSpec) -> RunConfig:
-    return RunConfig(spec.entrypoint, spec.cmd, spec.env, spec.user, spec.workdir, spec.labels)
-
-
 def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
                     package_set: tuple[Digest, tuple[LockedPackage, ...]] | None = None,
                     fetch: FetchPackage | None = None,
@@ -46,7 +43,7 @@ def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
                                   fetch=fetch)
     if admit is not None:
         admit(packages)
-    image = compose_image(store, spec.name, spec.version, packages, run_config(spec),
+    image = compose_image(store, spec.name, spec.version, packages, spec.run,
                           budget=spec.layers, overrides=spec.overrides, set_digest=lock.set,
                           wanted=[str(relation) for relation in spec.packages])
     return Composed(image, lock)

@@ -23,13 +23,14 @@ import io
 import os
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kiln.archive.tarformat import DIRECTORY, END_OF_ARCHIVE, SYMLINK, encode_member
 from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.fileset import FileSet
+from kiln.image.spec import RunConfig
 from kiln.install import install_links
 from kiln.naming import version_key
 from kiln.package import PackageMetadata
@@ -50,18 +51,6 @@ PREVIOUS = "dev.kiln.image.previous"
 LAYER_PACKAGES = "dev.kiln.layer.packages"
 LAYER_ROLE = "dev.kiln.layer.role"
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """How the image runs: what image.yaml says besides its packages."""
-
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    user: str = ""
-    workdir: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

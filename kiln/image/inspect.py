@@ -4,6 +4,7 @@ and what changed between two images, package by package."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from kiln.image.compose import (
     SET,
     WANTED,
 )
-from kiln.image.spec import LockedPackage
+from kiln.image.spec import LockedPackage, RunConfig
 from kiln.registry.artifact import Descriptor
 
 
@@ -56,6 +57,14 @@ class ImageSummary:
             "layers": [{**layer.descriptor.to_json(),
                         "packages": [p.name for p in layer.packages]} for layer in self.layers],
         }
+
+
+def run_config_of(summary: ImageSummary, image_config: Mapping[str, Any]) -> RunConfig:
+    """How an image runs, read back from its config (and the env its spec declared)."""
+    settings = image_config.get("config") or {}
+    return RunConfig(tuple(settings.get("Entrypoint") or ()), tuple(settings.get("Cmd") or ()),
+                     summary.env, settings.get("User", ""), settings.get("WorkingDir", ""),
+                     settings.get("Labels") or {})
 
 
 def summarize(manifest: bytes, digest: Digest, where: str) -> ImageSummary:

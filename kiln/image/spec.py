@@ -37,6 +37,18 @@ _KEYS = {"name", "version", "packages", "set", "overrides", "entrypoint", "cmd",
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    """How the image runs: what image.yaml says besides its packages."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str = ""
+    workdir: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     file: Path
     name: str
@@ -44,12 +56,7 @@ class ImageSpec:
     packages: tuple[Relation, ...]
     set: str | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    user: str = ""
-    workdir: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
+    run: RunConfig = field(default_factory=RunConfig)
     layers: int = DEFAULT_LAYER_BUDGET
 
     @property
@@ -98,10 +105,12 @@ def load_image_spec(file: Path) -> ImageSpec:
     spec = ImageSpec(
         file=file, name=name or "", version=version or "", packages=tuple(packages),
         set=spec_set, overrides=overrides,
-        entrypoint=tuple(reader.strings(top.get("entrypoint"), "entrypoint")),
-        cmd=tuple(reader.strings(top.get("cmd"), "cmd")),
-        env=reader.env(top.get("env")), user=reader.string(top.get("user"), "user") or "",
-        workdir=reader.string(top.get("workdir"), "workdir") or "", labels=labels,
+        run=RunConfig(entrypoint=tuple(reader.strings(top.get("entrypoint"), "entrypoint")),
+                      cmd=tuple(reader.strings(top.get("cmd"), "cmd")),
+                      env=reader.env(top.get("env")),
+                      user=reader.string(top.get("user"), "user") or "",
+                      workdir=reader.string(top.get("workdir"), "workdir") or "",
+                      labels=labels),
         layers=budget)
     if reader.problems:
         raise InputError("; ".join(str(p) for p in reader.problems),

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiln.image.compose import RunConfig, compose_image
+from kiln.image.compose import compose_image
+from kiln.image.spec import RunConfig
 from kiln.store import Store
 from tests.fixtures.packages import make_package
 
