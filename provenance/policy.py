@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiln.errors import CheckFailed, InputError
 from kiln.naming import validate_name
-from kiln.recipes.yamldoc import Node, Reader, load_yaml
+from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
 from kiln.relations import Relation, parse_alternatives
 from provenance.statement import BUILD_TYPE
 from provenance.verify import Identity, Trust, Verified, load_public_key
@@ -151,12 +151,8 @@ class TrustPolicy:
 
 def load_policy(path: Path) -> TrustPolicy:
     """Read a policy file; every problem, with its line, in one error."""
-    where = str(path)
-    try:
-        root = load_yaml(path.read_text(encoding="utf-8"), where)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", reason="unreadable-file") from exc
-    reader = Reader(where, "bad-policy")
+    root = load_yaml_file(path)
+    reader = Reader(str(path), "bad-policy")
     top = reader.mapping(root, "the policy", {"trust", "builders", "recipe-repositories",
                                               "toolchain", "deny"}, {"trust"})
     trust: dict[str, Trust] = {}

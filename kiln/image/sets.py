@@ -23,7 +23,7 @@ from kiln.errors import InputError
 from kiln.image.resolve import resolve_packages
 from kiln.image.spec import LockedPackage, parse_package_relation
 from kiln.naming import validate_name, validate_version
-from kiln.recipes.yamldoc import Reader, load_yaml
+from kiln.recipes.yamldoc import Reader, load_yaml_file
 from kiln.registry.artifact import Descriptor, fetch_blob, push_fileset
 from kiln.registry.client import RegistryClient, bytes_body, client_for
 from kiln.registry.config import RegistryConfig
@@ -55,12 +55,8 @@ class PackageSet:
 
 def resolve_set(store: Store, file: Path) -> PackageSet:
     """Read SET.yaml and resolve its packages' closure in the store."""
-    where = str(file)
-    try:
-        root = load_yaml(file.read_text(encoding="utf-8"), where)
-    except OSError as exc:
-        raise InputError(f"cannot read {file}: {exc.strerror}", reason="unreadable-file") from exc
-    reader = Reader(where, "bad-set")
+    root = load_yaml_file(file)
+    reader = Reader(str(file), "bad-set")
     top = reader.mapping(root, "the set", {"name", "version", "packages"},
                          {"name", "version", "packages"})
     name = reader.string(top.get("name"), "name", validate_name)

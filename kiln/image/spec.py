@@ -27,7 +27,7 @@ from pathlib import Path
 from kiln.canonical import Digest, canonical_json, parse_digest, parse_json
 from kiln.errors import InputError
 from kiln.naming import validate_name, validate_version
-from kiln.recipes.yamldoc import Node, Reader, load_yaml
+from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
 from kiln.relations import Relation, parse_alternatives
 
 DEFAULT_LAYER_BUDGET = 100
@@ -66,12 +66,8 @@ class ImageSpec:
 
 def load_image_spec(file: Path) -> ImageSpec:
     """Parse `image.yaml`; every problem, with its line, in one error."""
-    where = str(file)
-    try:
-        root = load_yaml(file.read_text(encoding="utf-8"), where)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {file}: {exc}", reason="unreadable-file") from exc
-    reader = Reader(where, "bad-image-spec")
+    root = load_yaml_file(file)
+    reader = Reader(str(file), "bad-image-spec")
     top = reader.mapping(root, "the image", _KEYS, {"name", "version", "packages"})
     name = reader.string(top.get("name"), "name", validate_name)
     version = reader.string(top.get("version"), "version", validate_version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from kiln.errors import InputError
@@ -54,6 +55,16 @@ def load_yaml(text: str, file: str) -> Node:
     if root is None:
         raise InputError(f"{file}:1: the file is empty", reason="bad-yaml")
     return _convert(root, file)
+
+
+def load_yaml_file(path: Path) -> Node:
+    """Read and parse one YAML file; one that cannot be read is an error naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputError(f"cannot read {path}: {why}", reason="unreadable-file") from exc
+    return load_yaml(text, str(path))
 
 
 def _convert(node: object, file: str) -> Node:

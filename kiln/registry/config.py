@@ -30,7 +30,7 @@ from pathlib import Path
 
 from kiln.errors import InputError
 from kiln.naming import validate_name
-from kiln.recipes.yamldoc import Node, load_yaml
+from kiln.recipes.yamldoc import Node, load_yaml_file
 from kiln.registry.naming import component_to_oci, version_to_tag
 from kiln.registry.reference import Reference, parse_reference
 
@@ -77,13 +77,9 @@ def config_path() -> Path:
 def load_config(path: Path | None = None) -> RegistryConfig:
     """The registry configuration; none at all when the file does not exist."""
     path = path or config_path()
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    if not path.exists():
         return RegistryConfig()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", reason="unreadable-file") from exc
-    root = load_yaml(text, str(path))
+    root = load_yaml_file(path)
     mappings: list[Mapping] = []
     insecure: set[str] = set()
     secure: set[str] = set()
