@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.timing import median  # noqa: E402
 from kiln.recipes.lock import ensure_locked  # noqa: E402
 from kiln.recipes.repository import load_repository  # noqa: E402
 from kiln.store import Store  # noqa: E402
@@ -38,16 +37,6 @@ from workers.sandbox import RunSpec  # noqa: E402
 PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--runtime=runc"]
 PODMAN_RUN = ["run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024",
               "--ulimit", "nproc=1024:1024"]
-
-
-def timed(action: object) -> float:
-    start = time.perf_counter()
-    action()  # type: ignore[operator]
-    return time.perf_counter() - start
-
-
-def median(runs: int, action: object) -> float:
-    return statistics.median(timed(action) for _ in range(runs))
 
 
 def hello_root(store: Store) -> list:  # type: ignore[type-arg]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import statistics
@@ -30,12 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.timing import kiln, median  # noqa: E402
 from kiln.image.build import build_from_spec  # noqa: E402
 from kiln.image.location import Attachment, LayoutStore  # noqa: E402
 from kiln.image.sbom import SBOM_TYPE, spdx_document  # noqa: E402
@@ -48,15 +47,6 @@ from tests.fixtures.registry import Registry, run_registry  # noqa: E402
 PACKAGES = 100
 PACKAGE_BYTES = 220_000
 BUILDAH_FLAGS = ["bud", "--ulimit", "nofile=1024:1024", "--layers"]
-
-
-def median(runs: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def make_packages(store: Store, scratch: Path) -> list[str]:
@@ -119,15 +109,6 @@ class Buildah:
 def blob_bytes(registry: Registry) -> int:
     base = registry.root / "docker/registry/v2/blobs"
     return sum(p.stat().st_size for p in base.rglob("data")) if base.exists() else 0
-
-
-def kiln(store_dir: Path, *args: str | Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run([sys.executable, "-m", "kiln.cli.main", "--store", str(store_dir),
-                             *map(str, args)], capture_output=True, text=True, check=False,
-                            cwd=REPO, env={**os.environ, **(env or {})})
-    if result.returncode != 0:
-        raise SystemExit(f"kiln {' '.join(map(str, args))} failed: {result.stderr}")
-    return result.stdout
 
 
 def changed_package(store: Store, scratch: Path, index: int) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.timing import median, timed  # noqa: E402
 from kiln.store import Store  # noqa: E402
 from kiln.store.ingest import ingest_directory  # noqa: E402
 
@@ -54,12 +55,6 @@ def tree_stats(root: Path) -> tuple[int, int]:
                 files += 1
                 size += os.lstat(path).st_size
     return files, size
-
-
-def timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 def run(*command: str | Path) -> None:
@@ -110,7 +105,7 @@ def measure(tree: Path, scratch: Path, runs: int) -> dict[str, dict[str, float]]
 
 
 def startup_seconds(runs: int = 10) -> float:
-    return statistics.median(timed(lambda: run(KILN, "--version")) for _ in range(runs))
+    return median(runs, lambda: run(KILN, "--version"))
 
 
 def report(name: str, files: int, size: int, medians: dict[str, dict[str, float]]) -> str:

@@ -21,20 +21,16 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
+from bench.timing import kiln, median  # noqa: E402
 from kiln.image.location import open_location  # noqa: E402
 from kiln.package import PackageMetadata  # noqa: E402
 from kiln.registry.config import load_config  # noqa: E402
@@ -42,6 +38,7 @@ from kiln.store import Store  # noqa: E402
 from kiln.store.ingest import ingest_directory  # noqa: E402
 from provenance.check import Checker  # noqa: E402
 from provenance.policy import load_policy  # noqa: E402
+from tests.fixtures.keys import write_key  # noqa: E402
 from tests.fixtures.registry import run_registry  # noqa: E402
 
 PACKAGES = 100
@@ -49,35 +46,6 @@ SHARED = REPO.parent / "shared" / "testdata" / "sigstore"
 WHEEL_IDENTITY = ("https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml"
                   "@refs/tags/v0.1.2")
 WHEEL_ISSUER = "https://token.actions.githubusercontent.com"
-
-
-def median(runs: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def kiln(store_dir: Path, *args: str | Path, env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "-m", "kiln.cli.main", "--store", str(store_dir),
-                             *map(str, args)], capture_output=True, text=True, check=False,
-                            cwd=REPO, env={**os.environ, **env})
-    if result.returncode != 0:
-        raise SystemExit(f"kiln {' '.join(map(str, args))} failed: {result.stderr}")
-    return result.stdout
-
-
-def make_key(scratch: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = scratch / "farm.pem", scratch / "farm.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, public
 
 
 def record(fileset_name: str, version: str, digest: str, archive: str) -> dict[str, object]:
@@ -113,7 +81,7 @@ def run(args: argparse.Namespace, scratch: Path, host: str) -> None:
                                                        "location": f"{host}/kiln"}]}))
     env = {"KILN_REGISTRIES": str(config_file)}
     os.environ.update(env)
-    private, public = make_key(scratch)
+    private, public = write_key(scratch, "farm")
     store_dir = scratch / "farm-store"
     store = Store.open(store_dir)
     names = []
