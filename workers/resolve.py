@@ -9,20 +9,19 @@ whole closure. Of alternatives (`a | b`) the first with any candidate counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib import BaseReporter, Resolver
 from resolvelib.resolvers import ResolutionImpossible
 
 from kiln.canonical import Digest
 from kiln.errors import InputError
-from kiln.image.resolve import describe_conflict
-from kiln.naming import is_debian, version_key
+from kiln.naming import is_debian
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock
 from kiln.relations import Alternatives, Relation
+from kiln.resolution import StoreProvider, describe_conflict
 from kiln.store.store import Store
 
 
@@ -33,25 +32,13 @@ class Candidate:
     digest: Digest
 
 
-class _Provider(AbstractProvider):  # type: ignore[type-arg]
+class _Provider(StoreProvider):
     def __init__(self, store: Store, lock: Lock) -> None:
-        self.store = store
+        super().__init__(store)
         self.lock = lock
 
     def identify(self, requirement_or_candidate: Relation | Candidate) -> str:
         return requirement_or_candidate.name
-
-    def get_preference(self, identifier: str, resolutions: Mapping[str, Any],
-                       candidates: Mapping[str, Iterator[Candidate]],
-                       information: Mapping[str, Any], backtrack_causes: Sequence[Any]) -> int:
-        return sum(1 for _ in candidates[identifier])  # the most constrained first
-
-    def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[Relation]],
-                     incompatibilities: Mapping[str, Iterator[Candidate]]) -> list[Candidate]:
-        wanted = list(requirements[identifier])
-        bad = {c.digest for c in incompatibilities[identifier]}
-        return [c for c in self._candidates(identifier)
-                if c.digest not in bad and all(r.satisfied_by(c.name, c.version) for r in wanted)]
 
     def is_satisfied_by(self, requirement: Relation, candidate: Candidate) -> bool:
         return requirement.satisfied_by(candidate.name, candidate.version)
@@ -66,15 +53,14 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
 
     def choose(self, group: Alternatives) -> Relation:
         """The first option that has any candidate (else the first, to be reported)."""
-        return next((o for o in group.options if self._candidates(o.name)), group.options[0])
+        return next((o for o in group.options if self.candidates(o.name)), group.options[0])
 
-    def _candidates(self, name: str) -> list[Candidate]:
+    def candidates(self, name: str) -> list[Candidate]:
         """Preferred first: the highest version."""
         if is_debian(name):
             locked = self.lock.get(name)
             return [Candidate(locked.name, locked.version, locked.digest)] if locked else []
-        versions = sorted(self.store.versions(name), key=version_key, reverse=True)
-        return [Candidate(name, v, self.store.lookup(name, v)) for v in versions]
+        return [Candidate(name, v, d) for v, d in self.stored_versions(name)]
 
 
 def resolve(store: Store, lock: Lock, groups: Iterable[Alternatives]) -> list[Candidate]:

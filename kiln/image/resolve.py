@@ -9,20 +9,19 @@ candidate), so the result is the runtime closure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib import BaseReporter, Resolver
 from resolvelib.resolvers import ResolutionImpossible
 
 from kiln.canonical import Digest
 from kiln.errors import ConflictError, InputError
 from kiln.fileset import FileSet
 from kiln.image.spec import LockedPackage
-from kiln.naming import version_key
 from kiln.package import PackageMetadata
 from kiln.relations import Alternatives, Relation
+from kiln.resolution import StoreProvider, describe_conflict
 from kiln.store.store import Store
 
 
@@ -34,10 +33,10 @@ class Candidate:
     digest: Digest
 
 
-class _Provider(AbstractProvider):  # type: ignore[type-arg]
+class _Provider(StoreProvider):
     def __init__(self, store: Store, pins: Mapping[str, LockedPackage],
                  overrides: Mapping[str, str]) -> None:
-        self.store = store
+        super().__init__(store)
         self.pins = pins
         self.overrides = overrides
         self._providers: dict[str, list[Candidate]] | None = None
@@ -46,18 +45,6 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         if isinstance(requirement_or_candidate, Candidate):
             return requirement_or_candidate.identifier
         return requirement_or_candidate.name
-
-    def get_preference(self, identifier: str, resolutions: Mapping[str, Any],
-                       candidates: Mapping[str, Iterator[Candidate]],
-                       information: Mapping[str, Any], backtrack_causes: Sequence[Any]) -> int:
-        return sum(1 for _ in candidates[identifier])  # the most constrained first
-
-    def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[Relation]],
-                     incompatibilities: Mapping[str, Iterator[Candidate]]) -> list[Candidate]:
-        wanted = list(requirements[identifier])
-        bad = {c.digest for c in incompatibilities[identifier]}
-        return [c for c in self.candidates(identifier)
-                if c.digest not in bad and all(self.is_satisfied_by(r, c) for r in wanted)]
 
     def is_satisfied_by(self, requirement: Relation, candidate: Candidate) -> bool:
         if candidate.name != requirement.name:
@@ -83,8 +70,7 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
         if pinned is not None:
             own = [Candidate(name, name, pinned.version, pinned.digest)]
         else:
-            versions = sorted(self.store.versions(name), key=version_key, reverse=True)
-            own = [Candidate(name, name, v, self.store.lookup(name, v)) for v in versions]
+            own = [Candidate(name, name, v, d) for v, d in self.stored_versions(name)]
         return own + self.providers().get(name, [])
 
     def providers(self) -> dict[str, list[Candidate]]:
@@ -123,10 +109,3 @@ def resolve_packages(store: Store, wanted: Iterable[Relation], *,
                                 f" {candidate.identifier})", reason="unsatisfiable")
     return [store.get(c.digest) for c in sorted(chosen.values(), key=lambda c: c.name)]
 
-
-def describe_conflict(exc: ResolutionImpossible) -> str:  # type: ignore[type-arg]
-    """The chain of requirements resolvelib could not meet, each with who needs it."""
-    return "; ".join(
-        f"{cause.requirement}" + (f" (needed by {cause.parent.name}@{cause.parent.version})"
-                                  if cause.parent else " (asked for)")
-        for cause in exc.causes)
