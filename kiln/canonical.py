@@ -61,9 +61,26 @@ def _check_subset(value: Any) -> None:
 def parse_json(data: bytes, *, where: str, what: str, reason: str) -> Any:
     """Load JSON that must be valid, or raise an InputError naming `where`."""
     try:
-        return json.loads(data)
+        return loads_strict(data)
     except ValueError as exc:
         raise InputError(f"{where}: {what} is not valid JSON: {exc}", reason=reason) from exc
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """json.loads, refusing an object with a key twice (ValueError).
+
+    Two parsers that keep different copies of a duplicate key would read one signed
+    document two ways: Python keeps the last, others the first."""
+    return json.loads(data, object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"key {key!r} appears twice")
+        result[key] = value
+    return result
 
 
 def sha256_digest(data: bytes) -> Digest:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kiln.canonical import canonical_json
+from kiln.canonical import canonical_json, loads_strict
 from kiln.errors import InputError
+from kiln.hostconfig import host_config
 from provenance.dsse import Envelope
 
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -57,8 +57,12 @@ def parse_bundle(raw: bytes, where: str) -> ParsedBundle:
     would cost every `kiln verify` 0.1 s of imports. The tests check the bundles
     Kiln writes with sigstore-models; a keyless bundle is read again, whole, by
     sigstore-python when it is verified."""
+    limit = host_config().imports.bundle_size
+    if len(raw) > limit:
+        raise InputError(f"{where} is {len(raw)} bytes, more than a bundle may be ({limit};"
+                         " bundle-size in the host configuration)", reason="bad-bundle")
     try:
-        document = json.loads(raw)
+        document = loads_strict(raw)
         _fields(document, "the bundle", {"mediaType", "verificationMaterial"},
                 {"dsseEnvelope", "messageSignature"})
         if document["mediaType"] not in BUNDLE_TYPES:

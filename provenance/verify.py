@@ -4,7 +4,6 @@ the subject's digest. Each failure is a CheckFailed with its own reason."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kiln.canonical import Digest
+from kiln.canonical import Digest, loads_strict
 from kiln.errors import CheckFailed, InputError
 from provenance.bundle import ParsedBundle, key_hint
-from provenance.dsse import pae
+from provenance.dsse import is_low_s, pae
 from provenance.statement import PAYLOAD_TYPE, SLSA_PROVENANCE, STATEMENT_TYPE
 
 
@@ -88,26 +87,51 @@ def verify_bundle(bundle: ParsedBundle, trust: Trust, subject: Digest, where: st
     if payload_type != PAYLOAD_TYPE:
         raise CheckFailed(f"{where}: the envelope holds {payload_type!r}, not an in-toto"
                           " statement", reason="wrong-payload-type")
-    try:
-        statement = json.loads(payload)
-        kind, predicate_type = statement["_type"], statement["predicateType"]
-        subjects = statement["subject"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckFailed(f"{where}: the signed payload is not an in-toto statement",
-                          reason="bad-statement") from exc
+    statement = _parse_statement(payload, where)
+    kind, predicate_type = statement["_type"], statement["predicateType"]
     if kind != STATEMENT_TYPE:
         raise CheckFailed(f"{where}: statement type {kind!r}, expected {STATEMENT_TYPE}",
                           reason="bad-statement")
     if predicate_type != SLSA_PROVENANCE:
         raise CheckFailed(f"{where}: predicate type {predicate_type!r}, expected"
                           f" {SLSA_PROVENANCE}", reason="wrong-predicate-type")
-    hex_digest = subject.removeprefix("sha256:")
-    names = [s.get("name", "") for s in subjects
-             if isinstance(s, dict) and s.get("digest", {}).get("sha256") == hex_digest]
-    if not names:
+    (only,) = statement["subject"]
+    if only["digest"].get("sha256") != subject.removeprefix("sha256:"):
         raise CheckFailed(f"{where}: the statement is about something else, not {subject}",
                           reason="subject-mismatch")
-    return Verified(statement, payload, signer, names[0])
+    return Verified(statement, payload, signer, only.get("name", ""))
+
+
+def _parse_statement(payload: bytes, where: str) -> dict[str, Any]:
+    """The signed statement, its shape checked: every malformed one is `bad-statement`.
+
+    Exactly one subject: a statement naming several, one of which matched, would
+    vouch for whatever else it lists too. Duplicate keys are refused, so no other
+    reader of the same bytes can see another statement."""
+    def refuse(why: str) -> CheckFailed:
+        return CheckFailed(f"{where}: the signed payload is not a statement Kiln accepts:"
+                           f" {why}", reason="bad-statement")
+
+    try:
+        statement = loads_strict(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise refuse(str(exc)) from exc
+    if not isinstance(statement, dict):
+        raise refuse("not a JSON object")
+    for key, kind in (("_type", str), ("predicateType", str), ("subject", list),
+                      ("predicate", dict)):
+        if not isinstance(statement.get(key), kind):
+            raise refuse(f"{key} is missing or not a {kind.__name__}")
+    subjects = statement["subject"]
+    if len(subjects) != 1:
+        raise refuse(f"it names {len(subjects)} subjects, not one")
+    only = subjects[0]
+    if not isinstance(only, dict) or not isinstance(only.get("digest"), dict) \
+            or not isinstance(only.get("name", ""), str):
+        raise refuse("its subject has no digest object")
+    if not all(isinstance(value, str) for value in only["digest"].values()):
+        raise refuse("its subject's digests are not strings")
+    return statement
 
 
 def _verify_key(bundle: ParsedBundle, trust: Trust, where: str) -> tuple[str, bytes, str]:
@@ -116,6 +140,9 @@ def _verify_key(bundle: ParsedBundle, trust: Trust, where: str) -> tuple[str, by
         raise CheckFailed(f"{where}: expected one signature, found {len(envelope.signatures)}",
                           reason="signature-invalid")
     signature = envelope.signatures[0][1]
+    if not is_low_s(signature):
+        raise CheckFailed(f"{where}: the signature is not in low-S form (a malleated copy of"
+                          " a signature, or not DER)", reason="signature-invalid")
     message = pae(envelope.payload_type, envelope.payload)
     hinted = [k for k in trust.keys if key_hint(k) == bundle.key_hint]
     for key in hinted or trust.keys:

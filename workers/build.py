@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ from kiln import __version__
 from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.errors import CheckFailed, InputError, NotFound
 from kiln.fileset import FileSet
+from kiln.hostconfig import HostConfig, host_config
+from kiln.limits import Limits
 from kiln.naming import is_debian
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock, ensure_locked
@@ -36,8 +39,9 @@ from kiln.store.store import Store
 from kiln.tree import Entry, FileEntry, Tree
 from workers.debsource import fetch_debian
 from workers.root import compose_root
-from workers.sandbox import Mount, RunSpec, Sandbox
+from workers.sandbox import Mount, RunSpec, Sandbox, Scratch, bounded
 from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
+from workers.volumes import check_output, output_volume
 
 BUILD_FORMAT = "kiln.build/v1"
 PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
@@ -89,18 +93,21 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
 
     With `check`, build twice under CHECK_VARIATIONS (even if built before) and
     refuse, naming the files that differ, unless both trees are the same."""
+    host = host_config()
     # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
-    with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch:
+    with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch, \
+            ExitStack() as volumes:
         scratch_dir = Path(scratch)
         checkout = _checkout(store, recipes, name, commit, allow_dirty, scratch_dir / "recipes")
         recipe = _find(checkout.repository, name)
+        limits = host.build_limits(recipe.limits, str(recipe.file))
         lock = checkout.repository.lock
         if lock is None:
             raise InputError(f"{recipes} has no kiln.lock; run kiln lock update",
                              reason="lock-missing")
         build_root = _locked(store, lock, recipe.build_requires)
         src = scratch_dir / "src"
-        sources = _fetch_sources(store, recipe, checkout, src)
+        sources = _fetch_sources(store, recipe, checkout, src, host, limits)
         inputs = {
             "format": BUILD_FORMAT,
             "recipe": _recipe_tree(recipe.directory),
@@ -116,7 +123,7 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
 
         started = _now()
         runs = [_run_build(store, sandbox, recipe, checkout, build_root, src,
-                           scratch_dir / f"run{index}", jobs, variation)
+                           scratch_dir / f"run{index}", jobs, variation, limits, volumes)
                 for index, variation in enumerate(CHECK_VARIATIONS if check
                                                   else CHECK_VARIATIONS[:1])]
         out, log = runs[0]
@@ -130,7 +137,7 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
             env=recipe.env, requirements=recipe.requirements)
         package = ingest_directory(store, out, name=recipe.package.name,
                                    version=recipe.package.version, metadata=metadata).fileset
-        _test(store, sandbox, lock, recipe, package, checkout, src, scratch_dir, jobs)
+        _test(store, sandbox, lock, recipe, package, checkout, src, scratch_dir, jobs, limits)
         record = {
             "recipe": {"repo": checkout.origin, "commit": checkout.commit,
                        "path": recipe.directory.name, "tree": inputs["recipe"],
@@ -142,7 +149,7 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
             "kiln": {"version": __version__, "commit": _kiln_commit()},
             "output": {"name": package.name, "version": package.version,
                        "digest": package.digest, "archive": _archive_digest(store, package)},
-            "log": "sha256:" + hashlib.sha256(log.read_bytes()).hexdigest(),
+            "log": "sha256:" + _file_sha256(log),
             "build_key": build_key,
             "source_date_epoch": checkout.source_date_epoch,
             "started": started,
@@ -154,28 +161,29 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
 
 def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkout,
                build_root: list[FileSet], src: Path, scratch: Path, jobs: int,
-               variation: Variation) -> tuple[Path, Path]:
-    """One run of the build script; its /out and its log."""
-    out = scratch / "out"
-    out.mkdir(parents=True)
-    work = scratch / "work"
-    work.mkdir()
+               variation: Variation, limits: Limits, volumes: ExitStack) -> tuple[Path, Path]:
+    """One run of the build script; its /out (mounted until `volumes` closes) and its log."""
+    scratch.mkdir()
+    out = volumes.enter_context(output_volume(scratch / "out", limits.out_size,
+                                              sandbox.host_uid))
     log = scratch / "build.log"
     env = _environment(checkout, variation.jobs or jobs, build_root, recipe)
     if variation.reverse_env:
         env = dict(reversed(env.items()))
     root = compose_root(store, build_root)
     prologue = f"umask {variation.umask}\ncd {variation.directory}\n"
-    result = sandbox.run(RunSpec(
+    result = sandbox.run(bounded(RunSpec(
         argv=("/bin/sh", "-ec", prologue + recipe.build), env=env, log=log,
-        mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True),
-                Mount(variation.directory, work, writable=True)),
-        links=root.links, links_key=root.key))
+        mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True)),
+        scratch=(Scratch(variation.directory, limits.build_size),),
+        links=root.links, links_key=root.key), limits))
     if not result.ok:
         raise BuildFailed(f"{recipe.package.name}: the build "
                           f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
                           + result.log_tail(20))
+    check_output(out, limits, recipe.package.name)
     return out, log
+
 
 
 def _compare(recipe_file: Path, first: Path, second: Path) -> None:
@@ -281,15 +289,15 @@ def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
     return [store.get(candidate.digest) for candidate in resolved]
 
 
-def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout,
-                   src: Path) -> list[dict[str, str]]:
+def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
+                   host: HostConfig, limits: Limits) -> list[dict[str, str]]:
     """Each source fetched, verified and laid into `src`; their records, in order."""
     cache = SourceCache(store.layout.root / "sources")
     src.mkdir()
     records: list[dict[str, str]] = []
     for source in recipe.sources:
         if isinstance(source, UrlSource):
-            fetched = fetch_url(cache, source)
+            fetched = fetch_url(cache, source, host, limits.source_size)
             _place(fetched.path, src / fetched.name)
             records.append({"uri": source.url, "sha256": fetched.sha256})
         elif isinstance(source, PathSource):
@@ -304,7 +312,8 @@ def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout,
         else:
             assert isinstance(source, GitSource)
             # A relative URL names a repository beside the recipe repository.
-            git_source = fetch_git(cache, source.resolved(checkout.recipes))
+            git_source = fetch_git(cache, source, recipe_repository=checkout.recipes,
+                                   host=host)
             target = src / "git"
             target.mkdir()
             archive = subprocess.run(["git", "-C", str(git_source.mirror), "archive",
@@ -331,12 +340,16 @@ def _tree(directory: Path) -> Tree:
     entries: list[Entry] = []
     for item in walk_directory(directory):
         if isinstance(item, ScannedFile):
-            with open(item.source, "rb") as handle:
-                sha = hashlib.file_digest(handle, "sha256").hexdigest()
-            entries.append(FileEntry(item.path, item.size, sha, item.executable))
+            entries.append(FileEntry(item.path, item.size, _file_sha256(item.source),
+                                     item.executable))
         elif not isinstance(item, str):
             entries.append(item)
     return Tree.from_entries(entries)
+
+
+def _file_sha256(path: Path | str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _dependency(fileset: FileSet) -> dict[str, str]:
@@ -355,7 +368,7 @@ def _environment(checkout: Checkout, jobs: int, root: list[FileSet],
 
 
 def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: FileSet,
-          checkout: Checkout, src: Path, scratch: Path, jobs: int) -> None:
+          checkout: Checkout, src: Path, scratch: Path, jobs: int, limits: Limits) -> None:
     if not recipe.test:
         return
     runtime = _locked(store, lock, (*recipe.requires, *recipe.test_requires))
@@ -363,9 +376,10 @@ def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: F
     env = {**_environment(checkout, jobs, runtime, recipe),
            "PACKAGE": f"/{package.mount_point}"}
     log = scratch / "test.log"
-    result = sandbox.run(RunSpec(argv=("/bin/sh", "-ec", "cd /tmp\n" + recipe.test), env=env,
-                                 log=log, mounts=(*root.mounts, Mount("/src", src)),
-                                 links=root.links, links_key=root.key))
+    result = sandbox.run(bounded(RunSpec(
+        argv=("/bin/sh", "-ec", "cd /tmp\n" + recipe.test), env=env, log=log,
+        mounts=(*root.mounts, Mount("/src", src)), links=root.links, links_key=root.key),
+        limits))
     if not result.ok:
         raise BuildFailed(f"{recipe.package.name}: the test failed; last lines:\n"
                           + result.log_tail(20), reason="test-failed")

@@ -1,36 +1,64 @@
-"""The default sandbox backend: bubblewrap, with cgroup limits Kiln sets itself.
+"""The default sandbox backend: bubblewrap, unprivileged, with cgroup limits Kiln sets.
 
 bubblewrap starts a run in a few milliseconds where runc takes 50 (a Go runtime
-setting up every cgroup controller). Run as root it keeps capabilities unless
-told otherwise: Kiln drops them all (`--cap-drop ALL`) and bubblewrap always
-sets no_new_privs. Each run gets new PID, mount, network (bubblewrap brings its
-loopback up), IPC, UTS and cgroup namespaces, the shared read-only root of its
-composition, and memory and pids limits in cgroups of its own. A timeout kills
-every process in those cgroups, setsid children included.
+setting up every cgroup controller). Run as root it would keep the host's root
+uid, and the host's uid 0 may write global sysctls even without capabilities
+(the sandbox review set `kernel.core_pattern` that way). So the run is started
+in three steps, each dropping something:
+
+1. as root: join the run's memory and pids cgroups (the limits hold from the
+   first instruction), enter a mount namespace of its own and bind every input
+   (package trees, /src, the host-side /out) onto the mount points of the
+   run's root. Root can reach them wherever they lie, a 0700 home included;
+2. `setpriv` to the host's sandbox uid (kiln.hostconfig), no groups;
+3. bubblewrap as that uid: a user namespace mapping its root to that uid, the
+   staged root whole and read-only, new PID, network, IPC, UTS and cgroup
+   namespaces, no capabilities, no further user namespaces, and the seccomp
+   filter of workers.seccomp. /tmp and the run's scratch places are size-bound
+   tmpfs of its own. A timeout kills every process in the run's cgroups.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from functools import cached_property
+from pathlib import Path
 
+from kiln.hostconfig import host_config
+from workers import seccomp
 from workers.cgroups import RunCgroups
 from workers.rootfs import cached_root
-from workers.sandbox import RunResult, RunSpec, open_output, require_tool, wait_with_deadline
+from workers.sandbox import (
+    RunOutput,
+    RunResult,
+    RunSpec,
+    memory_file,
+    require_tool,
+    wait_with_deadline,
+)
 
-# Fails closed: a run that could not join its cgroups does not run at all.
+# Fails closed: a run that could not join its cgroups, or stage its root, does not run.
 _JOIN = ('for procs in $KILN_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done; '
          'exec "$@"')
+_STAGE = ('while [ "$1" != -- ]; do mount --bind -- "$1" "$2" || exit 125; shift 2; done; '
+          'shift; exec "$@"')
+# Parts of procfs that change the host, made read-only over the run's own procfs
+# (the rest of it is the run's PID namespace, or read-only to a non-root uid).
+_PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
 
 
 class BwrapSandbox:
-    """Runs each RunSpec under bubblewrap."""
+    """Runs each RunSpec under bubblewrap, as the host's unprivileged sandbox uid."""
 
     name = "bwrap"
 
-    def __init__(self, bwrap: str = "bwrap") -> None:
+    def __init__(self, bwrap: str = "bwrap", host_uid: int | None = None) -> None:
         self._bwrap = require_tool(bwrap, "bubblewrap", "the default sandbox needs it")
+        for tool in ("unshare", "setpriv", "mount"):
+            require_tool(tool, "util-linux", "the sandbox stages its root with it")
+        self.host_uid = host_uid if host_uid is not None else host_config().sandbox_uid
 
     @cached_property
     def version(self) -> str:
@@ -40,45 +68,62 @@ class BwrapSandbox:
 
     def run(self, spec: RunSpec) -> RunResult:
         cgroups = RunCgroups(spec.memory_bytes, spec.pids)
+        seccomp_fd = memory_file("kiln-seccomp", seccomp.bpf_program())
         try:
-            return self._run(spec, cgroups)
+            return self._run(spec, cgroups, seccomp_fd)
         finally:
+            os.close(seccomp_fd)
             cgroups.remove()
 
-    def _run(self, spec: RunSpec, cgroups: RunCgroups) -> RunResult:
+    def _run(self, spec: RunSpec, cgroups: RunCgroups, seccomp_fd: int) -> RunResult:
         start = time.monotonic()
-        with open_output(spec) as log:
-            # A shell joins the cgroups, then becomes bubblewrap: the limits hold from
-            # its first instruction. (A preexec_fn would do the same, but forces a
-            # full fork of this process where a shell lets Python use vfork.)
+        root = cached_root(spec)
+        with RunOutput(spec) as output:
             process = subprocess.Popen(
-                ["/bin/sh", "-c", _JOIN, "sh", *self._arguments(spec)],
+                ["/bin/sh", "-c", _JOIN, "sh", *self._stage(spec, root),
+                 *self._arguments(spec, root, seccomp_fd)],
                 env={"KILN_CGROUP_PROCS": " ".join(cgroups.procs_files)},
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=output.fd, stderr=subprocess.STDOUT,
+                pass_fds=(seccomp_fd,), start_new_session=True)
+            output.started()
             code, timed_out = wait_with_deadline(process, spec.timeout, cgroups.kill_all)
+            cgroups.kill_all()  # what outlived the run holds its log open
             if timed_out:
-                log.write(f"\nkiln: killed after {spec.timeout:g} s\n".encode())
+                output.note(f"\nkiln: killed after {spec.timeout:g} s\n")
             return RunResult(None if timed_out else code, timed_out,
                              time.monotonic() - start, spec.log)
 
-    def _arguments(self, spec: RunSpec) -> list[str]:
-        args = [self._bwrap, "--ro-bind", str(cached_root(spec)), "/",
-                "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+    def _stage(self, spec: RunSpec, root: Path) -> list[str]:
+        """unshare, the staging shell and its binds, then setpriv to the sandbox uid."""
+        binds: list[str] = []
+        for mount in spec.mounts:
+            binds += [str(mount.source), str(root / mount.target.lstrip("/"))]
+        uid = str(self.host_uid)
+        return ["unshare", "--mount", "--propagation", "private", "--",
+                "/bin/sh", "-c", _STAGE, "sh", *binds, "--",
+                "setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
+
+    def _arguments(self, spec: RunSpec, root: Path, seccomp_fd: int) -> list[str]:
+        uid, gid = spec.inside_ids
+        args = [self._bwrap, "--unshare-user", "--uid", str(uid), "--gid", str(gid),
+                "--disable-userns", "--ro-bind", str(root), "/",
+                "--proc", "/proc", "--dev", "/dev",
+                "--perms", "1777", "--size", str(spec.tmp_size), "--tmpfs", "/tmp",
                 "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", spec.hostname,
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                "--clearenv", "--chdir", spec.cwd]
+                "--clearenv", "--chdir", spec.cwd, "--seccomp", str(seccomp_fd)]
+        for part in _PROC_READ_ONLY:
+            args += ["--ro-bind-try", f"/proc/{part}", f"/proc/{part}"]
+        # Granted inside the run's own namespaces only (the network's, for a low port).
         for capability in spec.capabilities:
             args += ["--cap-add", capability]
-        if spec.user is not None:
-            # Another uid needs its own user namespace (bubblewrap maps it there);
-            # capabilities granted then hold only for the run's own namespaces.
-            uid, gid = spec.user
-            args += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
         for mount in spec.mounts:
-            args += ["--bind" if mount.writable else "--ro-bind", str(mount.source),
-                     mount.target]
+            if mount.writable:  # staged at its mount point; the root came read-only
+                staged = str(root / mount.target.lstrip("/"))
+                args += ["--bind", staged, mount.target]
+        for scratch in spec.scratch:
+            args += ["--perms", "0755", "--size", str(scratch.size), "--tmpfs", scratch.target]
         for key, value in spec.env.items():  # in the given order
             args += ["--setenv", key, value]
         return [*args, "--", *spec.argv]

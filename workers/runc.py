@@ -1,16 +1,15 @@
-"""The default sandbox backend: runc with an OCI runtime bundle made per run.
+"""The other sandbox backend: runc with an OCI runtime bundle made per run.
 
-Why runc rather than bubblewrap: runc puts the build in cgroups, so memory and
-process limits are the kernel's to enforce, and it drops every capability and
-sets no_new_privs in one declared config; bubblewrap run as root keeps almost
-every capability unless told otherwise, and has no resource limits of its own.
-
-The run gets new PID, mount, network (nothing but loopback, which a hook sets
-up with nsenter and ip), IPC, UTS and cgroup namespaces; a read-only root that is a symlink farm on
-tmpfs, made once per composition and shared; no capabilities; no_new_privs;
-and the limits of its RunSpec. A timeout
-kills the container's whole PID namespace, so a child that called setsid dies
-with the rest.
+runc puts the build in cgroups of its own making and declares everything else
+in one config: a user namespace mapping the run's uid to the host's
+unprivileged sandbox uid (kiln.hostconfig), no capabilities, no_new_privs, the
+seccomp filter of workers.seccomp (as libseccomp rules), new PID, mount,
+network (nothing but loopback, which a hook brings up with nsenter and ip),
+IPC, UTS and cgroup namespaces, a read-only root (a symlink farm on tmpfs, made
+once per composition and shared), `/proc/sys` and its kin read-only, size-bound
+tmpfs for /tmp and the run's scratch places, and the limits of its RunSpec. A
+timeout kills the container's whole PID namespace, so a child that called
+setsid dies with the rest.
 """
 
 from __future__ import annotations
@@ -26,8 +25,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from kiln.errors import InputError
+from kiln.hostconfig import host_config
+from workers import seccomp
 from workers.rootfs import SCRATCH, cached_root
-from workers.sandbox import RunResult, RunSpec, open_output, require_tool, wait_with_deadline
+from workers.sandbox import RunOutput, RunResult, RunSpec, require_tool, wait_with_deadline
 
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -41,6 +43,7 @@ LOOPBACK_HOOK = {
                          'exec nsenter --target "$pid" --net ip link set lo up'],
     "timeout": 10,
 }
+ID_RANGE = 65536  # inside ids 0..65535 are the host's sandbox uid and those above it
 _READ_ONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
@@ -49,8 +52,9 @@ class RuncSandbox:
 
     name = "runc"
 
-    def __init__(self, runc: str = "runc") -> None:
+    def __init__(self, runc: str = "runc", host_uid: int | None = None) -> None:
         self._runc = require_tool(runc, "runc", "the runc sandbox needs it")
+        self.host_uid = host_uid if host_uid is not None else host_config().sandbox_uid
         require_tool("ip", "iproute2", "the runc sandbox's loopback needs it")
         require_tool("nsenter", "util-linux", "the runc sandbox's loopback needs it")
 
@@ -66,7 +70,7 @@ class RuncSandbox:
         state = bundle / "state"
         finished = False
         try:
-            config = _config(spec)
+            config = _config(spec, self.host_uid)
             config["root"]["path"] = str(cached_root(spec))
             (bundle / "config.json").write_text(json.dumps(config, indent=1))
             result = self._run(spec, bundle, state, container)
@@ -80,12 +84,12 @@ class RuncSandbox:
 
     def _run(self, spec: RunSpec, bundle: Path, state: Path, container: str) -> RunResult:
         start = time.monotonic()
-        with open_output(spec) as log:
+        with RunOutput(spec) as output:
             process = subprocess.Popen(
                 [self._runc, "--root", str(state), "run", "--bundle", str(bundle), container],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=output.fd, stderr=subprocess.STDOUT,
                 start_new_session=True)
-
+            output.started()
 
             def kill() -> None:
                 # Killing PID 1 of the container's namespace kills everything in it.
@@ -94,12 +98,16 @@ class RuncSandbox:
 
             code, timed_out = wait_with_deadline(process, spec.timeout, kill)
             if timed_out:
-                log.write(f"\nkiln: killed after {spec.timeout:g} s\n".encode())
+                output.note(f"\nkiln: killed after {spec.timeout:g} s\n")
             return RunResult(None if timed_out else code, timed_out,
                              time.monotonic() - start, spec.log)
 
 
-def _config(spec: RunSpec) -> dict[str, Any]:
+def _config(spec: RunSpec, host_uid: int) -> dict[str, Any]:
+    uid, gid = spec.inside_ids
+    if max(uid, gid) >= ID_RANGE:
+        raise InputError(f"the run's user {uid}:{gid} is beyond the {ID_RANGE} ids the runc"
+                         " sandbox maps", reason="bad-user")
     kinds = ("bounding", "effective", "inheritable", "permitted", "ambient")
     capabilities: dict[str, list[str]] = {kind: list(spec.capabilities) for kind in kinds}
     mounts: list[dict[str, Any]] = [
@@ -112,8 +120,11 @@ def _config(spec: RunSpec) -> dict[str, Any]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
         {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "nodev", "mode=1777"]},
+         "options": ["nosuid", "nodev", "mode=1777", f"size={spec.tmp_size}"]},
     ]
+    mounts += [{"destination": scratch.target, "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "mode=0755", f"size={scratch.size}"]}
+               for scratch in spec.scratch]
     for mount in spec.mounts:
         options = ["rbind", "nosuid", "nodev", "rw" if mount.writable else "ro"]
         mounts.append({"destination": mount.target, "type": "bind",
@@ -122,8 +133,7 @@ def _config(spec: RunSpec) -> dict[str, Any]:
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": spec.user[0], "gid": spec.user[1]} if spec.user
-                    else {"uid": 0, "gid": 0},
+            "user": {"uid": uid, "gid": gid},
             "args": list(spec.argv),
             "env": [f"{key}={value}" for key, value in spec.env.items()],  # in the given order
             "cwd": spec.cwd,
@@ -137,8 +147,13 @@ def _config(spec: RunSpec) -> dict[str, Any]:
         "hostname": spec.hostname,
         "mounts": mounts,
         "linux": {
-            "namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts",
+            "namespaces": [{"type": kind} for kind in ("user", "pid", "network", "ipc", "uts",
                                                         "mount", "cgroup")],
+            # The run's root is the host's unprivileged sandbox uid; runc wants root
+            # mapped even for a run as another uid, which then lies above it.
+            "uidMappings": [{"containerID": 0, "hostID": host_uid, "size": ID_RANGE}],
+            "gidMappings": [{"containerID": 0, "hostID": host_uid, "size": ID_RANGE}],
+            "seccomp": seccomp.oci_profile(),
             "resources": {
                 "memory": {"limit": spec.memory_bytes, "swap": spec.memory_bytes},
                 "pids": {"limit": spec.pids},

@@ -4,7 +4,12 @@ A source is fetched at most once: the cache is keyed by sha256 (files) or by
 repository URL and commit (git), and a hit needs no network. Downloads are
 written to a temporary file while hashed; a digest that does not match the pin
 is refused, naming both digests, and nothing is kept, so nothing unverified is
-ever unpacked.
+ever unpacked. A download is cut off at the build's source-size limit.
+
+Local files and repositories are sources only where the host allows them
+(kiln.hostconfig): a build must not copy the host's files into a package. The
+refusal of a local file never prints its digest, which would let a second
+commit pin a secret.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InputError
+from kiln.hostconfig import HostConfig, file_url_path, host_config, local_source_problem
 from kiln.recipes.model import GitSource, PathSource, UrlSource
 
 if TYPE_CHECKING:
@@ -71,19 +77,29 @@ class SourceCache:
     def mirror_path(self, url: str) -> Path:
         return self.root / "git" / (hashlib.sha256(url.encode()).hexdigest() + ".git")
 
-    def keep(self, stream: BinaryIO, expected: str, uri: str, name: str) -> FetchedFile:
-        """Copy `stream` into the cache if its sha256 is `expected`; refuse it otherwise."""
+    def keep(self, stream: BinaryIO, expected: str, uri: str, name: str, *,
+             max_size: int | None = None, tell_digest: bool = True) -> FetchedFile:
+        """Copy `stream` into the cache if its sha256 is `expected`; refuse it otherwise.
+
+        Past `max_size` bytes the copy stops and nothing is kept. `tell_digest`
+        False keeps the actual digest out of the refusal (a host file's)."""
         tmp = self.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}"
         digest = hashlib.sha256()
+        copied = 0
         try:
             with open(tmp, "wb") as out:
                 while chunk := stream.read(CHUNK):
+                    copied += len(chunk)
+                    if max_size is not None and copied > max_size:
+                        raise InputError(f"{uri}: larger than {max_size} bytes (limit"
+                                         " source-size); not kept", reason="source-too-large")
                     digest.update(chunk)
                     out.write(chunk)
             actual = digest.hexdigest()
             if actual != expected:
+                found = f"sha256 is {actual}" if tell_digest else "the content differs"
                 raise SourceDigestMismatch(
-                    f"{uri}: sha256 is {actual}, the recipe pins {expected}; not kept")
+                    f"{uri}: {found}, the recipe pins {expected}; not kept")
             os.chmod(tmp, 0o444)
             os.replace(tmp, self.file_path(expected))
         finally:
@@ -91,17 +107,28 @@ class SourceCache:
         return FetchedFile(self.file_path(expected), expected, uri, name)
 
 
-def fetch_url(cache: SourceCache, source: UrlSource) -> FetchedFile:
+def fetch_url(cache: SourceCache, source: UrlSource, host: HostConfig | None = None,
+              max_size: int | None = None) -> FetchedFile:
     """An https or file: source, from the cache when it is there."""
+    host = host or host_config()
+    max_size = max_size or host.limits.source_size
     name = Path(urllib.parse.urlparse(source.url).path.rstrip("/")).name
+    if source.url.startswith("file:"):
+        path = file_url_path(source.url)
+        # Before the cache too: what was allowed once may not be any longer.
+        problem = local_source_problem(source, None, host)
+        if problem:
+            raise InputError(problem, reason="local-source-not-allowed")
     cached = cache.file_path(source.sha256)
     if cached.exists():
         return FetchedFile(cached, source.sha256, source.url, name)
     if source.url.startswith("file:"):
-        path = Path(urllib.parse.unquote(urllib.parse.urlparse(source.url).path))
         try:
             with open(path, "rb") as stream:
-                return cache.keep(stream, source.sha256, source.url, name)
+                if not os.path.isfile(f"/proc/self/fd/{stream.fileno()}"):
+                    raise InputError(f"{source.url}: not a regular file", reason="bad-source")
+                return cache.keep(stream, source.sha256, source.url, name,
+                                  max_size=max_size, tell_digest=False)
         except OSError as exc:
             raise InputError(f"{source.url}: cannot read: {exc.strerror}",
                              reason="source-unreachable") from exc
@@ -112,7 +139,12 @@ def fetch_url(cache: SourceCache, source: UrlSource) -> FetchedFile:
     context = ssl.create_default_context()
     try:
         with urllib.request.urlopen(source.url, timeout=TIMEOUT, context=context) as response:
-            return cache.keep(response, source.sha256, source.url, name)
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_size:
+                raise InputError(f"{source.url}: the server announces {length} bytes, more"
+                                 f" than {max_size} (limit source-size)",
+                                 reason="source-too-large")
+            return cache.keep(response, source.sha256, source.url, name, max_size=max_size)
     except urllib.error.HTTPError as exc:
         raise InputError(f"{source.url}: the server answered {exc.code} {exc.reason}",
                          reason="source-unreachable") from exc
@@ -137,11 +169,14 @@ def fetch_path(recipe_dir: Path, source: PathSource) -> FetchedFile:
     return FetchedFile(path, sha, f"path:{source.path}", Path(source.path).name)
 
 
-def fetch_git(cache: SourceCache, source: GitSource,
-              recipe_repository: Path | None = None) -> FetchedGit:
+def fetch_git(cache: SourceCache, source: GitSource, recipe_repository: Path | None = None,
+              host: HostConfig | None = None) -> FetchedGit:
     """A mirror of the repository holding the pinned commit; fetched only if it lacks it."""
     import git
 
+    problem = local_source_problem(source, recipe_repository, host or host_config())
+    if problem:
+        raise InputError(problem, reason="local-source-not-allowed")
     if recipe_repository is not None:
         source = source.resolved(recipe_repository)
     mirror = cache.mirror_path(source.url)

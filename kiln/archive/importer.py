@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.archive.export import MANIFEST_SUFFIX
+from kiln.archive.gzipstream import SingleGzip
 from kiln.archive.tarformat import (
     DIRECTORY,
     HARDLINK,
@@ -36,6 +37,7 @@ from kiln.canonical import Digest
 from kiln.errors import InputError, KilnError
 from kiln.faults import crash_point
 from kiln.fileset import MOUNT_ROOT, FileSet, Metadata
+from kiln.hostconfig import host_config
 from kiln.store.staging import ObjectStager
 from kiln.store.store import Store
 from kiln.tree import (
@@ -69,7 +71,7 @@ def import_archive(store: Store, source: Path, *, name: str | None = None,
                              reason="unreadable-file") from exc
         stream: ByteStream = raw
         if raw.peek(2)[:2] == b"\x1f\x8b":
-            stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+            stream = SingleGzip(raw, host_config().imports)
         return import_tar_stream(store, stream, str(source), name=name, version=version)
 
 
@@ -91,8 +93,8 @@ def import_tar_stream(store: Store, stream: ByteStream, where: str, *, name: str
         stager = store.stager()
         try:
             state = _ArchiveState(strip_setuid=strip_setuid)
-            return _import(store, stager, TarReader(stream), state, name, version, metadata,
-                           expect, check_stream)
+            return _import(store, stager, TarReader(stream, host_config().imports), state, name,
+                           version, metadata, expect, check_stream)
         except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError) as exc:
             raise InputError(f"{where}: archive is truncated or corrupt: {exc}",
                              reason="archive-corrupt") from exc

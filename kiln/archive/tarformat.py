@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kiln.errors import InputError
+from kiln.limits import DEFAULT_IMPORT_LIMITS, ImportLimits
 
 BLOCK = 512
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
@@ -35,6 +36,7 @@ _TYPE_NAMES = {b"3": "a character device", b"4": "a block device", b"6": "a FIFO
 _NO_DATA = {HARDLINK, SYMLINK, DIRECTORY, b"3", b"4", b"6"}
 
 _MAX_META = 1 << 20  # pax and long-name data larger than this is not a real archive
+_MAX_TRAILING_ZEROS = 1 << 20  # tar pads to its record size (10 KiB by default)
 
 
 # -- writing ---------------------------------------------------------------
@@ -133,10 +135,13 @@ class Member:
 class TarReader:
     """Reads members one by one; the caller must consume each member's data."""
 
-    def __init__(self, stream: ByteStream) -> None:
+    def __init__(self, stream: ByteStream, limits: ImportLimits = DEFAULT_IMPORT_LIMITS) -> None:
         self._stream = stream
         self._remaining = 0  # data bytes of the current member not yet read
         self._pad = 0
+        self._limits = limits
+        self._entries = 0
+        self._announced = 0  # data bytes the headers announced so far
 
     def members(self) -> Iterator[Member]:
         pax: dict[str, bytes] = {}
@@ -168,6 +173,7 @@ class TarReader:
             size = int(pax["size"]) if "size" in pax else header.size
             pax, long_name, long_link = {}, None, None
             self._remaining = 0 if typeflag in _NO_DATA else size
+            self._count(self._remaining)
             self._pad = -self._remaining % BLOCK
             yield Member(_decode(raw_name), REGULAR if typeflag == b"\0" else typeflag,
                          header.mode, self._remaining, _decode(raw_link))
@@ -192,9 +198,28 @@ class TarReader:
         return data
 
     def finish(self) -> None:
-        """Read to the end of the stream, so that gzip checks its CRC and length."""
-        while self._stream.read(1 << 16):
-            pass
+        """Read to the end of the stream, so that gzip checks its CRC and length.
+
+        After the end-of-archive block only zeros may follow (tar pads to its
+        record size): data there would be read by one tool and not another."""
+        trailing = 0
+        while chunk := self._stream.read(1 << 16):
+            trailing += len(chunk)
+            if chunk.count(0) != len(chunk) or trailing > _MAX_TRAILING_ZEROS:
+                raise InputError("archive has data after its end-of-archive blocks; refused",
+                                 reason="archive-trailing-data")
+
+    def _count(self, size: int) -> None:
+        """Refuse archives with more entries or data than the import limits allow."""
+        self._entries += 1
+        self._announced += size
+        limits = self._limits
+        if self._entries > limits.archive_entries:
+            raise InputError(f"archive has more than {limits.archive_entries} members"
+                             " (archive-entries)", reason="archive-too-large")
+        if self._announced > limits.archive_size:
+            raise InputError(f"archive holds more than {limits.archive_size} bytes"
+                             " (archive-size)", reason="archive-too-large")
 
     def _skip_rest(self) -> None:
         while self._remaining:
@@ -284,7 +309,9 @@ def _parse_pax(data: bytes) -> dict[str, bytes]:
         key, _, value = record[:-1].partition(b"=")
         records[key.decode("utf-8", "replace")] = value
         position += length
-    if "size" in records and not records["size"].isdigit():
+    # No size has 20 digits; a longer one is an attack on the parser (Python's int
+    # refuses over 4,300 digits with a traceback).
+    if "size" in records and not (records["size"].isdigit() and len(records["size"]) < 20):
         raise InputError("archive has a malformed pax size", reason="archive-corrupt")
     return records
 

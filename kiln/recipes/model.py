@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import InputError
+from kiln.limits import read_limits
 from kiln.naming import validate_name, validate_version
 from kiln.package import DEFAULT_INSTALL, Requirements
 from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml
@@ -102,6 +103,8 @@ class Recipe:
     requirements: Requirements
     provides: tuple[str, ...]
     replaces: tuple[str, ...]
+    # Build limits the recipe asks for (kiln.limits field names), within the host's ceilings.
+    limits: Mapping[str, float | int] = field(default_factory=dict)
     lines: Mapping[str, int] = field(default_factory=dict)
     # build-requires, test-requires, requires: the line of each entry, in order
     entry_lines: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
@@ -112,7 +115,7 @@ class Recipe:
 
 
 _TOP = {"package", "sources", "build-requires", "test-requires", "requires", "env", "build",
-        "install", "test", "requirements", "provides", "replaces"}
+        "install", "test", "requirements", "provides", "replaces", "limits"}
 _REQUIRED = {"package", "build"}
 
 
@@ -147,6 +150,7 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
         requirements=_requirements(reader, top.get("requirements")),
         provides=tuple(reader.parsed(top.get("provides"), "provides", validate_name)),
         replaces=tuple(reader.parsed(top.get("replaces"), "replaces", validate_name)),
+        limits=read_limits(reader, top.get("limits")),
         lines={key: line for key, line, _ in root.pairs} if root.kind == "map" else {},
         entry_lines={key: tuple(item.line for item in top[key].items)
                      for key in ("build-requires", "test-requires", "requires") if key in top},

@@ -17,7 +17,7 @@ from pathlib import Path
 from kiln.errors import InputError
 from kiln.naming import is_debian
 from kiln.recipes.lock import Lock, read_lock
-from kiln.recipes.model import RECIPE_FILE, GitSource, PathSource, Recipe, load_recipe
+from kiln.recipes.model import RECIPE_FILE, GitSource, PathSource, Recipe, UrlSource, load_recipe
 from kiln.recipes.yamldoc import Problem
 from kiln.relations import Alternatives
 
@@ -82,9 +82,17 @@ def check_repository(root: Path) -> tuple[RecipeRepository, list[Problem]]:
 
 
 def _check_sources(repository: RecipeRepository, recipe: Recipe) -> list[Problem]:
+    from kiln.hostconfig import host_config, local_source_problem
+
     problems = []
+    host = host_config()
     for source in recipe.sources:
-        if isinstance(source, PathSource) and not (recipe.directory / source.path).exists():
+        local = (local_source_problem(source, repository.root, host)
+                 if isinstance(source, UrlSource | GitSource) else None)
+        if local:
+            problems.append(Problem(str(recipe.file), source.line, local,
+                                    "local-source-not-allowed"))
+        elif isinstance(source, PathSource) and not (recipe.directory / source.path).exists():
             problems.append(Problem(str(recipe.file), source.line,
                                     f"path source {source.path!r} is not in {recipe.directory}",
                                     "missing-source"))

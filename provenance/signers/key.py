@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiln.errors import InputError
 from provenance.bundle import key_bundle, key_hint
-from provenance.dsse import Envelope, pae
+from provenance.dsse import Envelope, pae, to_low_s
 from provenance.statement import PAYLOAD_TYPE
 
 
@@ -36,6 +36,8 @@ class KeySigner:
         return cls(key, path)
 
     def sign(self, statement: bytes) -> bytes:
-        signature = self._key.sign(pae(PAYLOAD_TYPE, statement), ec.ECDSA(hashes.SHA256()))
+        # Verifiers refuse the high-S twin of a signature (kiln verify does): write low-S.
+        signature = to_low_s(self._key.sign(pae(PAYLOAD_TYPE, statement),
+                                            ec.ECDSA(hashes.SHA256())))
         return key_bundle(Envelope(PAYLOAD_TYPE, statement, (("", signature),)),
                           self._key.public_key())

@@ -70,6 +70,20 @@ def add_outside_member(data: bytes) -> bytes:
     return data[:-len(END_OF_ARCHIVE)] + tar(member("etc/cron.d/evil", b"* * * * * root x\n"))
 
 
+def pax_size(size: str) -> bytes:
+    """A pax header announcing `size` for the member after it (a one-byte file)."""
+    rest = f" size={size}\n".encode()
+    length = len(rest) + len(str(len(rest)))
+    length = len(rest) + len(str(length))
+    record = str(length).encode() + rest
+    header = encode_member("pax", b"x", mode=0o644, size=len(record))
+    return tar(header + record + b"\0" * (-len(record) % 512), member("f", b"x"))
+
+
+def gzip_bomb(_: Path) -> bytes:
+    return gzip.compress(tar(member("zeros", b"\0" * (40 << 20))))
+
+
 Builder = Callable[[Path], bytes]
 
 CASES: list[tuple[str, Builder, str]] = [
@@ -113,6 +127,13 @@ CASES: list[tuple[str, Builder, str]] = [
     ("kiln-member-outside", lambda p: add_outside_member(kiln_archive(p)),
      "archive-outside-mount"),
     ("plain-without-name", lambda _: tar(member("f", b"x")), "archive-no-manifest"),
+    ("pax-size-digits", lambda _: pax_size("9" * 5000), "archive-corrupt"),
+    ("pax-size-huge", lambda _: pax_size(str(10**18)), "archive-too-large"),
+    ("data-after-end", lambda _: tar(member("f", b"x")) + b"hidden member" * 100,
+     "archive-trailing-data"),
+    ("gzip-second-member", lambda _: gzip.compress(tar(member("f", b"x")))
+     + gzip.compress(tar(member("g", b"hidden"))), "archive-trailing-data"),
+    ("gzip-bomb", gzip_bomb, "archive-too-large"),
 ]
 
 
@@ -157,3 +178,24 @@ def test_name_given_for_a_kiln_archive_must_match(tmp_path: Path, kiln: Kiln) ->
     result = kiln("fileset", "import", archive, "--name", "kiln.dev/other", "--version", "1")
     assert result.code == 2
     assert "[archive-manifest-mismatch]" in result.err
+
+
+def test_the_hosts_import_limits_bound_members_and_size(
+        tmp_path: Path, kiln: Kiln, store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "kiln.yaml"
+    config.write_text("import:\n  archive-entries: 3\n  archive-size: 64K\n")
+    monkeypatch.setenv("KILN_CONFIG", str(config))
+    many = tmp_path / "many.tar"
+    many.write_bytes(tar(*(member(f"f{i}", b"x") for i in range(5))))
+    large = tmp_path / "large.tar"
+    large.write_bytes(tar(member("big", b"x" * (100 << 10))))
+    kiln("fileset", "ls")
+    before = snapshot(store_dir)
+    for archive in (many, large):
+        result = kiln("fileset", "import", archive, "--name", "kiln.dev/x", "--version", "1")
+        assert result.code == 2
+        assert "[archive-too-large]" in result.err
+    assert snapshot(store_dir) == before
+    small = tmp_path / "small.tar"
+    small.write_bytes(tar(member("a", b"x"), member("b", b"y")))
+    assert kiln("fileset", "import", small, "--name", "kiln.dev/x", "--version", "1").code == 0

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from workers.bwrap import BwrapSandbox
 from workers.cgroups import RunCgroups
 from workers.root import Root, compose_root
 from workers.runc import RuncSandbox
-from workers.sandbox import Mount, RunResult, RunSpec, Sandbox
+from workers.sandbox import Mount, RunResult, RunSpec, Sandbox, Scratch
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("runc") is None or shutil.which("bwrap") is None,
@@ -33,7 +34,8 @@ def root(tmp_path_factory: pytest.TempPathFactory, apt_lists: None) -> Root:  # 
     """A root of Debian's dash, bash, coreutils and util-linux, with their closure."""
     store = Store.open(tmp_path_factory.mktemp("sandbox") / "store")
     imported = import_debs(store, ["dash", "bash", "coreutils", "util-linux", "mount",
-                                   "netcat-openbsd", "strace"], with_closure=True)
+                                   "netcat-openbsd", "strace", "keyutils"],
+                           with_closure=True)
     return compose_root(store, [item.fileset for item in imported])
 
 
@@ -44,7 +46,7 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
 
 
 def run(sandbox: Sandbox, root: Root, tmp_path: Path, script: str,
-        mounts: tuple[Mount, ...] = (), **limits: float) -> tuple[RunResult, str]:
+        mounts: tuple[Mount, ...] = (), **limits: object) -> tuple[RunResult, str]:
     log = tmp_path / f"log-{len(list(tmp_path.glob('log-*')))}"
     result = sandbox.run(RunSpec(argv=("/bin/bash", "-c", script), env=ENV,
                                  log=log, mounts=root.mounts + mounts, links=root.links,
@@ -108,20 +110,24 @@ def test_src_and_store_stay_read_only_whatever_is_tried(
     assert not any(Path(m.source, "pwned").exists() for m in root.mounts)
 
 
-def test_ptrace_reaches_no_process_of_the_host(sandbox: Sandbox, root: Root,
-                                               tmp_path: Path) -> None:
-    # A builder that could trace a host process could write through it; the host's
-    # processes are not in the sandbox's PID namespace, whatever their number.
+def test_ptrace_is_refused_for_every_process(sandbox: Sandbox, root: Root,
+                                            tmp_path: Path) -> None:
+    # A builder that could trace a process could write through it, and tracing the
+    # sandbox's init hung builds until their timeout: the seccomp filter refuses
+    # ptrace outright, for a host pid, the run's init and the run's own children.
     host_pid = os.getpid()
     result, log = run(sandbox, root, tmp_path, f"""
-        strace -p {host_pid} -o /tmp/trace -e trace=none & tracer=$!
-        sleep 1; kill $tracer 2>/dev/null; wait $tracer; echo "strace exit $?"
-        strace -f -o /tmp/self true && echo "tracing its own child works"
+        strace -p {host_pid} -o /tmp/trace -e trace=none; echo "host exit $?"
+        strace -p 1 -o /tmp/trace -e trace=none; echo "init exit $?"
+        strace -f -o /tmp/self true; echo "child exit $?"
         """, timeout=20)
     assert result.ok, log
-    assert "tracing its own child works" in log  # strace itself runs here
-    assert "No such process" in log
+    assert "host exit 1" in log
+    assert "init exit 1" in log
+    assert "child exit 1" in log
+    assert "Operation not permitted" in log
     assert "attached" not in log.lower()
+    assert result.seconds < 15  # refused at once, not hung until the timeout
     assert Path(f"/proc/{host_pid}/status").read_text().count("TracerPid:\t0") == 1
 
 
@@ -231,3 +237,110 @@ def test_a_run_that_cannot_join_its_cgroups_does_not_run(root: Root, tmp_path: P
     result, log = run(BwrapSandbox(), root, tmp_path, "echo RAN")
     assert result.exit_code == 125
     assert "RAN" not in log
+
+
+def test_no_global_sysctl_or_sysrq_can_be_written(sandbox: Sandbox, root: Root,
+                                                 tmp_path: Path) -> None:
+    # The review's escape: uid 0 of the host may write kernel.core_pattern even with
+    # no capability, and the kernel then runs the pipe it names as root. Each write
+    # puts back the value already there, so a failure of the sandbox harms nothing.
+    core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, sandbox.host_uid, sandbox.host_uid)
+    result, log = run(sandbox, root, tmp_path, """
+        for knob in kernel/core_pattern kernel/modprobe vm/drop_caches fs/suid_dumpable; do
+          value=$(cat /proc/sys/$knob)
+          if [ -z "$value" ]; then value=1; fi
+          if (echo "$value" > /proc/sys/$knob) 2>/dev/null; then echo "WROTE $knob"
+          else echo "refused $knob"; fi
+        done
+        if (echo h > /proc/sysrq-trigger) 2>/dev/null; then echo "WROTE sysrq"; fi
+        echo "inside $(id -u)"; touch /out/made-by-the-run
+        """, (Mount("/out", out, writable=True),))
+    assert result.ok, log
+    assert "WROTE" not in log
+    assert log.count("refused") == 4
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern
+    # Root inside, an unprivileged uid outside: what the kernel checks for sysctls.
+    assert "inside 0" in log.splitlines()
+    owner = (out / "made-by-the-run").stat().st_uid
+    assert owner == sandbox.host_uid != 0
+
+
+def test_the_kernel_keyring_user_namespaces_and_personality_are_refused(
+        sandbox: Sandbox, root: Root, tmp_path: Path) -> None:
+    attempts = {
+        "read-keyring": "keyctl show @u",
+        "add-key": "keyctl add user kiln-planted secret @u",
+        "session-keyring": "keyctl new_session",
+        "user-namespace": "unshare --user --map-root-user true",
+        "mount-namespace": "unshare --mount true",
+        "no-aslr": "setarch -R true",
+    }
+    script = "\n".join(f"if ( {command} ) >/dev/null 2>&1; then echo 'ESCAPED {name}'; "
+                       f"else echo 'refused {name}'; fi" for name, command in attempts.items())
+    result, log = run(sandbox, root, tmp_path, script + "\nsetarch linux32 true && echo ok32")
+    assert result.ok, log
+    assert "ESCAPED" not in log
+    assert log.count("refused") == len(attempts)
+    assert "ok32" in log  # a harmless personality stays allowed
+    planted = subprocess.run(["sh", "-c", "cat /proc/keys"], capture_output=True, text=True,
+                             check=False).stdout
+    assert "kiln-planted" not in planted
+
+
+def test_no_host_path_in_mountinfo_or_environment_and_no_sys(
+        sandbox: Sandbox, root: Root, tmp_path: Path) -> None:
+    secret_dir = tmp_path / "host-src-dir"
+    secret_dir.mkdir()
+    (secret_dir / "file").write_text("x\n")
+    result, log = run(sandbox, root, tmp_path, """
+        cat /proc/self/mountinfo; echo ENV; cat /proc/self/environ | tr '\\0' '\\n'
+        echo ENDENV; ls /sys 2>&1 && echo HAS-SYS
+        echo data > /build/file && echo wrote-build
+        """, (Mount("/src", secret_dir),),
+        scratch=(Scratch("/build", 1 << 20),))
+    assert result.ok, log
+    mountinfo, _, rest = log.partition("ENV")
+    environment = rest.partition("ENDENV")[0]
+    assert "HAS-SYS" not in log
+    assert "wrote-build" in log
+    assert str(tmp_path) not in environment
+    assert str(Path.home()) not in environment
+    writable = [line.split() for line in mountinfo.splitlines()
+                if len(line.split()) > 5 and "rw" in line.split()[5].split(",")]
+    # Every place a build can write is a fresh tmpfs (its root is "/"): it learns no
+    # host path it could name to the host, as core_pattern's pipe did.
+    for fields in writable:
+        if fields[4].startswith(("/proc", "/dev")):
+            continue
+        assert fields[3] == "/", fields
+    # A read-only input still shows where it lies on its filesystem (a bind mount
+    # keeps its root): that is all, and it is read-only.
+    for line in mountinfo.splitlines():
+        if str(tmp_path) in line:
+            assert "ro" in line.split()[5].split(","), line
+
+
+def test_the_log_is_cut_at_its_limit_with_a_marker(sandbox: Sandbox, root: Root,
+                                                   tmp_path: Path) -> None:
+    result, log = run(sandbox, root, tmp_path,
+                      "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo done",
+                      log_size=100_000, timeout=60)
+    assert result.ok  # the run went on: the rest of its output was read and dropped
+    assert len(log) < 100_000 + 200
+    assert "kiln: log cut at 100000 bytes" in log
+    assert result.log_tail(1).startswith("kiln: log cut")
+
+
+def test_scratch_places_are_bounded(sandbox: Sandbox, root: Root, tmp_path: Path) -> None:
+    result, log = run(sandbox, root, tmp_path, """
+        head -c 3000000 /dev/zero > /build/big || echo "build full"
+        head -c 3000000 /dev/zero > /tmp/big || echo "tmp full"
+        truncate -s 10G /build/sparse && echo sparse-made
+        """, scratch=(Scratch("/build", 1 << 20),), tmp_size=1 << 20)
+    assert result.ok, log
+    assert "build full" in log
+    assert "tmp full" in log
+    assert "No space left on device" in log

@@ -9,6 +9,7 @@ import git
 import pytest
 
 from kiln.errors import InputError
+from kiln.hostconfig import HostConfig
 from kiln.recipes.model import GitSource, PathSource, UrlSource
 from tests.fixtures.tls import tls_server
 from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
@@ -21,6 +22,12 @@ WRONG = "0" * 64
 @pytest.fixture
 def cache(tmp_path: Path) -> SourceCache:
     return SourceCache(tmp_path / "cache")
+
+
+@pytest.fixture
+def allowed(tmp_path: Path) -> HostConfig:
+    """A host whose operator allows local sources beneath the test's directory."""
+    return HostConfig(file_sources=tmp_path)
 
 
 def test_https_source_is_fetched_once_and_verified(tmp_path: Path, cache: SourceCache,
@@ -69,13 +76,53 @@ def test_missing_file_on_the_server(tmp_path: Path, cache: SourceCache,
     assert "404" in caught.value.message
 
 
-def test_file_source_and_its_mismatch(tmp_path: Path, cache: SourceCache) -> None:
+def test_file_source_and_its_mismatch(tmp_path: Path, cache: SourceCache,
+                                      allowed: HostConfig) -> None:
     (tmp_path / "local.tar").write_bytes(PAYLOAD)
     url = (tmp_path / "local.tar").as_uri()
-    assert fetch_url(cache, UrlSource(url, SHA, 1)).path.read_bytes() == PAYLOAD
+    assert fetch_url(cache, UrlSource(url, SHA, 1), allowed).path.read_bytes() == PAYLOAD
     with pytest.raises(InputError) as caught:
-        fetch_url(cache, UrlSource(url, WRONG, 1))
+        fetch_url(cache, UrlSource(url, WRONG, 1), allowed)
     assert caught.value.reason == "source-digest-mismatch"
+    # A host file's digest is never told: a second commit could pin it.
+    assert SHA not in caught.value.message
+
+
+def test_host_files_are_no_sources_unless_the_operator_allows_them(
+        tmp_path: Path, cache: SourceCache, allowed: HostConfig) -> None:
+    secret = tmp_path / "elsewhere" / "secret"
+    secret.parent.mkdir()
+    secret.write_bytes(b"the builder's credentials\n")
+    locked_down = HostConfig()  # the default: no file-sources at all
+    narrow = HostConfig(file_sources=tmp_path / "allowed")
+    for host in (locked_down, narrow):
+        for url in (secret.as_uri(), "file:///proc/self/environ", "file:///dev/zero",
+                    (tmp_path / "allowed" / ".." / "elsewhere" / "secret").as_uri()):
+            with pytest.raises(InputError) as caught:
+                fetch_url(cache, UrlSource(url, WRONG, 1), host)
+            assert caught.value.reason == "local-source-not-allowed", url
+            assert hashlib.sha256(b"the builder's credentials\n").hexdigest() \
+                not in caught.value.message
+    assert not any((cache.root / "sha256").iterdir())
+
+
+def test_a_source_past_its_size_limit_is_cut_off_and_not_kept(
+        tmp_path: Path, cache: SourceCache, allowed: HostConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big.img"
+    with open(big, "wb") as handle:
+        handle.truncate(3 << 20)  # sparse: 3 MB of zeros that cost the disk nothing
+    with pytest.raises(InputError) as caught:
+        fetch_url(cache, UrlSource(big.as_uri(), WRONG, 1), allowed, max_size=1 << 20)
+    assert caught.value.reason == "source-too-large"
+    with tls_server(tmp_path / "server") as server:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+        (server.root / "big.tar").write_bytes(b"x" * (2 << 20))
+        with pytest.raises(InputError) as caught:
+            fetch_url(cache, UrlSource(f"{server.url}/big.tar", WRONG, 1), max_size=1 << 20)
+    assert caught.value.reason == "source-too-large"
+    assert not any((cache.root / "sha256").iterdir())
+    assert not any((cache.root / "tmp").iterdir())
 
 
 def test_path_source_stays_inside_the_recipe(tmp_path: Path) -> None:
@@ -102,31 +149,32 @@ def _upstream(tmp_path: Path) -> tuple[git.Repo, str]:
     return repo, first
 
 
-def test_git_source_is_mirrored_once_and_fetched_for_new_commits(tmp_path: Path,
-                                                                 cache: SourceCache) -> None:
+def test_git_source_is_mirrored_once_and_fetched_for_new_commits(
+        tmp_path: Path, cache: SourceCache, allowed: HostConfig) -> None:
     repo, first = _upstream(tmp_path)
     url = str(tmp_path / "upstream")
-    fetched = fetch_git(cache, GitSource(url, first, 1))
+    fetched = fetch_git(cache, GitSource(url, first, 1), host=allowed)
     assert git.Repo(fetched.mirror).commit(first).message == "first"
     (tmp_path / "upstream/README").write_text("second\n")
     repo.index.add(["README"])
     second = repo.index.commit("second").hexsha
-    again = fetch_git(cache, GitSource(url, second, 1))
+    again = fetch_git(cache, GitSource(url, second, 1), host=allowed)
     assert again.mirror == fetched.mirror
     assert git.Repo(again.mirror).commit(second).message == "second"
 
 
-def test_git_source_without_the_pinned_commit_is_refused(tmp_path: Path,
-                                                         cache: SourceCache) -> None:
+def test_git_source_without_the_pinned_commit_is_refused(
+        tmp_path: Path, cache: SourceCache, allowed: HostConfig) -> None:
     _upstream(tmp_path)
     with pytest.raises(InputError) as caught:
-        fetch_git(cache, GitSource(str(tmp_path / "upstream"), "1" * 40, 1))
+        fetch_git(cache, GitSource(str(tmp_path / "upstream"), "1" * 40, 1), host=allowed)
     assert caught.value.reason == "source-commit-missing"
 
 
-def test_unreachable_git_source(tmp_path: Path, cache: SourceCache) -> None:
+def test_unreachable_git_source(tmp_path: Path, cache: SourceCache,
+                                allowed: HostConfig) -> None:
     with pytest.raises(InputError) as caught:
-        fetch_git(cache, GitSource(str(tmp_path / "no-such-repo"), "1" * 40, 1))
+        fetch_git(cache, GitSource(str(tmp_path / "no-such-repo"), "1" * 40, 1), host=allowed)
     assert caught.value.reason == "source-unreachable"
 
 
@@ -138,3 +186,19 @@ def test_a_relative_git_source_names_a_repository_beside_the_recipes(
     fetched = fetch_git(cache, GitSource("../upstream", first, 1), recipe_repository=recipes)
     assert git.Repo(fetched.mirror).commit(first).message == "first"
     assert fetched.uri == f"git+{tmp_path / 'upstream'}"
+
+
+def test_a_local_git_source_stays_beside_the_recipes_or_under_file_sources(
+        tmp_path: Path, cache: SourceCache) -> None:
+    _repo, first = _upstream(tmp_path)
+    recipes = tmp_path / "farm" / "recipes"
+    recipes.mkdir(parents=True)
+    locked_down = HostConfig()
+    for source, recipe_repository in ((GitSource("../../upstream", first, 1), recipes),
+                                      (GitSource(str(tmp_path / "upstream"), first, 1), None),
+                                      (GitSource((tmp_path / "upstream").as_uri(), first, 1),
+                                       None)):
+        with pytest.raises(InputError) as caught:
+            fetch_git(cache, source, recipe_repository=recipe_repository, host=locked_down)
+        assert caught.value.reason == "local-source-not-allowed", source
+    assert not any((cache.root / "git").iterdir())

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from kiln.errors import ConflictError
 from kiln.fileset import FileSet
+from kiln.ownership import UntrustedDirectory
 from kiln.package import PackageMetadata
 from kiln.store import Store
 from kiln.store.ingest import ingest_directory
 from kiln.store.materialize import remove_tree
 from tests.treespec import File, Link, Spec, write_tree
+from workers import rootfs
 from workers.root import compose_root
+from workers.rootfs import cached_root
+from workers.sandbox import RunSpec
 
 
 def package(store: Store, tmp_path: Path, name: str, spec: Spec,
@@ -66,3 +71,70 @@ def test_a_composition_is_remembered_while_its_trees_exist(tmp_path: Path,
     assert again is not first
     assert all(m.source.is_dir() for m in again.mounts)
     assert again.key == first.key
+
+
+def _skeleton(store: Store, filesets: list[FileSet]) -> Path:
+    root = compose_root(store, filesets)
+    return cached_root(RunSpec(argv=("true",), env={}, log=Path("/dev/null"),
+                               mounts=root.mounts, links=root.links, links_key=root.key))
+
+
+@pytest.fixture
+def own_scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The root cache in the test's own directory, not the machine's /dev/shm."""
+    scratch = tmp_path / "shm"
+    scratch.mkdir()
+    monkeypatch.setattr(rootfs, "SCRATCH", scratch)
+    return scratch
+
+
+def test_the_composer_never_writes_through_a_packages_link(
+        tmp_path: Path, store: Store, own_scratch: Path) -> None:
+    # The review's escape: a package whose etc/passwd, etc/group or etc/hostname is a
+    # symlink to a host path had the composer, as root, write onto the host.
+    canaries = {name: tmp_path / f"canary-{name}" for name in ("passwd", "group", "hostname")}
+    for canary in canaries.values():
+        canary.write_text("host file, untouched\n")
+    hostile = package(store, tmp_path, "hostile",
+                      {f"etc/{name}": Link(str(canary)) for name, canary in canaries.items()})
+    skeleton = _skeleton(store, [hostile])
+    for name, canary in canaries.items():
+        assert canary.read_text() == "host file, untouched\n"
+        # The package's link stands in the root, to resolve inside the sandbox only.
+        assert os.readlink(skeleton / "etc" / name) == str(canary)
+
+
+def test_a_package_link_over_the_roots_own_directories_is_refused(
+        tmp_path: Path, store: Store, own_scratch: Path) -> None:
+    target = tmp_path / "host-dir"
+    target.mkdir()
+    for path in ("etc", "tmp", "packages"):
+        hostile = package(store, tmp_path, f"over-{path}", {path: Link(str(target))})
+        with pytest.raises(ConflictError) as caught:
+            _skeleton(store, [hostile])
+        assert caught.value.reason == "root-path-taken"
+    assert list(target.iterdir()) == []
+
+
+def test_a_root_cache_another_user_made_is_refused(tmp_path: Path, store: Store,
+                                                   own_scratch: Path) -> None:
+    one = package(store, tmp_path, "one", {"usr/bin/one": File(b"one", True)})
+    cache = own_scratch / f"kiln-roots-{os.geteuid()}"
+    cache.mkdir()
+    os.chown(cache, 4242, 4242)  # as if another local user made it first
+    with pytest.raises(UntrustedDirectory) as caught:
+        _skeleton(store, [one])
+    assert "uid 4242" in caught.value.message
+    os.chown(cache, os.geteuid(), os.getegid())
+    cache.chmod(0o777)
+    with pytest.raises(UntrustedDirectory) as caught:
+        _skeleton(store, [one])
+    assert "writable by others" in caught.value.message
+    cache.rmdir()
+    cache.symlink_to(tmp_path)
+    with pytest.raises(UntrustedDirectory):
+        _skeleton(store, [one])
+    cache.unlink()
+    made = _skeleton(store, [one])  # its own, made right: used
+    assert made.parent == cache
+    assert (cache.stat().st_mode & 0o777) == 0o755
