@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -98,6 +99,17 @@ def parse_bundle(raw: bytes, where: str) -> ParsedBundle:
     except (_Malformed, ValueError, TypeError) as exc:
         raise InputError(f"{where} is not a Sigstore bundle: {exc}", reason="bad-bundle") from exc
     return ParsedBundle(raw, parsed, hint, keyless="publicKey" not in material)
+
+
+def read_bundle_file(path: Path) -> bytes:
+    """A bundle file's bytes, read no further than a bundle may be long."""
+    limit = host_config().imports.bundle_size
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", reason="unreadable-file") from exc
+    return raw  # parse_bundle refuses it when it is longer than the limit
 
 
 BUNDLE_TYPES = (BUNDLE_TYPE, "application/vnd.dev.sigstore.bundle+json;version=0.3")

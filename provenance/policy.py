@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiln.errors import CheckFailed, InputError
 from kiln.naming import validate_name
+from kiln.recipes.repository import LOCAL_REPOSITORY
 from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
 from kiln.relations import Relation, parse_alternatives
 from provenance.statement import BUILD_TYPE
@@ -102,6 +103,8 @@ class BuilderIn:
 
 @dataclass(frozen=True)
 class RecipeRepositoryIn:
+    """The recipes came from an allowed repository, which holds the recipe commit."""
+
     repositories: tuple[str, ...]
 
     def verify(self, evidence: Evidence) -> None:
@@ -110,6 +113,11 @@ class RecipeRepositoryIn:
             return
         external = verified.predicate["buildDefinition"]["externalParameters"]
         repository = external["recipes"]["repository"]
+        if str(repository).startswith(LOCAL_REPOSITORY):
+            raise CheckFailed(f"{evidence.name}@{evidence.version} was built from a recipe"
+                              f" commit no repository was found to hold ({repository}); a"
+                              " policy on repositories accepts only pushed commits",
+                              reason="recipe-commit-local")
         if repository not in self.repositories:
             raise CheckFailed(f"{evidence.name}@{evidence.version} was built from recipes in"
                               f" {repository}, which the policy does not allow",

@@ -26,6 +26,7 @@ from kiln.canonical import Digest, canonical_json
 from kiln.errors import InputError
 from kiln.fileset import FileSet
 from kiln.package import PackageMetadata
+from kiln.recipes.repository import LOCAL_REPOSITORY
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -66,8 +67,9 @@ def _statement(subject: list[dict[str, Any]], build_type: str, external: dict[st
     })
 
 
+
 def _repository_uri(repo: str) -> str:
-    return repo if "://" in repo else f"git+file://{repo}"
+    return repo if "://" in repo or repo.startswith(LOCAL_REPOSITORY) else f"git+file://{repo}"
 
 
 def package_statement(record: dict[str, Any], builder: str | None = None) -> bytes:

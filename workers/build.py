@@ -32,7 +32,7 @@ from kiln.naming import is_debian
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock, ensure_locked
 from kiln.recipes.model import DebianSource, GitSource, PathSource, Recipe, UrlSource
-from kiln.recipes.repository import RecipeRepository, load_repository
+from kiln.recipes.repository import LOCAL_REPOSITORY, RecipeRepository, load_repository
 from kiln.store.ingest import ingest_directory
 from kiln.store.scan import ScannedFile, walk_directory
 from kiln.store.store import Store
@@ -44,6 +44,7 @@ from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
 from workers.volumes import check_output, output_volume
 
 BUILD_FORMAT = "kiln.build/v1"
+FETCH_TIMEOUT = 60  # seconds to ask a remote whether it holds the recipe commit
 PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 
 
@@ -98,7 +99,8 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
     with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch, \
             ExitStack() as volumes:
         scratch_dir = Path(scratch)
-        checkout = _checkout(store, recipes, name, commit, allow_dirty, scratch_dir / "recipes")
+        checkout = checkout_recipes(store, recipes, name, commit, allow_dirty,
+                                    scratch_dir / "recipes")
         recipe = _find(checkout.repository, name)
         limits = host.build_limits(recipe.limits, str(recipe.file))
         lock = checkout.repository.lock
@@ -199,8 +201,8 @@ def _compare(recipe_file: Path, first: Path, second: Path) -> None:
                       f" {len(differing)} paths: {shown}", reason="not-reproducible")
 
 
-def _checkout(store: Store, recipes: str | Path, name: str, commit: str | None,
-              allow_dirty: bool, into: Path) -> Checkout:
+def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str | None,
+                     allow_dirty: bool, into: Path) -> Checkout:
     """The recipe repository at a commit: a directory in a git working tree, or a git
     URL (`URL#PATH`, PATH by default `recipes` if the repository has it, else its top)."""
     import git
@@ -214,7 +216,6 @@ def _checkout(store: Store, recipes: str | Path, name: str, commit: str | None,
         top = Path(repo.working_tree_dir or recipes).resolve()
         location = Path(recipes).resolve()
         relative = location.relative_to(top)
-        origin = next((remote.url for remote in repo.remotes), str(top))
     else:
         origin, _, path = str(recipes).partition("#")
         repo = _mirror(store, origin)
@@ -224,6 +225,8 @@ def _checkout(store: Store, recipes: str | Path, name: str, commit: str | None,
     rev_sha = repo.commit(commit or "HEAD").hexsha
     dirty = (commit is None and repo.working_tree_dir is not None
              and bool(repo.git.status("--porcelain", "--", str(relative))))
+    if Path(recipes).is_dir():
+        origin = _remote_holding(repo, rev_sha) or f"{LOCAL_REPOSITORY}{top}"
     if dirty and not allow_dirty:
         raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
                          " --allow-dirty (the record says so)", reason="dirty-recipes")
@@ -239,6 +242,25 @@ def _checkout(store: Store, recipes: str | Path, name: str, commit: str | None,
     epoch = int(repo.git.log("-1", "--format=%ct", rev_sha, "--", str(relative / name)) or 0) \
         or int(repo.commit(rev_sha).committed_date)
     return Checkout(load_repository(into), rev_sha, origin, dirty, epoch, location)
+
+
+def _remote_holding(repo: Any, commit: str) -> str | None:
+    """The URL of a remote of `repo` that holds `commit`, fetched now to be sure.
+
+    The record names the repository a consumer can get the recipes from: a
+    commit never pushed is in none, whatever the checkout's first remote says."""
+    for remote in repo.remotes:
+        fetched = subprocess.run(["git", "-C", repo.git_dir, "fetch", "--quiet", "--no-tags",
+                                  remote.name], capture_output=True, timeout=FETCH_TIMEOUT,
+                                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, check=False)
+        if fetched.returncode != 0:
+            continue  # unreachable now: it cannot be said to hold the commit
+        holding = subprocess.run(["git", "-C", repo.git_dir, "branch", "--remotes",
+                                  "--contains", commit, "--list", f"{remote.name}/*"],
+                                 capture_output=True, text=True, check=False)
+        if holding.returncode == 0 and holding.stdout.strip():
+            return str(remote.url)
+    return None
 
 
 def _mirror(store: Store, url: str) -> Any:

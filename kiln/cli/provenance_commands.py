@@ -178,12 +178,12 @@ def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]
 
 def _verify_bundle_file(store: Store, check: Checker,
                         args: argparse.Namespace) -> dict[str, object]:
-    from provenance.bundle import parse_bundle
+    from provenance.bundle import parse_bundle, read_bundle_file
     from provenance.policy import Evidence
     from provenance.verify import verify_bundle
 
     fileset = resolve_ref(store, args.target)
-    bundle = parse_bundle(args.bundle.read_bytes(), str(args.bundle))
+    bundle = parse_bundle(read_bundle_file(args.bundle), str(args.bundle))
     verified = verify_bundle(bundle, check.trust_for(fileset.name), fileset.digest,
                              str(args.bundle))
     check.check_rules(Evidence(fileset.name, fileset.version, verified))

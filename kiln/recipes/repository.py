@@ -24,6 +24,10 @@ from kiln.relations import Alternatives
 LOCK_FILE = "kiln.lock"
 
 
+# A build record's repository when no remote of the recipe checkout holds its commit:
+# it says plainly the commit is local, and a policy on repositories refuses it.
+LOCAL_REPOSITORY = "local:"
+
 @dataclass(frozen=True)
 class RecipeRepository:
     root: Path

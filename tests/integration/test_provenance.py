@@ -59,12 +59,13 @@ def farm(tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch) ->
     return {"key": farm_key, "pub": farm_pub, "other_key": other_key, "other_pub": other_pub}
 
 
-def record_for(store: Store, fileset: FileSet, tmp_path: Path) -> Path:
+def record_for(store: Store, fileset: FileSet, tmp_path: Path,
+               repo: str = "https://git.example.org/recipes.git") -> Path:
     """A build record of `fileset`, as `kiln build --record` writes them."""
     archive = ArchiveCache(store).layer(fileset)[0]
     digest = "sha256:" + "ab" * 32
     record = {
-        "recipe": {"repo": "https://git.example.org/recipes.git", "commit": "c" * 40,
+        "recipe": {"repo": repo, "commit": "c" * 40,
                    "path": fileset.name.rsplit("/", 1)[-1], "tree": digest, "dirty": False},
         "sources": [{"uri": "https://example.org/src.tar.gz", "sha256": "d" * 64},
                     {"uri": "git+https://example.org/lib.git", "commit": "e" * 40}],
@@ -617,3 +618,21 @@ def test_an_image_whose_packages_were_never_published_has_no_provenance(
     assert result.code == 1
     assert "[no-provenance]" in result.err
     assert "kiln.dev/never-published" in result.err
+
+
+def test_a_policy_on_repositories_refuses_a_local_recipe_commit(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path]) -> None:
+    # An unpushed commit's record says so (kiln build finds no remote holding it);
+    # a policy naming repositories must refuse it even if it lists the path.
+    tool = make_package(store, tmp_path, "kiln.dev/tool", "1.0-1", {"usr/bin/tool*": "x\n"})
+    record = record_for(store, tool, tmp_path, repo="local:/home/maintainer/recipes")
+    assert kiln("attest", record, "--signer", f"file:{farm['key']}").code == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({
+        "trust": [{"prefix": "kiln.dev/", "keys": [str(farm["pub"])]}],
+        "recipe-repositories": ["https://git.example.org/recipes.git",
+                                "local:/home/maintainer/recipes"]}))
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    result = consumer("verify", "kiln.dev/tool@1.0-1", "--policy", policy)
+    assert result.code == 1
+    assert "[recipe-commit-local]" in result.err

@@ -202,3 +202,33 @@ def test_a_local_git_source_stays_beside_the_recipes_or_under_file_sources(
             fetch_git(cache, source, recipe_repository=recipe_repository, host=locked_down)
         assert caught.value.reason == "local-source-not-allowed", source
     assert not any((cache.root / "git").iterdir())
+
+
+def test_the_record_names_a_repository_only_if_it_holds_the_commit(
+        tmp_path: Path, store_dir: Path) -> None:
+    from kiln.store import Store
+    from workers.build import checkout_recipes
+
+    upstream = git.Repo.init(tmp_path / "upstream.git", bare=True)
+    clone = git.Repo.clone_from(upstream.git_dir, tmp_path / "work")
+    recipe = tmp_path / "work" / "recipes" / "tool" / "recipe.yaml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text("package: {name: kiln.dev/tool, version: '1'}\nbuild: 'true'\n")
+    clone.index.add([str(recipe)])
+    first = clone.index.commit("tool").hexsha
+    store = Store.open(store_dir)
+    recipes = tmp_path / "work" / "recipes"
+
+    unpushed = checkout_recipes(store, recipes, "tool", None, False, tmp_path / "c1")
+    assert unpushed.commit == first
+    assert unpushed.origin == f"local:{tmp_path / 'work'}"  # not the clone's origin URL
+
+    clone.git.push("origin", "HEAD:refs/heads/main")
+    pushed = checkout_recipes(store, recipes, "tool", None, False, tmp_path / "c2")
+    assert pushed.origin == upstream.git_dir
+
+    recipe.write_text("package: {name: kiln.dev/tool, version: '2'}\nbuild: 'true'\n")
+    clone.index.add([str(recipe)])
+    clone.index.commit("tool 2")  # committed, not pushed: local again
+    assert checkout_recipes(store, recipes, "tool", None, False,
+                            tmp_path / "c3").origin.startswith("local:")
