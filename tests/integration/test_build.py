@@ -240,3 +240,73 @@ def test_recipes_from_a_git_url_at_a_commit(recipes: Path, tmp_path: Path, kiln:
     unreachable = kiln("build", "tiny", "--recipes", (tmp_path / "nothing.git").as_uri())
     assert unreachable.code == 2
     assert "[not-a-repository]" in unreachable.err
+
+
+def write_limited(top: Path, build: str, limits: str = "", sources: str = "") -> None:
+    (top / "recipes/tiny/recipe.yaml").write_text(
+        "package: {name: kiln.dev/tiny, version: '1'}\n"
+        f"build-requires: [{WITH_COREUTILS}]\n"
+        f"build: {json.dumps(build)}\n" + limits + sources)
+
+
+def test_each_limit_stops_its_flood_with_a_clear_reason(
+        recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None) -> None:  # noqa: F811
+    top = recipes.parent
+    before = shutil.disk_usage(kiln.store_dir.parent).free
+
+    def build(script: str, limits: str = "", sources: str = "") -> tuple[int, str]:
+        write_limited(top, script, limits, sources)
+        result = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty")
+        assert "Traceback" not in result.err
+        return result.code, result.err
+
+    # The recipe's own wall time, not the hour every build had.
+    code, err = build("sleep 600", "limits: {wall-time: 2}\n")
+    assert code == 1
+    assert "[build-failed]" in err
+    assert "timed out" in err
+    # /out is a tmpfs of out-size: writing past it fails inside the build.
+    code, err = build("head -c 3000000 /dev/zero > /out/zeros", "limits: {out-size: 1M}\n")
+    assert code == 1
+    assert "No space left on device" in err
+    # A sparse file costs the tmpfs nothing, but would become a real object: refused.
+    code, err = build("truncate -s 5G /out/sparse")
+    assert code == 1
+    assert "[output-too-large]" in err
+    code, err = build("for i in $(seq 50); do : > /out/f$i; done", "limits: {out-files: 10}\n")
+    assert code == 1
+    assert "[output-too-large]" in err
+    # A recipe cannot grant itself more than the host's ceilings.
+    code, err = build("true", "limits: {memory: 1T}\n")
+    assert code == 2
+    assert "[limit-too-high]" in err
+    assert "recipes/tiny/recipe.yaml" in err
+    # A log flood is kept to log-size, the rest dropped with a marker; the build goes on.
+    code, err = build("head -c 50000000 /dev/zero | tr '\\\\0' x; mkdir -p /out/d; : > /out/d/f",
+                      "limits: {log-size: 100K}\n")
+    assert code == 0, err
+    logs = list((kiln.store_dir / "cache" / "builds").glob("*.log"))
+    assert logs
+    newest = max(logs, key=lambda p: p.stat().st_mtime)
+    assert newest.stat().st_size < 102_400 + 200
+    assert b"kiln: log cut at 102400 bytes" in newest.read_bytes()
+    # Nothing of the floods stayed on the host's disk.
+    assert shutil.disk_usage(kiln.store_dir.parent).free > before - (200 << 20)
+
+
+def test_a_host_file_is_no_source_for_kiln_build_or_recipe_check(
+        recipes: Path, kiln: Kiln, tmp_path: Path) -> None:
+    secret = tmp_path / "secret-token"
+    secret.write_text("the builder's credentials\n")
+    for url in (secret.as_uri(), "file:///proc/self/environ"):
+        write_limited(recipes.parent, "true",
+                      sources=f"sources:\n  - url: {url}\n    sha256: {'0' * 64}\n")
+        checked = kiln("recipe", "check", recipes)
+        assert checked.code == 1
+        problem = next(line for line in checked.out.splitlines()
+                       if "[local-source-not-allowed]" in line)
+        assert problem.startswith(f"{recipes}/tiny/recipe.yaml:5: ")  # file and line
+        built = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty")
+        assert built.code == 2
+        assert "[local-source-not-allowed]" in built.err
+        assert "credentials" not in built.err
