@@ -2,10 +2,14 @@
 
 Tests assert the reason, never the wording, so messages can be improved freely.
 The CLI maps the class to an exit code: 2 for bad usage or bad input, 1 for a
-check that ran and failed.
+check that ran and failed, and 75 (EX_TEMPFAIL) for any error marked
+`temporary`: a registry, source, apt or signing service that could not be
+reached. The same command may succeed later, so a farm retries the build.
 """
 
 from __future__ import annotations
+
+TEMPORARY_EXIT = 75
 
 
 class KilnError(Exception):
@@ -13,22 +17,31 @@ class KilnError(Exception):
 
     exit_code = 2
     default_reason = "kiln-error"
+    temporary = False  # the same action may work later (a service was unreachable)
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None,
+                 temporary: bool | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
+        if temporary is not None:
+            self.temporary = temporary
 
     def __str__(self) -> str:
         return self.message
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (ingest workers); keep the reason.
-        return (_rebuild, (type(self), self.message, self.reason))
+        return (_rebuild, (type(self), self.message, self.reason, self.temporary))
+
+    @property
+    def exit_status(self) -> int:
+        """The exit code the CLI ends with for this error."""
+        return TEMPORARY_EXIT if self.temporary else self.exit_code
 
 
-def _rebuild(cls: type[KilnError], message: str, reason: str) -> KilnError:
-    return cls(message, reason=reason)
+def _rebuild(cls: type[KilnError], message: str, reason: str, temporary: bool) -> KilnError:
+    return cls(message, reason=reason, temporary=temporary)
 
 
 class InputError(KilnError):

@@ -1,4 +1,9 @@
-"""Signing a FileSet's statement and attaching the bundle to its artifact."""
+"""Signing a statement and attaching the bundle to its subject in the registry.
+
+`attest` needs no store: the farm's master signs what a worker pushed, reading
+only the registry. `attest_fileset` is the single host's way: push from the
+store, then attest.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 from kiln.errors import InputError
 from kiln.fileset import FileSet
 from kiln.registry.artifact import MANIFEST_TYPE, Descriptor, fileset_manifest, push_fileset
-from kiln.registry.client import client_for
+from kiln.registry.client import RegistryClient, client_for
 from kiln.registry.config import RegistryConfig
 from kiln.registry.naming import version_to_tag
 from kiln.registry.reference import Reference, parse_reference
@@ -50,6 +55,15 @@ def attest_fileset(store: Store, fileset: FileSet, statement: bytes, signer: Sig
     finally:
         client.close()
     return Attested(bundle, pushed.reference, referrer)
+
+
+def attest(statement: bytes, subject: Descriptor, signer: Signer, client: RegistryClient,
+           repository: str) -> tuple[bytes, str]:
+    """Sign `statement` and attach the bundle to `subject`; (bundle, referrer digest).
+
+    Signing is apart from pushing: nothing here reads a store."""
+    bundle = signer.sign(statement)
+    return bundle, attach_bundle(client, repository, subject, bundle)
 
 
 def _configured(config: RegistryConfig, name: str) -> bool:

@@ -27,6 +27,7 @@ from kiln.errors import InputError
 from kiln.fileset import FileSet
 from kiln.package import PackageMetadata
 from kiln.recipes.repository import LOCAL_REPOSITORY
+from kiln.record import BuildRecord
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -72,47 +73,41 @@ def _repository_uri(repo: str) -> str:
     return repo if "://" in repo or repo.startswith(LOCAL_REPOSITORY) else f"git+file://{repo}"
 
 
-def package_statement(record: dict[str, Any], builder: str | None = None) -> bytes:
+def package_statement(record: BuildRecord, builder: str | None = None) -> bytes:
     """The provenance of a package built by `kiln build`, from its build record."""
-    try:
-        output = record["output"]
-        recipe = record["recipe"]
-        repo = _repository_uri(recipe["repo"])
-        dependencies = [{"uri": f"{repo}@{recipe['commit']}", "name": "recipes",
-                         "digest": {"gitCommit": recipe["commit"]},
-                         "annotations": {"path": recipe["path"], "tree": recipe["tree"]}}]
-        for source in record["sources"]:
-            if "commit" in source:
-                dependencies.append({"uri": source["uri"],
-                                     "digest": {"gitCommit": source["commit"]}})
-            else:
-                dependencies.append({"uri": source["uri"],
-                                     "digest": {"sha256": source["sha256"]}})
-        for item in record["build_requires"]:
-            dependencies.append({"uri": f"kiln:{item['name']}@{item['version']}",
-                                 "name": item["name"], "digest": sha256_of(item["digest"])})
-        dependencies.append({"uri": "kiln:lock", "name": "kiln.lock",
-                             "digest": sha256_of(record["lock"])})
-        sandbox = record["sandbox"]
-        dependencies.append({"uri": f"kiln:sandbox/{sandbox['backend']}@{sandbox['version']}",
-                             "name": "sandbox"})
-        return _statement(
-            [{"name": output["name"], "digest": sha256_of(output["digest"])}],
-            BUILD_TYPE,
-            {"recipes": {"repository": repo, "path": recipe["path"],
-                         "commit": recipe["commit"]}},
-            {"sandbox": {"backend": sandbox["backend"], "version": sandbox["version"]},
-             "kiln": record["kiln"], "buildKey": record["build_key"],
-             "dirty": bool(recipe.get("dirty", False)),
-             "archive": output["archive"], "version": output["version"]},
-            dependencies,
-            {"builder": {"id": builder or builder_id()},
-             "metadata": {"invocationId": record["build_key"], "startedOn": record["started"],
-                          "finishedOn": record["finished"]},
-             "byproducts": [{"name": "log", "digest": sha256_of(record["log"])}]},
-        )
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"the build record lacks {exc}", reason="bad-record") from exc
+    recipe = record.recipe
+    repo = _repository_uri(recipe.repo)
+    dependencies: list[dict[str, Any]] = [
+        {"uri": f"{repo}@{recipe.commit}", "name": "recipes",
+         "digest": {"gitCommit": recipe.commit},
+         "annotations": {"path": recipe.path, "tree": recipe.tree}}]
+    for source in record.sources:
+        dependencies.append({"uri": source.uri,
+                             "digest": {"gitCommit": source.commit} if source.commit
+                             else {"sha256": source.sha256}})
+    for item in record.build_requires:
+        dependencies.append({"uri": f"kiln:{item.name}@{item.version}", "name": item.name,
+                             "digest": sha256_of(item.digest)})
+    dependencies.append({"uri": "kiln:lock", "name": "kiln.lock",
+                         "digest": sha256_of(record.lock)})
+    sandbox = record.sandbox
+    dependencies.append({"uri": f"kiln:sandbox/{sandbox.backend}@{sandbox.version}",
+                         "name": "sandbox"})
+    output = record.output
+    return _statement(
+        [{"name": output.name, "digest": sha256_of(output.digest)}],
+        BUILD_TYPE,
+        {"recipes": {"repository": repo, "path": recipe.path, "commit": recipe.commit}},
+        {"sandbox": {"backend": sandbox.backend, "version": sandbox.version},
+         "kiln": {"version": record.kiln.version, "commit": record.kiln.commit},
+         "buildKey": record.build_key, "dirty": recipe.dirty,
+         "archive": output.archive, "version": output.version},
+        dependencies,
+        {"builder": {"id": builder or builder_id()},
+         "metadata": {"invocationId": record.build_key, "startedOn": record.started,
+                      "finishedOn": record.finished},
+         "byproducts": [{"name": "log", "digest": sha256_of(record.log)}]},
+    )
 
 
 def debian_statement(fileset: FileSet, builder: str | None = None) -> bytes:

@@ -9,12 +9,9 @@ the package, its runtime closure and its test-requires; write the build record.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kiln import __version__
-from kiln.canonical import Digest, canonical_json, sha256_digest
-from kiln.errors import CheckFailed, InputError, NotFound
+from kiln.canonical import Digest, sha256_digest
+from kiln.errors import CheckFailed, InputError, KilnError, NotFound
 from kiln.fileset import FileSet
 from kiln.hostconfig import HostConfig, host_config
 from kiln.limits import Limits
@@ -32,19 +29,26 @@ from kiln.naming import is_debian
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock, ensure_locked
 from kiln.recipes.model import DebianSource, GitSource, PathSource, Recipe, UrlSource
-from kiln.recipes.repository import LOCAL_REPOSITORY, RecipeRepository, load_repository
+from kiln.recipes.repository import RecipeRepository
+from kiln.record import (
+    BuildRecord,
+    Dependency,
+    KilnRef,
+    Output,
+    RecipeRef,
+    SandboxRef,
+    SourceRef,
+    build_key,
+)
 from kiln.store.ingest import ingest_directory
-from kiln.store.scan import ScannedFile, walk_directory
 from kiln.store.store import Store
-from kiln.tree import Entry, FileEntry, Tree
-from workers.debsource import fetch_debian
+from workers.checkout import Checkout, checkout_recipes, file_sha256, recipe_tree, tree_of
+from workers.debsource import debian_source_uri, fetch_debian
 from workers.root import compose_root
 from workers.sandbox import Mount, RunSpec, Sandbox, Scratch, bounded
 from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
 from workers.volumes import check_output, output_volume
 
-BUILD_FORMAT = "kiln.build/v1"
-FETCH_TIMEOUT = 60  # seconds to ask a remote whether it holds the recipe commit
 PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 
 
@@ -70,21 +74,27 @@ CHECK_VARIATIONS = (Variation(), Variation("/var/elsewhere/build", "002", 1, rev
 
 @dataclass(frozen=True)
 class BuildOutcome:
-    record: dict[str, Any]
+    record: BuildRecord
     fileset: FileSet
     reused: bool  # the build key was built before: nothing ran
 
 
 @dataclass(frozen=True)
-class Checkout:
-    """The recipe repository as a commit holds it, read from a temporary copy."""
+class BuildPlan:
+    """A recipe at a commit, its root and its build key: everything but the build.
 
-    repository: RecipeRepository
-    commit: str
-    origin: str
-    dirty: bool
-    source_date_epoch: int
-    recipes: Path  # where the recipe repository lies in its working tree
+    Made without fetching a source (their pins are the key's inputs), so a planner
+    can ask for the keys of many recipes cheaply."""
+
+    checkout: Checkout
+    recipe: Recipe
+    lock: Lock
+    build_root: tuple[FileSet, ...]
+    sources: tuple[SourceRef, ...]
+    recipe_tree: Digest
+    build_key: Digest
+    limits: Limits
+    scratch: Path  # a directory of the caller's, for sources and runs
 
 
 def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
@@ -94,38 +104,46 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
 
     With `check`, build twice under CHECK_VARIATIONS (even if built before) and
     refuse, naming the files that differ, unless both trees are the same."""
-    host = host_config()
     # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
-    with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch, \
-            ExitStack() as volumes:
-        scratch_dir = Path(scratch)
-        checkout = checkout_recipes(store, recipes, name, commit, allow_dirty,
-                                    scratch_dir / "recipes")
-        recipe = _find(checkout.repository, name)
-        limits = host.build_limits(recipe.limits, str(recipe.file))
-        lock = checkout.repository.lock
-        if lock is None:
-            raise InputError(f"{recipes} has no kiln.lock; run kiln lock update",
-                             reason="lock-missing")
-        build_root = _locked(store, lock, recipe.build_requires)
-        src = scratch_dir / "src"
-        sources = _fetch_sources(store, recipe, checkout, src, host, limits)
-        inputs = {
-            "format": BUILD_FORMAT,
-            "recipe": _recipe_tree(recipe.directory),
-            "sources": sources,
-            "build_requires": [_dependency(fs) for fs in build_root],
-            "lock": sha256_digest(lock.to_bytes()),
-            "sandbox": sandbox.name,
-        }
-        build_key = sha256_digest(canonical_json(inputs))
-        previous = None if check else _previous(store, build_key)
+    with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch:
+        plan = prepare(store, recipes, name, Path(scratch), sandbox=sandbox.name,
+                       commit=commit, allow_dirty=allow_dirty)
+        previous = None if check else _previous(store, plan.build_key)
         if previous is not None:
             return BuildOutcome(previous[0], previous[1], reused=True)
+        return execute(store, sandbox, plan, jobs=jobs, check=check)
 
-        started = _now()
-        runs = [_run_build(store, sandbox, recipe, checkout, build_root, src,
-                           scratch_dir / f"run{index}", jobs, variation, limits, volumes)
+
+def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sandbox: str,
+            commit: str | None = None, allow_dirty: bool = False) -> BuildPlan:
+    """Read the recipe at the commit, resolve its root from the lock, compute its key."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    checkout = checkout_recipes(store, recipes, name, commit, allow_dirty, scratch / "recipes")
+    recipe = find_recipe(checkout.repository, name)
+    limits = host_config().build_limits(recipe.limits, str(recipe.file))
+    lock = checkout.repository.lock
+    if lock is None:
+        raise InputError(f"{recipes} has no kiln.lock; run kiln lock update",
+                         reason="lock-missing")
+    build_root = tuple(_locked(store, lock, recipe.build_requires))
+    sources = source_refs(recipe, checkout)
+    tree = recipe_tree(recipe.directory)
+    key = build_key(tree, sources, tuple(_dependency(f) for f in build_root),
+                    checkout.source_date_epoch, sandbox)
+    return BuildPlan(checkout, recipe, lock, build_root, sources, tree, key, limits, scratch)
+
+
+def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
+            check: bool = False) -> BuildOutcome:
+    """Fetch and verify the sources, build, ingest, test, and record."""
+    recipe, checkout = plan.recipe, plan.checkout
+    host = host_config()
+    started = _now()
+    with ExitStack() as volumes:
+        src = plan.scratch / "src"
+        _fetch_sources(store, recipe, checkout, src, host, plan.limits)
+        runs = [_run_build(store, sandbox, recipe, checkout, list(plan.build_root), src,
+                           plan.scratch / f"run{index}", jobs, variation, plan.limits, volumes)
                 for index, variation in enumerate(CHECK_VARIATIONS if check
                                                   else CHECK_VARIATIONS[:1])]
         out, log = runs[0]
@@ -139,26 +157,26 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
             env=recipe.env, requirements=recipe.requirements)
         package = ingest_directory(store, out, name=recipe.package.name,
                                    version=recipe.package.version, metadata=metadata).fileset
-        _test(store, sandbox, lock, recipe, package, checkout, src, scratch_dir, jobs, limits)
-        record = {
-            "recipe": {"repo": checkout.origin, "commit": checkout.commit,
-                       "path": recipe.directory.name, "tree": inputs["recipe"],
-                       "dirty": checkout.dirty},
-            "sources": sources,
-            "build_requires": inputs["build_requires"],
-            "lock": inputs["lock"],
-            "sandbox": {"backend": sandbox.name, "version": sandbox.version},
-            "kiln": {"version": __version__, "commit": _kiln_commit()},
-            "output": {"name": package.name, "version": package.version,
-                       "digest": package.digest, "archive": _archive_digest(store, package)},
-            "log": "sha256:" + _file_sha256(log),
-            "build_key": build_key,
-            "source_date_epoch": checkout.source_date_epoch,
-            "started": started,
-            "finished": _now(),
-        }
-        _remember(store, build_key, record, log)
-        return BuildOutcome(record, package, reused=False)
+    _test(store, sandbox, plan.lock, recipe, package, checkout, src, plan.scratch, jobs,
+          plan.limits)
+    record = BuildRecord(
+        recipe=RecipeRef(checkout.origin, checkout.commit, recipe.directory.name,
+                         plan.recipe_tree, checkout.dirty),
+        sources=plan.sources,
+        build_requires=tuple(_dependency(f) for f in plan.build_root),
+        lock=sha256_digest(plan.lock.to_bytes()),
+        sandbox=SandboxRef(sandbox.name, sandbox.version),
+        kiln=KilnRef(__version__, _kiln_commit()),
+        output=Output(package.name, package.version, package.digest,
+                      _archive_digest(store, package)),
+        log=Digest("sha256:" + file_sha256(log)),
+        build_key=plan.build_key,
+        source_date_epoch=checkout.source_date_epoch,
+        started=started,
+        finished=_now(),
+    )
+    _remember(store, record, log)
+    return BuildOutcome(record, package, reused=False)
 
 
 def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkout,
@@ -190,7 +208,7 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
 
 def _compare(recipe_file: Path, first: Path, second: Path) -> None:
     """Refuse two builds of one input whose trees differ, naming what differs."""
-    trees = [_tree(first), _tree(second)]
+    trees = [tree_of(first), tree_of(second)]
     if trees[0].digest == trees[1].digest:
         return
     entries = [{e.path: e for e in tree.entries} for tree in trees]
@@ -201,92 +219,8 @@ def _compare(recipe_file: Path, first: Path, second: Path) -> None:
                       f" {len(differing)} paths: {shown}", reason="not-reproducible")
 
 
-def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str | None,
-                     allow_dirty: bool, into: Path) -> Checkout:
-    """The recipe repository at a commit: a directory in a git working tree, or a git
-    URL (`URL#PATH`, PATH by default `recipes` if the repository has it, else its top)."""
-    import git
-
-    if Path(recipes).is_dir():
-        try:
-            repo = git.Repo(recipes, search_parent_directories=True)
-        except git.InvalidGitRepositoryError:
-            raise InputError(f"{recipes} is not inside a git repository; recipes are built"
-                             " from commits", reason="not-a-repository") from None
-        top = Path(repo.working_tree_dir or recipes).resolve()
-        location = Path(recipes).resolve()
-        relative = location.relative_to(top)
-    else:
-        origin, _, path = str(recipes).partition("#")
-        repo = _mirror(store, origin)
-        rev = repo.commit(commit or "HEAD")
-        relative = Path(path or ("recipes" if _has_directory(rev, "recipes") else "."))
-        location = Path(repo.git_dir) / relative
-    rev_sha = repo.commit(commit or "HEAD").hexsha
-    dirty = (commit is None and repo.working_tree_dir is not None
-             and bool(repo.git.status("--porcelain", "--", str(relative))))
-    if Path(recipes).is_dir():
-        origin = _remote_holding(repo, rev_sha) or f"{LOCAL_REPOSITORY}{top}"
-    if dirty and not allow_dirty:
-        raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
-                         " --allow-dirty (the record says so)", reason="dirty-recipes")
-    if dirty:
-        shutil.copytree(location, into, symlinks=True)
-    else:
-        archive = into.parent / "recipes.tar"
-        with open(archive, "wb") as out:
-            repo.archive(out, rev_sha, path=str(relative) if str(relative) != "." else None)
-        with tarfile.open(archive) as tar:
-            tar.extractall(into.parent / "checkout", filter="data")
-        (into.parent / "checkout" / relative).rename(into)
-    epoch = int(repo.git.log("-1", "--format=%ct", rev_sha, "--", str(relative / name)) or 0) \
-        or int(repo.commit(rev_sha).committed_date)
-    return Checkout(load_repository(into), rev_sha, origin, dirty, epoch, location)
-
-
-def _remote_holding(repo: Any, commit: str) -> str | None:
-    """The URL of a remote of `repo` that holds `commit`, fetched now to be sure.
-
-    The record names the repository a consumer can get the recipes from: a
-    commit never pushed is in none, whatever the checkout's first remote says."""
-    for remote in repo.remotes:
-        fetched = subprocess.run(["git", "-C", repo.git_dir, "fetch", "--quiet", "--no-tags",
-                                  remote.name], capture_output=True, timeout=FETCH_TIMEOUT,
-                                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, check=False)
-        if fetched.returncode != 0:
-            continue  # unreachable now: it cannot be said to hold the commit
-        holding = subprocess.run(["git", "-C", repo.git_dir, "branch", "--remotes",
-                                  "--contains", commit, "--list", f"{remote.name}/*"],
-                                 capture_output=True, text=True, check=False)
-        if holding.returncode == 0 and holding.stdout.strip():
-            return str(remote.url)
-    return None
-
-
-def _mirror(store: Store, url: str) -> Any:
-    """A mirror of a remote recipe repository in the source cache, fetched anew."""
-    import git
-
-    mirror = SourceCache(store.layout.root / "sources").mirror_path(url)
-    try:
-        if mirror.exists():
-            repo = git.Repo(mirror)
-            repo.git.fetch("origin", "+refs/*:refs/*", "--prune")
-            return repo
-        return git.Repo.clone_from(url, mirror, mirror=True)
-    except git.GitCommandError as exc:
-        raise InputError(f"{url}: cannot fetch the recipes: {exc.stderr.strip() or exc}",
-                         reason="not-a-repository") from exc
-
-
-def _has_directory(commit: Any, path: str) -> bool:
-    try:
-        return bool(commit.tree[path].type == "tree")
-    except KeyError:
-        return False
-
-
-def _find(repository: RecipeRepository, name: str) -> Recipe:
+def find_recipe(repository: RecipeRepository, name: str) -> Recipe:
+    """The recipe of a package name or a directory name; the recipes must be sound."""
     if repository.problems:
         raise InputError(f"the recipes have problems, first: {repository.problems[0]}",
                          reason="bad-recipe")
@@ -311,26 +245,42 @@ def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
     return [store.get(candidate.digest) for candidate in resolved]
 
 
+def source_refs(recipe: Recipe, checkout: Checkout) -> tuple[SourceRef, ...]:
+    """What the record says of each source, from the recipe's pins: nothing fetched.
+
+    A path source is read from the recipe's own directory, which is at hand."""
+    refs: list[SourceRef] = []
+    for source in recipe.sources:
+        if isinstance(source, UrlSource):
+            refs.append(SourceRef(source.url, sha256=source.sha256))
+        elif isinstance(source, PathSource):
+            fetched = fetch_path(recipe.directory, source)
+            refs.append(SourceRef(fetched.uri, sha256=fetched.sha256))
+        elif isinstance(source, DebianSource):
+            refs.append(SourceRef(debian_source_uri(source), sha256=source.dsc_sha256))
+        else:
+            assert isinstance(source, GitSource)
+            resolved = source.resolved(checkout.recipes)
+            refs.append(SourceRef(f"git+{resolved.url}", commit=source.commit))
+    return tuple(refs)
+
+
 def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
-                   host: HostConfig, limits: Limits) -> list[dict[str, str]]:
-    """Each source fetched, verified and laid into `src`; their records, in order."""
+                   host: HostConfig, limits: Limits) -> None:
+    """Each source fetched, verified and laid into `src`, in order."""
     cache = SourceCache(store.layout.root / "sources")
     src.mkdir()
-    records: list[dict[str, str]] = []
     for source in recipe.sources:
         if isinstance(source, UrlSource):
             fetched = fetch_url(cache, source, host, limits.source_size)
             _place(fetched.path, src / fetched.name)
-            records.append({"uri": source.url, "sha256": fetched.sha256})
         elif isinstance(source, PathSource):
             fetched = fetch_path(recipe.directory, source)
             _place(fetched.path, src / fetched.name)
-            records.append({"uri": fetched.uri, "sha256": fetched.sha256})
         elif isinstance(source, DebianSource):
             debian = fetch_debian(cache, source)
             for item in (debian.dsc, *debian.files):
                 _place(item.path, src / item.name)
-            records.append({"uri": debian.dsc.uri, "sha256": source.dsc_sha256})
         else:
             assert isinstance(source, GitSource)
             # A relative URL names a repository beside the recipe repository.
@@ -341,8 +291,6 @@ def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
             archive = subprocess.run(["git", "-C", str(git_source.mirror), "archive",
                                       git_source.commit], capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-            records.append({"uri": git_source.uri, "commit": git_source.commit})
-    return records
 
 
 def _place(source: Path, target: Path) -> None:
@@ -352,30 +300,8 @@ def _place(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _recipe_tree(directory: Path) -> Digest:
-    """The tree digest of the recipe's directory, as a FileSet of it would have."""
-    return _tree(directory).digest
-
-
-def _tree(directory: Path) -> Tree:
-    """The tree of a directory, hashed here without storing anything."""
-    entries: list[Entry] = []
-    for item in walk_directory(directory):
-        if isinstance(item, ScannedFile):
-            entries.append(FileEntry(item.path, item.size, _file_sha256(item.source),
-                                     item.executable))
-        elif not isinstance(item, str):
-            entries.append(item)
-    return Tree.from_entries(entries)
-
-
-def _file_sha256(path: Path | str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _dependency(fileset: FileSet) -> dict[str, str]:
-    return {"name": fileset.name, "version": fileset.version, "digest": fileset.digest}
+def _dependency(fileset: FileSet) -> Dependency:
+    return Dependency(fileset.name, fileset.version, fileset.digest)
 
 
 def _environment(checkout: Checkout, jobs: int, root: list[FileSet],
@@ -407,22 +333,22 @@ def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: F
                           + result.log_tail(20), reason="test-failed")
 
 
-def _previous(store: Store, build_key: Digest) -> tuple[dict[str, Any], FileSet] | None:
+def _previous(store: Store, build_key: Digest) -> tuple[BuildRecord, FileSet] | None:
     path = store.layout.cache / "builds" / f"{build_key.split(':')[1]}.json"
     try:
-        record = json.loads(path.read_text())
-        fileset = store.get(Digest(record["output"]["digest"]))
-    except (OSError, ValueError, KeyError, NotFound):
-        return None
+        record = BuildRecord.from_bytes(path.read_bytes(), str(path))
+        fileset = store.get(record.output.digest)
+    except (OSError, KilnError):
+        return None  # never built here, or by an older Kiln: build it
     return record, fileset
 
 
-def _remember(store: Store, build_key: Digest, record: dict[str, Any], log: Path) -> None:
+def _remember(store: Store, record: BuildRecord, log: Path) -> None:
     directory = store.layout.cache / "builds"
     directory.mkdir(exist_ok=True)
-    name = build_key.split(":")[1]
+    name = record.build_key.split(":")[1]
     shutil.copyfile(log, directory / f"{name}.log")
-    (directory / f"{name}.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    (directory / f"{name}.json").write_bytes(record.to_bytes())
 
 
 def forget_dead_builds(store: Store, live: set[Digest]) -> int:
@@ -434,8 +360,8 @@ def forget_dead_builds(store: Store, live: set[Digest]) -> int:
     removed = 0
     for path in directory.glob("*.json"):
         try:
-            output = Digest(json.loads(path.read_text())["output"]["digest"])
-        except (OSError, ValueError, KeyError, TypeError):
+            output = BuildRecord.from_bytes(path.read_bytes(), str(path)).output.digest
+        except (OSError, KilnError):
             output = Digest("")  # unreadable: nothing can reuse it
         if output not in live:
             path.unlink()
@@ -454,7 +380,7 @@ def _kiln_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def _archive_digest(store: Store, fileset: FileSet) -> str:
+def _archive_digest(store: Store, fileset: FileSet) -> Digest:
     """The digest of the FileSet's stable archive: its OCI layer, wherever it goes."""
     from kiln.archive.export import write_archive
 
@@ -462,7 +388,7 @@ def _archive_digest(store: Store, fileset: FileSet) -> str:
         def write(self, data: bytes | memoryview) -> int:
             return len(data)
 
-    return write_archive(store, fileset, _Discard()).digest  # type: ignore[arg-type]
+    return Digest(write_archive(store, fileset, _Discard()).digest)  # type: ignore[arg-type]
 
 
 def _now() -> str:

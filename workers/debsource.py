@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.debian.apt import network_failure
 from kiln.errors import InputError
 from kiln.recipes.model import DebianSource
 from workers.sources import FetchedFile, SourceCache
@@ -68,7 +69,8 @@ class DebianSourceApt:
                              reason="apt-missing") from exc
         if result.returncode != 0:
             raise InputError(f"apt-get {' '.join(args)}: {result.stderr.strip()}",
-                             reason="source-unreachable")
+                             reason="source-unreachable",
+                             temporary=network_failure(result.stderr))
 
 
 def deb_src_entries() -> str:
@@ -113,7 +115,7 @@ def fetch_debian(cache: SourceCache, source: DebianSource) -> FetchedDebianSourc
             raise InputError(f"apt-get source {source.package}={source.version} gave"
                              f" {sorted(p.name for p in dscs)}, not {_dsc_name(source)}",
                              reason="source-unreachable")
-        uri = _uri(source)
+        uri = debian_source_uri(source)
         with open(dscs[0], "rb") as stream:
             dsc = cache.keep(stream, source.dsc_sha256, uri, dscs[0].name)
         files = []
@@ -127,7 +129,7 @@ def _from_cache(cache: SourceCache, source: DebianSource) -> FetchedDebianSource
     dsc_path = cache.file_path(source.dsc_sha256)
     if not dsc_path.exists():
         return None
-    uri = _uri(source)
+    uri = debian_source_uri(source)
     files = []
     for name, sha in _dsc_files(dsc_path, uri):
         if not cache.file_path(sha).exists():
@@ -137,7 +139,8 @@ def _from_cache(cache: SourceCache, source: DebianSource) -> FetchedDebianSource
                                tuple(files))
 
 
-def _uri(source: DebianSource) -> str:
+def debian_source_uri(source: DebianSource) -> str:
+    """How records name a Debian source package: `debian-source:NAME=VERSION`."""
     return f"debian-source:{source.package}={source.version}"
 
 

@@ -146,12 +146,14 @@ def fetch_url(cache: SourceCache, source: UrlSource, host: HostConfig | None = N
                                  reason="source-too-large")
             return cache.keep(response, source.sha256, source.url, name, max_size=max_size)
     except urllib.error.HTTPError as exc:
+        # A 404 stays a 404; a server error or a throttle may pass.
         raise InputError(f"{source.url}: the server answered {exc.code} {exc.reason}",
-                         reason="source-unreachable") from exc
+                         reason="source-unreachable",
+                         temporary=exc.code >= 500 or exc.code == 429) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise InputError(f"{source.url}: cannot fetch: {reason}",
-                         reason="source-unreachable") from exc
+                         reason="source-unreachable", temporary=True) from exc
 
 
 def fetch_path(recipe_dir: Path, source: PathSource) -> FetchedFile:
@@ -196,7 +198,7 @@ def fetch_git(cache: SourceCache, source: GitSource, recipe_repository: Path | N
             repo.git.fetch("origin", "+refs/*:refs/*", "--prune")
     except git.GitCommandError as exc:
         raise InputError(f"{source.url}: git failed: {exc.stderr.strip() or exc}",
-                         reason="source-unreachable") from exc
+                         reason="source-unreachable", temporary=True) from exc
     if not _has_commit(repo, source.commit):
         raise SourceDigestMismatch(f"{source.url}: has no commit {source.commit}",
                                    reason="source-commit-missing")

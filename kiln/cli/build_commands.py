@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -54,9 +53,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             sign_fileset(store, outcome.fileset, package_statement(outcome.record), args.sign,
                          load_config())
     if args.record:
-        args.record.write_text(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
+        args.record.write_bytes(outcome.record.to_bytes())
     if args.json:
-        print_json({**outcome.record, "reused": outcome.reused})
+        print_json({**outcome.record.to_json(), "reused": outcome.reused})
     else:
         state = "already built" if outcome.reused else (
             "built twice, identical" if args.check else "built")

@@ -16,6 +16,7 @@ from kiln import __version__
 from kiln.cli import (
     build_commands,
     deb_commands,
+    farm_commands,
     fileset_commands,
     image_commands,
     provenance_commands,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     image_commands.register(commands)
     run_commands.register(commands)
     provenance_commands.register(commands)
+    farm_commands.register(commands)
     return parser
 
 
@@ -70,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KilnError as exc:
         if args.debug:
             raise
-        print(f"kiln: error: {exc.message} [{exc.reason}]", file=sys.stderr)
-        return exc.exit_code
+        later = " (temporary: try again later)" if exc.temporary else ""
+        print(f"kiln: error: {exc.message} [{exc.reason}]{later}", file=sys.stderr)
+        return exc.exit_status
     except OSError as exc:
         if args.debug:
             raise

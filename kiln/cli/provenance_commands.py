@@ -91,7 +91,7 @@ def sign_fileset(store: Store, fileset: FileSet, statement: bytes, signer_uri: s
 
 
 def cmd_attest(args: argparse.Namespace) -> int:
-    from kiln.errors import InputError
+    from kiln.record import BuildRecord
     from kiln.registry.config import load_config
     from provenance.statement import debian_statement, package_statement
 
@@ -100,11 +100,8 @@ def cmd_attest(args: argparse.Namespace) -> int:
     with store.shared():
         source = Path(args.source)
         if source.is_file():
-            try:
-                record = json.loads(source.read_text())
-                fileset = store.get(record["output"]["digest"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"{source} is not a build record", reason="bad-record") from exc
+            record = BuildRecord.from_bytes(source.read_bytes(), str(source))
+            fileset = store.get(record.output.digest)
             statement = package_statement(record)
         else:
             fileset = resolve_ref(store, args.source)

@@ -111,7 +111,8 @@ class Apt:
                              reason="apt-missing") from exc
         if check and result.returncode != 0:
             raise NotFound(f"{command[0]} {' '.join(command[5:])}: "
-                           f"{result.stderr.strip() or 'failed'}", reason="apt-failed")
+                           f"{result.stderr.strip() or 'failed'}", reason="apt-failed",
+                           temporary=network_failure(result.stderr))
         return result.stdout
 
 
@@ -143,3 +144,13 @@ def _parse(text: str) -> list[AptPackage]:
             priority=record.get("Priority", "optional"),
         ))
     return packages
+
+
+# What apt says when the mirror, not the request, is at fault.
+_NETWORK_FAILURES = ("Failed to fetch", "Temporary failure", "Could not connect",
+                     "Connection failed", "Connection timed out", "Could not resolve")
+
+
+def network_failure(stderr: str) -> bool:
+    """Whether apt failed for the network (worth retrying), not for what was asked."""
+    return any(marker in stderr for marker in _NETWORK_FAILURES)

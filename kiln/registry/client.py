@@ -213,7 +213,7 @@ class RegistryClient:
                 if attempt >= self.attempts:
                     raise RegistryError(f"{self.host}: {_describe(exc)} (gave up after"
                                         f" {attempt} attempts)",
-                                        reason="registry-unreachable") from exc
+                                        reason="registry-unreachable", temporary=True) from exc
                 self.traffic.retries += 1
                 time.sleep(self.backoff * 2 ** (attempt - 1))
 
@@ -232,7 +232,8 @@ class RegistryClient:
                 attempt += 1
                 if attempt >= self.attempts:
                     raise RegistryError(f"{method} {url}: {failure} (gave up after {attempt}"
-                                        " attempts)", reason="registry-unreachable") from None
+                                        " attempts)", reason="registry-unreachable",
+                                        temporary=True) from None
                 self.traffic.retries += 1
                 time.sleep(self.backoff * 2 ** (attempt - 1))
                 continue

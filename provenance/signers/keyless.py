@@ -57,6 +57,23 @@ class KeylessSigner:
         except failures as exc:
             detail = str(exc) or type(exc).__name__
             raise KilnError(f"sigstore ({self.instance}) could not sign: {detail}",
-                            reason="signing-failed") from exc
+                            reason="signing-failed", temporary=_service_down(exc)) from exc
         encoded: bytes = bundle.to_json().encode()
         return encoded
+
+
+def _service_down(exc: BaseException) -> bool:
+    """Whether Fulcio, Rekor or the OIDC issuer was unreachable or failing (worth
+    retrying), as opposed to refusing what was asked (a bad token stays bad)."""
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.ConnectionError | requests.Timeout):
+            return True
+        response = getattr(seen, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and (status >= 500 or status == 429):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -310,3 +310,31 @@ def test_a_host_file_is_no_source_for_kiln_build_or_recipe_check(
         assert built.code == 2
         assert "[local-source-not-allowed]" in built.err
         assert "credentials" not in built.err
+
+
+def test_the_build_key_counts_only_the_builds_own_closure_of_the_lock(
+        recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None) -> None:  # noqa: F811
+    from workers.build import prepare
+
+    store = Store.open(kiln.store_dir)
+    before = prepare(store, recipes, "tiny", tmp_path / "one", sandbox="bwrap")
+    # The lock loses a package tiny does not use (as when another recipe stops
+    # needing make): tiny's key stays, so nothing of it is rebuilt.
+    lock = json.loads((recipes / "kiln.lock").read_text())
+    lock["packages"] = [p for p in lock["packages"] if p["name"] != "debian.org/bookworm/make"]
+    (recipes / "kiln.lock").write_text(json.dumps(lock, indent=2))
+    repo = git.Repo(recipes.parent)
+    repo.index.add(["recipes/kiln.lock"])
+    repo.index.commit("the lock without make")
+    after = prepare(store, recipes, "tiny", tmp_path / "two", sandbox="bwrap")
+    assert after.checkout.commit != before.checkout.commit
+    assert after.build_key == before.build_key
+    names = {f.name for f in after.build_root}
+    assert "debian.org/bookworm/dash" in names
+    assert "debian.org/bookworm/make" not in names
+    # What tiny does use counts: a newer SOURCE_DATE_EPOCH (a commit touching it).
+    write_tiny(recipes.parent, "printf 'made\\n' > /out/made; true")
+    repo.index.add(["recipes"])
+    repo.index.commit("tiny again")
+    assert prepare(store, recipes, "tiny", tmp_path / "three",
+                   sandbox="bwrap").build_key != before.build_key

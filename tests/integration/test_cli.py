@@ -194,6 +194,7 @@ def test_a_directory_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
 def test_gc_forgets_the_build_records_of_collected_packages(kiln: Kiln, tmp_path: Path) -> None:
     from kiln.store import Store
     from tests.fixtures.packages import make_package
+    from tests.unit.test_record import record_json
 
     store = Store.open(kiln.store_dir)
     kept = make_package(store, tmp_path, "kiln.dev/kept", "1-1", {"f": "kept\n"})
@@ -201,7 +202,9 @@ def test_gc_forgets_the_build_records_of_collected_packages(kiln: Kiln, tmp_path
     builds = kiln.store_dir / "cache" / "builds"
     builds.mkdir(parents=True)
     for name, fileset in (("a" * 64, kept), ("b" * 64, gone)):
-        (builds / f"{name}.json").write_text(json.dumps({"output": {"digest": fileset.digest}}))
+        record = record_json()
+        record["output"]["digest"] = fileset.digest
+        (builds / f"{name}.json").write_text(json.dumps(record))
         (builds / f"{name}.log").write_text("the log\n")
     assert kiln("fileset", "rm", "kiln.dev/gone@1-1").code == 0
     report = json.loads(kiln("store", "gc", "--json").out)

@@ -23,6 +23,7 @@ from sigstore_models.bundle.v1 import Bundle
 from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.errors import CheckFailed
 from kiln.fileset import FileSet
+from kiln.record import BuildRecord
 from kiln.registry.artifact import MANIFEST_TYPE, ArchiveCache, Descriptor, fileset_manifest
 from kiln.registry.client import RegistryClient
 from kiln.store import Store
@@ -75,7 +76,7 @@ def record_for(store: Store, fileset: FileSet, tmp_path: Path,
         "kiln": {"version": "0.1.0", "commit": "f" * 40},
         "output": {"name": fileset.name, "version": fileset.version, "digest": fileset.digest,
                    "archive": archive.digest},
-        "log": digest, "build_key": digest,
+        "log": digest, "build_key": digest, "source_date_epoch": 1764410000,
         "started": "2026-11-29T10:00:00Z", "finished": "2026-11-29T10:01:10Z",
     }
     path = tmp_path / f"{fileset.name.replace('/', '_')}.record.json"
@@ -456,8 +457,10 @@ def test_a_keyless_bundle_is_not_taken_for_a_key_signature(staging_dsse: bytes,
 
 def test_package_statement_names_every_input(store: Store, tmp_path: Path) -> None:
     tool = make_package(store, tmp_path, "kiln.dev/tool", "1.0-1", {"f": "t\n"})
-    record = json.loads(record_for(store, tool, tmp_path).read_text())
-    _, predicate = strictly_parsed(package_statement(record, BUILDER))
+    path = record_for(store, tool, tmp_path)
+    record = json.loads(path.read_text())
+    _, predicate = strictly_parsed(package_statement(
+        BuildRecord.from_bytes(path.read_bytes(), str(path)), BUILDER))
     names = {d.name or d.uri for d in predicate.build_definition.resolved_dependencies}
     assert {"recipes", "debian.org/bookworm/gcc-12", "kiln.lock", "sandbox",
             "https://example.org/src.tar.gz", "git+https://example.org/lib.git"} <= names
@@ -636,3 +639,53 @@ def test_a_policy_on_repositories_refuses_a_local_recipe_commit(
     result = consumer("verify", "kiln.dev/tool@1.0-1", "--policy", policy)
     assert result.code == 1
     assert "[recipe-commit-local]" in result.err
+
+
+def test_the_master_publishes_what_a_worker_pushed_only_if_it_is_the_record(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    from kiln.registry.artifact import push_fileset
+    from kiln.registry.reference import parse_reference
+    from provenance.publish import PublishRefused, publish
+
+    tool = make_package(store, tmp_path, "kiln.dev/pubtool", "2.0-1", {"usr/bin/t*": "t\n"})
+    other = make_package(store, tmp_path, "kiln.dev/pubtool", "2.0-1", {"usr/bin/t*": "u\n"})
+    client = RegistryClient(registry.host, plain_http=True)
+    try:
+        # The worker: blobs and manifest by digest, no tag.
+        untagged = parse_reference(f"{registry.host}/kiln/pubtool")
+        pushed = push_fileset(store, other, client, untagged).reference
+        record_path = record_for(store, tool, tmp_path)
+        record = BuildRecord.from_bytes(record_path.read_bytes(), str(record_path))
+        signer = KeySigner.from_file(str(farm["key"]))
+        # What was pushed is not what the record says was built: refused, nothing tagged.
+        with pytest.raises(PublishRefused) as refused:
+            publish(client, pushed, record, signer, BUILDER)
+        assert "the record says" in refused.value.message
+        assert refused.value.reason == "pushed-mismatch"
+        tags = client.get_json("/v2/kiln/pubtool/tags/list", kind="tags", ok=(200, 404))
+        assert b"2.0-1" not in tags.read_all(1 << 20, "tags")
+        # The right one: checked, signed, attached, then tagged.
+        pushed = push_fileset(store, tool, client, untagged).reference
+        published = publish(client, pushed, record, signer, BUILDER)
+        assert published.reference.tag == "2.0-1"
+    finally:
+        client.close()
+    consumer = Kiln(tmp_path / "consumer", kiln._capsys)
+    verified = consumer("verify", f"{registry.host}/kiln/pubtool:2.0-1", "--key", farm["pub"])
+    assert verified.code == 0, verified.err
+
+
+def test_keyless_signing_with_fulcio_down_is_temporary(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        sigstore: SigstoreInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.registry import free_port
+
+    tool = make_package(store, tmp_path, "kiln.dev/keyless-down", "1-1", {"f": "d\n"})
+    down = tmp_path / "trust_config.json"
+    down.write_text(sigstore.trust_config.read_text().replace(
+        sigstore.url, f"http://127.0.0.1:{free_port()}"))
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", sigstore.token(SIGNER_IDENTITY))
+    result = kiln("attest", record_for(store, tool, tmp_path), "--signer", f"sigstore:{down}")
+    assert result.code == 75  # the farm retries: the service, not the request, failed
+    assert "[signing-failed] (temporary: try again later)" in result.err

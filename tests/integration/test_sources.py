@@ -207,7 +207,7 @@ def test_a_local_git_source_stays_beside_the_recipes_or_under_file_sources(
 def test_the_record_names_a_repository_only_if_it_holds_the_commit(
         tmp_path: Path, store_dir: Path) -> None:
     from kiln.store import Store
-    from workers.build import checkout_recipes
+    from workers.checkout import checkout_recipes
 
     upstream = git.Repo.init(tmp_path / "upstream.git", bare=True)
     clone = git.Repo.clone_from(upstream.git_dir, tmp_path / "work")

@@ -1,0 +1,233 @@
+"""The build record (DESIGN.md 2c): what a build hands to provenance, typed.
+
+It is the wire format from a worker to the master, so it is parsed strictly at
+the boundary (unknown keys refused, every field checked, duplicate keys refused)
+and keeps the bytes it was read from; Kiln writes it as canonical JSON. The
+build key, the digest of every input, is computed here too (`build_key`), so
+that the worker that builds and the planner that decides what to build agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiln.canonical import Digest, canonical_json, loads_strict, sha256_digest
+from kiln.errors import InputError
+
+BUILD_FORMAT = "kiln.build/v2"  # bump when what goes into a build key changes
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class RecipeRef:
+    repo: str  # a URL or path that holds `commit`, or `local:PATH` when none does
+    commit: str
+    path: str  # the recipe's directory in the repository
+    tree: Digest  # the tree digest of that directory
+    dirty: bool = False  # built from uncommitted changes (--allow-dirty)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A verified source: a file by sha256, or a git repository at a commit."""
+
+    uri: str
+    sha256: str | None = None
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A build-time FileSet."""
+
+    name: str
+    version: str
+    digest: Digest
+
+
+@dataclass(frozen=True)
+class SandboxRef:
+    backend: str
+    version: str
+
+
+@dataclass(frozen=True)
+class KilnRef:
+    version: str
+    commit: str | None
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    version: str
+    digest: Digest  # the FileSet digest
+    archive: Digest  # its stable archive's digest: the OCI layer
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    recipe: RecipeRef
+    sources: tuple[SourceRef, ...]
+    build_requires: tuple[Dependency, ...]
+    lock: Digest
+    sandbox: SandboxRef
+    kiln: KilnRef
+    output: Output
+    log: Digest
+    build_key: Digest
+    source_date_epoch: int
+    started: str
+    finished: str
+    raw: bytes | None = field(default=None, compare=False, repr=False)  # as read
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON values, in DESIGN.md 2c's shape."""
+        return {
+            "recipe": {"repo": self.recipe.repo, "commit": self.recipe.commit,
+                       "path": self.recipe.path, "tree": self.recipe.tree,
+                       "dirty": self.recipe.dirty},
+            "sources": [_source_json(s) for s in self.sources],
+            "build_requires": [dependency_json(d) for d in self.build_requires],
+            "lock": self.lock,
+            "sandbox": {"backend": self.sandbox.backend, "version": self.sandbox.version},
+            "kiln": {"version": self.kiln.version, "commit": self.kiln.commit},
+            "output": {"name": self.output.name, "version": self.output.version,
+                       "digest": self.output.digest, "archive": self.output.archive},
+            "log": self.log,
+            "build_key": self.build_key,
+            "source_date_epoch": self.source_date_epoch,
+            "started": self.started,
+            "finished": self.finished,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON: the same record is the same bytes on every host."""
+        return canonical_json(self.to_json())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, where: str) -> BuildRecord:
+        """Parse a record strictly; every problem is `bad-record`, naming `where`."""
+        try:
+            document = loads_strict(raw)
+            return _record(document, raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{where}: not a build record: {exc}", reason="bad-record") from exc
+
+
+def build_key(recipe_tree: Digest, sources: tuple[SourceRef, ...],
+              build_requires: tuple[Dependency, ...], source_date_epoch: int,
+              sandbox: str) -> Digest:
+    """The digest of every input of a build: the same key, nothing to rebuild.
+
+    Only the build's own closure of locked packages counts, not the whole lock:
+    adding a package to the lock rebuilds nothing that does not use it."""
+    return sha256_digest(canonical_json({
+        "format": BUILD_FORMAT,
+        "recipe": recipe_tree,
+        "sources": [_source_json(s) for s in sources],
+        "build_requires": sorted((dependency_json(d) for d in build_requires),
+                                 key=lambda d: (d["name"], d["version"])),
+        "source_date_epoch": source_date_epoch,
+        "sandbox": sandbox,
+    }))
+
+
+def dependency_json(dependency: Dependency) -> dict[str, str]:
+    return {"name": dependency.name, "version": dependency.version,
+            "digest": dependency.digest}
+
+
+def _source_json(source: SourceRef) -> dict[str, str]:
+    if source.commit is not None:
+        return {"uri": source.uri, "commit": source.commit}
+    assert source.sha256 is not None
+    return {"uri": source.uri, "sha256": source.sha256}
+
+
+class _Fields:
+    """Reads one JSON object's fields, refusing unknown or missing ones."""
+
+    def __init__(self, value: object, what: str, required: set[str],
+                 optional: frozenset[str] = frozenset()) -> None:
+        if not isinstance(value, dict):
+            raise ValueError(f"{what} is not an object")
+        unknown = set(value) - required - optional
+        if unknown:
+            raise ValueError(f"{what} has unknown fields {sorted(unknown)}")
+        missing = required - set(value)
+        if missing:
+            raise ValueError(f"{what} lacks {sorted(missing)}")
+        self.value: Mapping[str, object] = value
+        self.what = what
+
+    def text(self, key: str, pattern: re.Pattern[str] | None = None) -> str:
+        item = self.value[key]
+        if not isinstance(item, str) or (pattern is not None and not pattern.fullmatch(item)):
+            wanted = "a string" if pattern is None else pattern.pattern
+            raise ValueError(f"{self.what}.{key} is not {wanted}")
+        return item
+
+    def digest(self, key: str) -> Digest:
+        return Digest(self.text(key, _DIGEST))
+
+    def optional_text(self, key: str, pattern: re.Pattern[str] | None = None) -> str | None:
+        return None if self.value.get(key) is None else self.text(key, pattern)
+
+    def items(self, key: str) -> list[object]:
+        item = self.value[key]
+        if not isinstance(item, list):
+            raise ValueError(f"{self.what}.{key} is not a list")
+        return item
+
+
+def _record(document: object, raw: bytes) -> BuildRecord:
+    top = _Fields(document, "the record",
+                  {"recipe", "sources", "build_requires", "lock", "sandbox", "kiln", "output",
+                   "log", "build_key", "source_date_epoch", "started", "finished"})
+    recipe = _Fields(top.value["recipe"], "recipe", {"repo", "commit", "path", "tree"},
+                     frozenset({"dirty"}))
+    dirty = recipe.value.get("dirty", False)
+    epoch = top.value["source_date_epoch"]
+    if not isinstance(dirty, bool):
+        raise ValueError("recipe.dirty is not true or false")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError("source_date_epoch is not a whole number of seconds")
+    sandbox = _Fields(top.value["sandbox"], "sandbox", {"backend", "version"})
+    kiln = _Fields(top.value["kiln"], "kiln", {"version", "commit"})
+    output = _Fields(top.value["output"], "output", {"name", "version", "digest", "archive"})
+    return BuildRecord(
+        recipe=RecipeRef(recipe.text("repo"), recipe.text("commit", _COMMIT),
+                         recipe.text("path"), recipe.digest("tree"), dirty),
+        sources=tuple(_source(item) for item in top.items("sources")),
+        build_requires=tuple(_dependency(item) for item in top.items("build_requires")),
+        lock=top.digest("lock"),
+        sandbox=SandboxRef(sandbox.text("backend"), sandbox.text("version")),
+        kiln=KilnRef(kiln.text("version"), kiln.optional_text("commit", _COMMIT)),
+        output=Output(output.text("name"), output.text("version"), output.digest("digest"),
+                      output.digest("archive")),
+        log=top.digest("log"),
+        build_key=top.digest("build_key"),
+        source_date_epoch=epoch,
+        started=top.text("started"),
+        finished=top.text("finished"),
+        raw=raw,
+    )
+
+
+def _source(item: object) -> SourceRef:
+    fields = _Fields(item, "a source", {"uri"}, frozenset({"sha256", "commit"}))
+    if ("sha256" in fields.value) == ("commit" in fields.value):
+        raise ValueError("a source needs exactly one of sha256 and commit")
+    return SourceRef(fields.text("uri"), fields.optional_text("sha256", _HEX),
+                     fields.optional_text("commit", _COMMIT))
+
+
+def _dependency(item: object) -> Dependency:
+    fields = _Fields(item, "a build requirement", {"name", "version", "digest"})
+    return Dependency(fields.text("name"), fields.text("version"), fields.digest("digest"))

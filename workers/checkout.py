@@ -1,0 +1,175 @@
+"""The recipe repository at one commit, read from git into a temporary copy.
+
+A directory in a git working tree, or a git URL (`URL#PATH`) mirrored in the
+store. The record names the repository a consumer can fetch the commit from:
+a remote of the checkout that holds it (asked now), or `local:PATH` when none
+does, which a policy on recipe repositories refuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiln.canonical import Digest
+from kiln.errors import InputError
+from kiln.recipes.repository import LOCAL_REPOSITORY, RecipeRepository, load_repository
+from kiln.store.scan import ScannedFile, walk_directory
+from kiln.store.store import Store
+from kiln.tree import Entry, FileEntry, Tree
+from workers.sources import SourceCache
+
+FETCH_TIMEOUT = 60  # seconds to ask a remote whether it holds the recipe commit
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """The recipe repository as a commit holds it, read from a temporary copy."""
+
+    repository: RecipeRepository
+    commit: str
+    origin: str
+    dirty: bool
+    source_date_epoch: int
+    recipes: Path  # where the recipe repository lies in its working tree
+
+
+def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str | None,
+                     allow_dirty: bool, into: Path) -> Checkout:
+    """The recipe repository at a commit: a directory in a git working tree, or a git
+    URL (`URL#PATH`, PATH by default `recipes` if the repository has it, else its top)."""
+    import git
+
+    if Path(recipes).is_dir():
+        try:
+            repo = git.Repo(recipes, search_parent_directories=True)
+        except git.InvalidGitRepositoryError:
+            raise InputError(f"{recipes} is not inside a git repository; recipes are built"
+                             " from commits", reason="not-a-repository") from None
+        top = Path(repo.working_tree_dir or recipes).resolve()
+        location = Path(recipes).resolve()
+        relative = location.relative_to(top)
+    else:
+        origin, _, path = str(recipes).partition("#")
+        repo = _mirror(store, origin)
+        rev = repo.commit(commit or "HEAD")
+        relative = Path(path or ("recipes" if _has_directory(rev, "recipes") else "."))
+        location = Path(repo.git_dir) / relative
+    rev_sha = repo.commit(commit or "HEAD").hexsha
+    dirty = (commit is None and repo.working_tree_dir is not None
+             and bool(repo.git.status("--porcelain", "--", str(relative))))
+    if Path(recipes).is_dir():
+        origin = _remote_holding(repo, rev_sha) or f"{LOCAL_REPOSITORY}{top}"
+    if dirty and not allow_dirty:
+        raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
+                         " --allow-dirty (the record says so)", reason="dirty-recipes")
+    if dirty:
+        shutil.copytree(location, into, symlinks=True)
+    else:
+        _extract(repo, rev_sha, relative, into)
+    epoch = int(repo.git.log("-1", "--format=%ct", rev_sha, "--", str(relative / name)) or 0) \
+        or int(repo.commit(rev_sha).committed_date)
+    return Checkout(load_repository(into), rev_sha, origin, dirty, epoch, location)
+
+
+def repository_at(recipes: Path, rev: str, into: Path) -> tuple[RecipeRepository, str]:
+    """The recipe repository in the git working tree `recipes` as commit `rev` holds it,
+    read from a copy under `into`; and the commit's full hash."""
+    import git
+
+    try:
+        repo = git.Repo(recipes, search_parent_directories=True)
+        commit = repo.commit(rev).hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise InputError(f"{recipes} is not inside a git repository", reason="not-a-repository")\
+            from None
+    except (git.BadName, ValueError):
+        raise InputError(f"{recipes}: no commit {rev}", reason="not-found") from None
+    top = Path(repo.working_tree_dir or recipes).resolve()
+    into.mkdir(parents=True, exist_ok=True)
+    target = into / commit
+    if not target.exists():
+        _extract(repo, commit, Path(recipes).resolve().relative_to(top), target)
+    return load_repository(target), commit
+
+
+def _extract(repo: Any, commit: str, relative: Path, into: Path) -> None:
+    """Lay the directory `relative` of `commit` at `into` (git archive, then tar)."""
+    archive = into.parent / f"{into.name}.tar"
+    with open(archive, "wb") as out:
+        repo.archive(out, commit, path=str(relative) if str(relative) != "." else None)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into.parent / f"{into.name}.checkout", filter="data")
+    (into.parent / f"{into.name}.checkout" / relative).rename(into)
+    archive.unlink()
+
+
+def _remote_holding(repo: Any, commit: str) -> str | None:
+    """The URL of a remote of `repo` that holds `commit`, fetched now to be sure.
+
+    The record names the repository a consumer can get the recipes from: a
+    commit never pushed is in none, whatever the checkout's first remote says."""
+    for remote in repo.remotes:
+        fetched = subprocess.run(["git", "-C", repo.git_dir, "fetch", "--quiet", "--no-tags",
+                                  remote.name], capture_output=True, timeout=FETCH_TIMEOUT,
+                                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, check=False)
+        if fetched.returncode != 0:
+            continue  # unreachable now: it cannot be said to hold the commit
+        holding = subprocess.run(["git", "-C", repo.git_dir, "branch", "--remotes",
+                                  "--contains", commit, "--list", f"{remote.name}/*"],
+                                 capture_output=True, text=True, check=False)
+        if holding.returncode == 0 and holding.stdout.strip():
+            return str(remote.url)
+    return None
+
+
+def _mirror(store: Store, url: str) -> Any:
+    """A mirror of a remote recipe repository in the source cache, fetched anew."""
+    import git
+
+    mirror = SourceCache(store.layout.root / "sources").mirror_path(url)
+    try:
+        if mirror.exists():
+            repo = git.Repo(mirror)
+            repo.git.fetch("origin", "+refs/*:refs/*", "--prune")
+            return repo
+        return git.Repo.clone_from(url, mirror, mirror=True)
+    except git.GitCommandError as exc:
+        raise InputError(f"{url}: cannot fetch the recipes: {exc.stderr.strip() or exc}",
+                         reason="not-a-repository") from exc
+
+
+def _has_directory(commit: Any, path: str) -> bool:
+    try:
+        return bool(commit.tree[path].type == "tree")
+    except KeyError:
+        return False
+
+
+def recipe_tree(directory: Path) -> Digest:
+    """The tree digest of the recipe's directory, as a FileSet of it would have."""
+    return tree_of(directory).digest
+
+
+def tree_of(directory: Path) -> Tree:
+    """The tree of a directory, hashed here without storing anything."""
+    entries: list[Entry] = []
+    for item in walk_directory(directory):
+        if isinstance(item, ScannedFile):
+            entries.append(FileEntry(item.path, item.size, file_sha256(item.source),
+                                     item.executable))
+        elif not isinstance(item, str):
+            entries.append(item)
+    return Tree.from_entries(entries)
+
+
+def file_sha256(path: Path | str) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
