@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.cli.common import add_json_flag, open_store
 from kiln.cli.output import print_json
+
+if TYPE_CHECKING:
+    from kiln.store import Store
+    from workers.sandbox import Sandbox
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +33,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument("--check", action="store_true",
                        help="build twice, varying directory, umask, JOBS, environment order"
                             " and clock; fail naming the files that differ")
+    build.add_argument("--deps", action="store_true",
+                       help="build first the recipes of the same repository it needs, in"
+                            " waves, with the farm's planner (each built once)")
     build.add_argument("--sign", metavar="URI",
                        help="sign the provenance and attach it with the package in the registry"
                             " (file:KEY.pem, sigstore:...)")
@@ -41,6 +50,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     sandbox = BwrapSandbox() if args.sandbox == "bwrap" else RuncSandbox()
     store = open_store(args)
+    if args.deps:
+        _build_needs(args, store, sandbox)
     outcome = build(store, sandbox, args.recipes, args.recipe,
                     commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
                     check=args.check)
@@ -61,3 +72,33 @@ def cmd_build(args: argparse.Namespace) -> int:
             "built twice, identical" if args.check else "built")
         print(f"{outcome.fileset.label} {outcome.fileset.digest} ({state})")
     return 0
+
+
+def _build_needs(args: argparse.Namespace, store: Store, sandbox: Sandbox) -> None:
+    """Build, wave by wave, the recipes the one asked for needs (not itself)."""
+    from kiln.errors import InputError
+    from master.planning import closure_plan
+    from workers.build import build
+
+    recipes = Path(args.recipes)
+    if not recipes.is_dir():
+        raise InputError("--deps plans from a recipe repository in a git working tree",
+                         reason="bad-usage")
+    name = args.recipe if "/" in args.recipe else _package_name(recipes, args.recipe)
+    for index, wave in enumerate(closure_plan(recipes, name, args.commit or "HEAD"), 1):
+        for needed in wave:
+            if needed == name:
+                continue
+            outcome = build(store, sandbox, recipes, needed, commit=args.commit,
+                            allow_dirty=args.allow_dirty, jobs=args.jobs)
+            state = "already built" if outcome.reused else "built"
+            print(f"wave {index}: {outcome.fileset.label} ({state})", file=sys.stderr)
+
+
+def _package_name(recipes: Path, directory: str) -> str:
+    from kiln.recipes.repository import load_repository
+
+    for name, recipe in load_repository(recipes).recipes.items():
+        if recipe.directory.name == directory:
+            return name
+    return directory

@@ -338,3 +338,42 @@ def test_the_build_key_counts_only_the_builds_own_closure_of_the_lock(
     repo.index.commit("tiny again")
     assert prepare(store, recipes, "tiny", tmp_path / "three",
                    sandbox="bwrap").build_key != before.build_key
+
+
+def test_build_deps_builds_the_recipes_it_needs_in_waves_and_plan_shows_them(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    top = recipes.parent
+    shell = ["debian.org/bookworm/dash", "debian.org/bookworm/coreutils"]
+    write_recipe(top, "tiny", "mkdir -p /out/usr/share/tiny; echo tiny > /out/usr/share/tiny/d",
+                 shell)
+    write_recipe(top, "mid", "mkdir -p /out/usr/share/mid; cat /usr/share/tiny/d >"
+                             " /out/usr/share/mid/d", [*shell, "kiln.dev/tiny"])
+    write_recipe(top, "app", "cat /usr/share/mid/d > /out/copied", [*shell, "kiln.dev/mid"])
+    write_recipe(top, "other", "echo other > /out/other", shell)
+    repo = git.Repo(top)
+    repo.index.add(["recipes"])
+    repo.index.commit("a chain of three, and one beside it")
+
+    planned = kiln("farm", "plan", "--recipes", recipes, "--json")
+    assert planned.code == 0, planned.err
+    assert json.loads(planned.out)["waves"] == [
+        ["kiln.dev/other", "kiln.dev/tiny"], ["kiln.dev/mid"], ["kiln.dev/app"]]
+
+    built = kiln("build", "app", "--recipes", recipes, "--deps")
+    assert built.code == 0, built.err
+    assert built.err.index("kiln.dev/tiny@1") < built.err.index("kiln.dev/mid@1")
+    assert "kiln.dev/other" not in built.err  # not in app's closure
+    out = kiln.store_dir.parent / "app-out"
+    assert kiln("fileset", "materialize", "kiln.dev/app@1", out).code == 0
+    assert (out / "copied").read_text() == "tiny\n"
+
+    # A change to the base replans it and everything above it, nothing beside it.
+    first = repo.commit("HEAD").hexsha
+    write_recipe(top, "tiny", "mkdir -p /out/usr/share/tiny; echo tiny2 > /out/usr/share/tiny/d",
+                 shell)
+    repo.index.add(["recipes"])
+    repo.index.commit("tiny 2")
+    replanned = json.loads(kiln("farm", "plan", "--recipes", recipes, "--from", first,
+                                "--json").out)
+    assert replanned["waves"] == [["kiln.dev/tiny"], ["kiln.dev/mid"], ["kiln.dev/app"]]
+    assert replanned["published"] == ["kiln.dev/other"]
