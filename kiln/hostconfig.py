@@ -5,6 +5,8 @@ setting has a safe default, so a host without the file is a locked-down one:
 
 ```yaml
 sandbox-uid: 2000000000        # the unprivileged host uid builds run as
+toolchain: debian              # where locked Debian FileSets come from: debian (apt), or
+                               # registry (what the farm's master published; a worker's)
 file-sources: /srv/kiln/files  # file:// sources only beneath here (absent: none)
 limits:   {wall-time: 3600, memory: 4G, build-size: 4G, out-size: 2G, log-size: 64M}
 ceilings: {wall-time: 21600, memory: 16G}   # the most a recipe's limits: may ask
@@ -46,6 +48,7 @@ class HostConfig:
     limits: Limits = field(default_factory=Limits)
     ceilings: Limits = DEFAULT_CEILINGS
     imports: ImportLimits = field(default_factory=ImportLimits)
+    toolchain: str = "debian"  # or "registry": locked FileSets only from the farm's registry
     path: Path | None = None  # where it was read from
 
     def build_limits(self, requested: Mapping[str, float | int], where: str) -> Limits:
@@ -114,7 +117,8 @@ def _load(path: Path | None) -> HostConfig:
     root = load_yaml_file(path)
     reader = Reader(str(path), "bad-config")
     top = reader.mapping(root, "the host configuration",
-                         {"sandbox-uid", "file-sources", "limits", "ceilings", "import"})
+                         {"sandbox-uid", "file-sources", "limits", "ceilings", "import",
+                          "toolchain"})
     uid = reader.string(top.get("sandbox-uid"), "sandbox-uid", _check_uid)
     files = reader.string(top.get("file-sources"), "file-sources", _check_absolute)
     limits = _limits(reader, top.get("limits"), Limits())
@@ -124,12 +128,14 @@ def _load(path: Path | None) -> HostConfig:
         reader.problem(top["limits"].line if "limits" in top else 1,
                        f"limits above the ceilings: {', '.join(above)}", "limit-too-high")
     imports = _imports(reader, top.get("import"))
+    toolchain = reader.string(top.get("toolchain"), "toolchain", _check_toolchain)
     if reader.problems:
         first = reader.problems[0]
         more = f" (and {len(reader.problems) - 1} more)" if len(reader.problems) > 1 else ""
         raise InputError(f"{first}{more}", reason=first.reason)
     return HostConfig(int(uid) if uid else DEFAULT_SANDBOX_UID,
-                      Path(files) if files else None, limits, ceilings, imports, path)
+                      Path(files) if files else None, limits, ceilings, imports,
+                      toolchain or "debian", path)
 
 
 def _limits(reader: Reader, node: Node | None, base: Limits) -> Limits:
@@ -157,6 +163,11 @@ def _check_uid(text: str) -> None:
     if not text.isdigit() or not 0 < int(text) < 2**32 - 1 - 65536:
         raise InputError(f"{text!r} is not a uid above 0 with 65536 free above it",
                          reason="bad-value")
+
+
+def _check_toolchain(text: str) -> None:
+    if text not in ("debian", "registry"):
+        raise InputError(f"{text!r} is not debian or registry", reason="bad-value")
 
 
 def _check_absolute(text: str) -> None:

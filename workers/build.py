@@ -125,6 +125,9 @@ def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sand
     if lock is None:
         raise InputError(f"{recipes} has no kiln.lock; run kiln lock update",
                          reason="lock-missing")
+    if host_config().toolchain == "registry":
+        _pull_recipe_packages(store, checkout.repository,
+                              (*recipe.build_requires, *recipe.test_requires, *recipe.requires))
     build_root = tuple(_locked(store, lock, recipe.build_requires))
     sources = source_refs(recipe, checkout)
     tree = recipe_tree(recipe.directory)
@@ -230,6 +233,30 @@ def find_recipe(repository: RecipeRepository, name: str) -> Recipe:
     raise NotFound(f"no recipe {name}", reason="recipe-not-found")
 
 
+def _pull_recipe_packages(store: Store, repository: RecipeRepository,
+                          groups: tuple[Any, ...]) -> None:
+    """Pull the packages of this repository's recipes that `groups` name, at the versions
+    the commit's recipes give, with their runtime requires: a worker's store starts
+    empty, and the farm published them in an earlier wave."""
+    from kiln.registry.config import load_config
+    from kiln.registry.fetch import pull_with_imports
+
+    config = load_config()
+    pending = [o.name for g in groups for o in g.options if o.name in repository.recipes]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        recipe = repository.recipes[name]
+        version = recipe.package.version
+        if version not in store.versions(name):
+            pull_with_imports(store, config, config.locate(name, version))
+        pending.extend(o.name for g in recipe.requires for o in g.options
+                       if o.name in repository.recipes)
+
+
 def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
     """The FileSets `groups` need: Debian ones from the lock, the rest from the store."""
     from workers.resolve import resolve
@@ -241,6 +268,11 @@ def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
                        " update", reason="missing-build-require")
     resolved = resolve(store, lock, groups)
     debian = {c.name for c in resolved if is_debian(c.name)}
+    if host_config().toolchain == "registry":
+        from kiln.registry.config import load_config
+        from kiln.registry.fetch import pull_locked
+
+        pull_locked(store, load_config(), lock, debian)  # a farm worker never asks Debian
     ensure_locked(store, lock, debian)  # imported again if missing, and must match
     return [store.get(candidate.digest) for candidate in resolved]
 

@@ -92,11 +92,17 @@ def repository_at(recipes: Path, rev: str, into: Path) -> tuple[RecipeRepository
     except (git.BadName, ValueError):
         raise InputError(f"{recipes}: no commit {rev}", reason="not-found") from None
     top = Path(repo.working_tree_dir or recipes).resolve()
+    return repository_in(repo, Path(recipes).resolve().relative_to(top), commit, into), commit
+
+
+def repository_in(repo: Any, relative: Path, commit: str, into: Path) -> RecipeRepository:
+    """The recipe repository at `relative` in git repository `repo` (bare or not) as
+    `commit` holds it, read from a copy under `into`."""
     into.mkdir(parents=True, exist_ok=True)
     target = into / commit
     if not target.exists():
-        _extract(repo, commit, Path(recipes).resolve().relative_to(top), target)
-    return load_repository(target), commit
+        _extract(repo, commit, relative, target)
+    return load_repository(target)
 
 
 def _extract(repo: Any, commit: str, relative: Path, into: Path) -> None:

@@ -36,6 +36,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument("--deps", action="store_true",
                        help="build first the recipes of the same repository it needs, in"
                             " waves, with the farm's planner (each built once)")
+    build.add_argument("--push-by-digest", type=Path, metavar="FILE",
+                       help="push the package's blobs and manifest to where registries.yaml"
+                            " places it, by digest, moving no tag; write the reference to"
+                            " FILE (a farm worker's hand-back; the master publishes)")
     build.add_argument("--sign", metavar="URI",
                        help="sign the provenance and attach it with the package in the registry"
                             " (file:KEY.pem, sigstore:...)")
@@ -63,6 +67,20 @@ def cmd_build(args: argparse.Namespace) -> int:
         with store.shared():
             sign_fileset(store, outcome.fileset, package_statement(outcome.record), args.sign,
                          load_config())
+    if args.push_by_digest:
+        from kiln.registry.artifact import push_fileset
+        from kiln.registry.client import client_for
+        from kiln.registry.config import load_config
+
+        config = load_config()
+        target = config.locate(outcome.fileset.name)
+        client = client_for(target.host, config)
+        try:
+            with store.shared():
+                pushed = push_fileset(store, outcome.fileset, client, target)
+        finally:
+            client.close()
+        args.push_by_digest.write_text(f"{pushed.reference}\n")
     if args.record:
         args.record.write_bytes(outcome.record.to_bytes())
     if args.json:

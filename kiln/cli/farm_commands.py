@@ -1,4 +1,4 @@
-"""`kiln farm ...`: the farm's plan, and (later) running and talking to a farm."""
+"""`kiln farm ...`: plan, make, run and ask a build farm."""
 
 from __future__ import annotations
 
@@ -23,6 +23,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_json_flag(plan)
     plan.set_defaults(handler=cmd_plan)
 
+    init = sub.add_parser("init", help="lay out a farm on this host: farm.yaml, a key,"
+                                       " a recipe repository, a master and workers")
+    init.add_argument("directory", type=Path, metavar="DIR")
+    init.add_argument("--workers", type=int, default=2)
+    init.add_argument("--registry", default="127.0.0.1:5000", metavar="HOST[:PORT]")
+    init.add_argument("--recipes", metavar="URL",
+                      help="an existing recipe repository (default: a bare one in DIR,"
+                           " seeded from --seed, with its post-receive hook)")
+    init.add_argument("--seed", type=Path, default=Path("recipes"), metavar="DIR",
+                      help="the recipes a new repository starts with (default: recipes)")
+    init.add_argument("--signer", metavar="URI", help="default: a farm key made in DIR/keys")
+    init.add_argument("--www-port", type=int, default=8010)
+    init.add_argument("--pb-port", type=int, default=9989)
+    init.add_argument("--poll", type=int, default=0, metavar="SECONDS",
+                      help="poll the recipe repository (GitPoller) instead of its hook")
+    init.set_defaults(handler=cmd_init)
+
+    for verb, what in (("start", "start the master and workers"),
+                       ("stop", "stop every process of the farm"),
+                       ("status", "the console URL, workers and the last plan")):
+        command = sub.add_parser(verb, help=what)
+        command.add_argument("directory", type=Path, metavar="DIR")
+        add_json_flag(command)
+        command.set_defaults(handler={"start": cmd_start, "stop": cmd_stop,
+                                      "status": cmd_status}[verb])
+
+    wait = sub.add_parser("wait", help="until a commit's plan ends: exit 0 when all was"
+                                       " published, 1 otherwise")
+    wait.add_argument("directory", type=Path, metavar="DIR")
+    wait.add_argument("--commit", required=True, metavar="REV")
+    wait.add_argument("--timeout", type=float, default=600, metavar="SECONDS")
+    add_json_flag(wait)
+    wait.set_defaults(handler=cmd_wait)
+
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from master.planning import plan_commits
@@ -40,3 +74,69 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for name, below in sorted(planned.skipped.items()):
         print(f"skipped: {name} (needs {below}, which is broken)")
     return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from master.lifecycle import InitOptions, init_farm
+
+    farm = init_farm(args.directory, InitOptions(
+        workers=args.workers, registry=args.registry, recipes=args.recipes,
+        seed=args.seed if args.recipes is None else None, signer=args.signer,
+        www_port=args.www_port, pb_port=args.pb_port, poll=args.poll))
+    print(f"farm made in {farm.directory}: recipes at {farm.recipes_url}, workers"
+          f" {', '.join(farm.workers)}, console {farm.www_url}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from master.lifecycle import start_farm
+
+    farm = start_farm(args.directory)
+    print(f"farm running: console {farm.www_url}, workers {', '.join(farm.workers)}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from master.lifecycle import stop_farm
+
+    stopped = stop_farm(args.directory)
+    print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from master.config import load_farm
+    from master.lifecycle import connected_workers, plan_builds
+
+    farm = load_farm(args.directory)
+    workers = sorted(connected_workers(farm))
+    plans = plan_builds(farm)
+    last = plans[0] if plans else None
+    report = {"console": farm.www_url, "workers": workers,
+              "last_plan": None if last is None else {
+                  "number": last["number"], "complete": last["complete"],
+                  "state": last.get("state_string"),
+                  "revision": (last.get("properties", {}).get("revision") or [None])[0]}}
+    if args.json:
+        print_json(report)
+    else:
+        print(f"console: {farm.www_url}")
+        print(f"workers connected: {', '.join(workers) or 'none'}")
+        if last is not None:
+            print(f"last plan: #{last['number']} {last.get('state_string')}")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from master.config import load_farm
+    from master.lifecycle import wait_for_commit
+
+    farm = load_farm(args.directory)
+    build = wait_for_commit(farm, args.commit, args.timeout)
+    ok = build.get("results") == 0
+    if args.json:
+        print_json({"number": build["number"], "results": build.get("results"),
+                    "state": build.get("state_string"), "published": ok})
+    else:
+        print(f"plan #{build['number']}: {build.get('state_string')}")
+    return 0 if ok else 1

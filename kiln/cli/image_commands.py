@@ -77,24 +77,6 @@ def _add_destination(parser: argparse.ArgumentParser, *, required: bool) -> None
     where.add_argument("--push", metavar="HOST/REPO[:TAG]", help="push to a registry")
 
 
-def registry_fetcher(store: Store, config: RegistryConfig) -> FetchPackage | None:
-    """Pulls missing packages through registries.yaml, or None when nothing is mapped."""
-    if not config.mappings:
-        return None
-    from kiln.registry.artifact import pull_fileset
-    from kiln.registry.client import client_for
-
-    def fetch(name: str, version: str) -> FileSet:
-        source = config.locate(name, version)
-        client = client_for(source.host, config)
-        try:
-            return pull_fileset(store, client, source)
-        finally:
-            client.close()
-
-    return fetch
-
-
 def spec_set(spec: ImageSpec, config: RegistryConfig,
              ) -> tuple[Digest, tuple[LockedPackage, ...]] | None:
     """The digest and pins of the set `spec` draws its versions from, if any."""
@@ -218,7 +200,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     package_set = spec_set(spec, config)
     with store.shared():
         composed = build_from_spec(store, spec, locked=args.locked, package_set=package_set,
-                                   fetch=registry_fetcher(store, config),
+                                   fetch=_fetcher(store, config),
                                    admit=_admission(store, config, args.require_provenance))
         if not args.locked:
             write_image_lock(spec.lock_path, composed.lock)
@@ -268,7 +250,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     run = run_config_of(previous, image_config)
     with store.shared():
         composed = update_image(store, previous, changes, run,
-                                fetch=registry_fetcher(store, config),
+                                fetch=_fetcher(store, config),
                                 budget=previous.budget)
         if args.lock:
             write_image_lock(args.lock, composed.lock)
@@ -353,3 +335,9 @@ def cmd_set_publish(args: argparse.Namespace) -> int:
         print(f"published {package_set.name}@{package_set.version} ({package_set.digest},"
               f" {len(package_set.packages)} packages) as {reference}")
     return 0
+
+
+def _fetcher(store: Store, config: RegistryConfig) -> FetchPackage | None:
+    from kiln.registry.fetch import registry_fetcher
+
+    return registry_fetcher(store, config)

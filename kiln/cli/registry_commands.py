@@ -9,10 +9,7 @@ from kiln.cli.common import add_json_flag, open_store, resolve_ref
 from kiln.cli.output import print_json
 
 if TYPE_CHECKING:
-    from kiln.fileset import FileSet, Import
-    from kiln.registry.config import RegistryConfig
-    from kiln.registry.reference import Reference
-    from kiln.store.store import Store
+    pass
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,6 +82,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if not at or version.startswith("sha256:"):
             raise_usage(f"{args.source!r}: pull REGISTRY/REPO[:TAG|@DIGEST] or NAME@VERSION")
         source = config.locate(name, version)
+    from kiln.registry.fetch import pull_with_imports
+
     fileset = pull_with_imports(store, config, source)
     if args.json:
         print_json({"reference": str(source), "name": fileset.name, "version": fileset.version,
@@ -92,21 +91,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
     else:
         print(f"pulled {fileset.label} ({fileset.digest}) from {source}")
     return 0
-
-
-def pull_with_imports(store: Store, config: RegistryConfig, source: Reference) -> FileSet:
-    """Pull `source`, and what it imports from where registries.yaml places it."""
-    from kiln.registry.artifact import pull_fileset
-    from kiln.registry.client import client_for
-
-    def fetch_import(item: Import) -> FileSet:
-        return pull_with_imports(store, config, config.locate(item.name, item.version))
-
-    client = client_for(source.host, config)
-    try:
-        return pull_fileset(store, client, source, fetch_import=fetch_import)
-    finally:
-        client.close()
 
 
 def raise_usage(message: str) -> None:

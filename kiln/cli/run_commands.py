@@ -27,12 +27,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiln.cli.image_commands import registry_fetcher, spec_set
+    from kiln.cli.image_commands import spec_set
     from kiln.image.build import ensure_package, resolve_spec
     from kiln.image.inspect import run_config_of, summarize
     from kiln.image.location import open_location, packages_from_layers
     from kiln.image.spec import load_image_spec
     from kiln.registry.config import load_config
+    from kiln.registry.fetch import registry_fetcher
     from workers.bwrap import BwrapSandbox
     from workers.run import run_image
     from workers.runc import RuncSandbox

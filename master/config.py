@@ -1,0 +1,168 @@
+"""`farm.yaml`: everything a farm is, typed, read with the recipes' reader.
+
+```yaml
+name: kiln-farm
+recipes:                       # the recipe repository the farm builds
+  repository: /srv/kiln/recipes.git
+  branch: main
+  path: recipes                # where the recipes lie in it
+  poll: 0                      # seconds between GitPoller polls; 0: the post-receive hook only
+registry: {host: 127.0.0.1:5000, prefix: kiln, http: true}
+database: sqlite:///state.sqlite   # Buildbot's; postgresql://... in production
+signer: file:keys/farm.pem         # read by the master only
+builder-id: https://kiln.dev/builders/farm
+ports: {www: 8010, pb: 9989}       # both on 127.0.0.1 unless `listen` says otherwise
+listen: 127.0.0.1
+workers: [w1, w2]                  # their passwords in workers/<name>.password
+```
+
+Relative paths are relative to the directory of farm.yaml. Every problem is
+reported at once, each with its file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.errors import InputError
+from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
+
+FARM_FILE = "farm.yaml"
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+@dataclass(frozen=True)
+class RecipeSource:
+    repository: str  # a path or URL
+    branch: str = "main"
+    path: str = "recipes"
+    poll: int = 0  # seconds; 0: the post-receive hook only
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    host: str
+    prefix: str = "kiln"  # packages live at HOST/PREFIX/<last part of the name>
+    http: bool = False
+
+
+@dataclass(frozen=True)
+class FarmConfig:
+    directory: Path  # where farm.yaml lies: relative paths start here
+    name: str
+    recipes: RecipeSource
+    registry: RegistrySettings
+    database: str
+    signer: str
+    builder_id: str
+    www_port: int
+    pb_port: int
+    listen: str
+    workers: tuple[str, ...]
+
+    def path(self, relative: str) -> Path:
+        return (self.directory / relative).resolve()
+
+    @property
+    def recipes_url(self) -> str:
+        """The recipe repository as workers and the planner fetch it."""
+        repository = self.recipes.repository
+        if "://" in repository or repository.startswith("git@"):
+            return repository
+        return str(self.path(repository))
+
+    @property
+    def www_url(self) -> str:
+        return f"http://{self.listen}:{self.www_port}/"
+
+    def worker_password(self, name: str) -> str:
+        return self.path(f"workers/{name}.password").read_text().strip()
+
+
+def load_farm(directory: Path) -> FarmConfig:
+    """Read `directory/farm.yaml`; every problem at once (InputError, the first named)."""
+    file = directory / FARM_FILE
+    root = load_yaml_file(file)
+    reader = Reader(str(file), "bad-farm-config")
+    top = reader.mapping(root, "the farm", {"name", "recipes", "registry", "database", "signer",
+                                           "builder-id", "ports", "listen", "workers"},
+                         {"recipes", "registry", "signer"})
+    recipes = _recipes(reader, top.get("recipes"))
+    registry = _registry(reader, top.get("registry"))
+    ports = reader.mapping(top["ports"], "ports", {"www", "pb"}) if "ports" in top else {}
+    workers = reader.parsed(top.get("workers"), "workers", _worker_name)
+    if len(set(workers)) != len(workers) and "workers" in top:
+        reader.problem(top["workers"].line, "a worker is named twice", "duplicate-worker")
+    config = FarmConfig(
+        directory=directory.resolve(),
+        name=reader.string(top.get("name"), "name", _check(_NAME, "a short lower-case name"))
+        or "kiln-farm",
+        recipes=recipes or RecipeSource(""),
+        registry=registry or RegistrySettings(""),
+        database=reader.string(top.get("database"), "database") or "sqlite:///state.sqlite",
+        signer=reader.string(top.get("signer"), "signer") or "",
+        builder_id=reader.string(top.get("builder-id"), "builder-id")
+        or "https://kiln.dev/builders/farm",
+        www_port=_port(reader, ports.get("www"), 8010),
+        pb_port=_port(reader, ports.get("pb"), 9989),
+        listen=reader.string(top.get("listen"), "listen") or "127.0.0.1",
+        workers=tuple(workers),
+    )
+    if reader.problems:
+        first = reader.problems[0]
+        more = f" (and {len(reader.problems) - 1} more)" if len(reader.problems) > 1 else ""
+        raise InputError(f"{first}{more}", reason=first.reason)
+    return config
+
+
+def _recipes(reader: Reader, node: Node | None) -> RecipeSource | None:
+    if node is None:
+        return None
+    fields = reader.mapping(node, "recipes", {"repository", "branch", "path", "poll"},
+                            {"repository"})
+    repository = reader.string(fields.get("repository"), "recipes repository")
+    poll = reader.string(fields.get("poll"), "recipes poll", _check(re.compile(r"[0-9]{1,5}"),
+                                                                    "a number of seconds"))
+    if repository is None:
+        return None
+    return RecipeSource(repository, reader.string(fields.get("branch"), "branch") or "main",
+                        reader.string(fields.get("path"), "path") or "recipes",
+                        int(poll or 0))
+
+
+def _registry(reader: Reader, node: Node | None) -> RegistrySettings | None:
+    if node is None:
+        return None
+    fields = reader.mapping(node, "registry", {"host", "prefix", "http"}, {"host"})
+    host = reader.string(fields.get("host"), "registry host", _check(_HOST, "HOST[:PORT]"))
+    http = reader.string(fields.get("http"), "registry http",
+                         _check(re.compile(r"true|false"), "true or false"))
+    if host is None:
+        return None
+    return RegistrySettings(host, reader.string(fields.get("prefix"), "prefix") or "kiln",
+                            http == "true")
+
+
+def _port(reader: Reader, node: Node | None, default: int) -> int:
+    text = reader.string(node, "port", _check(re.compile(r"[0-9]{1,5}"), "a port number"))
+    return int(text) if text else default
+
+
+def _worker_name(text: str) -> str:
+    if not _NAME.fullmatch(text):
+        raise InputError(f"{text!r} is not a worker name (lower case, digits, -)",
+                         reason="bad-value")
+    return text
+
+
+def _check(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if not pattern.fullmatch(text):
+            raise InputError(f"{text!r} is not {what}", reason="bad-value")
+        return text
+
+    return check

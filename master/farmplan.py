@@ -1,0 +1,95 @@
+"""The plan of one commit of the farm's recipe repository, against what the farm's
+registry holds: what the master's plan step runs (in a thread, no Buildbot here)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.recipes.model import Recipe
+from kiln.relations import Alternatives
+from master.config import FarmConfig
+from master.inputs import recipe_inputs
+from master.plan import Plan, RecipeInputs, plan, plan_keys
+from master.publishing import published_keys
+from master.toolchain import publish_toolchain
+from workers.checkout import repository_in
+
+
+@dataclass(frozen=True)
+class FarmPlan:
+    commit: str
+    plan: Plan
+    inputs: dict[str, RecipeInputs]
+    directories: dict[str, str]  # package name -> its recipe's directory
+    toolchain: tuple[str, ...] = ()  # locked Debian FileSets published for this plan
+
+    def packages(self) -> list[list[dict[str, object]]]:
+        """Each wave's build requests: the properties of one package build."""
+        waves = []
+        for index, wave in enumerate(self.plan.waves, start=1):
+            requests = []
+            for name in wave:
+                needs = {need: self.plan.keys[need] for need in self.inputs[name].needs}
+                requests.append({
+                    "package": name, "recipe": self.directories[name], "wave": index,
+                    "plan_key": self.plan.keys[name], "commit": self.commit,
+                    "needs": needs,
+                    "need_waves": {need: self.plan.wave_of(need) for need in needs
+                                   if need in self.plan.to_build},
+                })
+            waves.append(requests)
+        return waves
+
+    def describe(self) -> str:
+        lines = [f"plan of {self.commit}: {len(self.plan.to_build)} to build in"
+                 f" {len(self.plan.waves)} waves; {len(self.plan.published)} published"]
+        if self.toolchain:
+            lines.append(f"toolchain published: {' '.join(self.toolchain)}")
+        for index, wave in enumerate(self.plan.waves, start=1):
+            lines.append(f"wave {index}: {' '.join(wave)}")
+        lines += [f"broken: {name}: {why}" for name, why in sorted(self.plan.broken.items())]
+        lines += [f"skipped: {name} (needs {below}, which is broken)"
+                  for name, below in sorted(self.plan.skipped.items())]
+        return "\n".join(lines)
+
+
+def mirror(farm: FarmConfig) -> Path:
+    """The master's mirror of the recipe repository, fetched now."""
+    path = farm.path("master/recipes.git")
+    if not path.exists():
+        subprocess.run(["git", "clone", "--quiet", "--mirror", farm.recipes_url, str(path)],
+                       check=True, capture_output=True)
+    else:
+        subprocess.run(["git", "-C", str(path), "fetch", "--quiet", "--prune", "origin",
+                        "+refs/*:refs/*"], check=True, capture_output=True)
+    return path
+
+
+def plan_commit(farm: FarmConfig, revision: str) -> FarmPlan:
+    """Plan `revision` (a commit or branch) against the registry's published keys."""
+    import git
+
+    repo = git.Repo(mirror(farm))
+    commit = repo.commit(revision).hexsha
+    with tempfile.TemporaryDirectory(prefix="kiln-farm-plan-") as scratch:
+        repository = repository_in(repo, Path(farm.recipes.path), commit, Path(scratch))
+        inputs = recipe_inputs(repository)
+        keys, _ = plan_keys(inputs)
+        planned = plan(inputs, published_keys(farm, keys))
+        directories = {name: recipe.directory.name
+                       for name, recipe in repository.recipes.items()}
+        toolchain: list[str] = []
+        lock = repository.lock
+        if planned.to_build and lock is not None:
+            names = {option.name for name in planned.to_build
+                     for group in _relations(repository.recipes[name])
+                     for option in group.options if lock.get(option.name) is not None}
+            toolchain = publish_toolchain(farm, lock, names)
+    return FarmPlan(commit, planned, inputs, directories, tuple(toolchain))
+
+
+def _relations(recipe: Recipe) -> tuple[Alternatives, ...]:
+    return (*recipe.build_requires, *recipe.test_requires, *recipe.requires)

@@ -1,0 +1,299 @@
+"""A farm on one host, for a person or a test: make it, start it, ask it, stop it.
+
+`init` lays out a farm directory; `start` runs the Buildbot master, its local
+worker and the build workers as processes of their own (new sessions, stopped
+by PID); `status` and `wait` ask the master's REST API. For several hosts, the
+Ansible roles lay out the same pieces, one per host.
+
+    DIR/farm.yaml            the farm (master/config.py)
+    DIR/keys/farm.pem        the signing key: the master's only (0600)
+    DIR/users/               the change hook's login, the maintainer's password (0600)
+    DIR/recipes.git          the recipe repository, with its post-receive hook
+    DIR/master/              Buildbot's base directory (master.cfg, its database)
+    DIR/worker-NAME/         a worker: Buildbot's base directory, its own store,
+                             kiln.yaml (toolchain from the registry), registries.yaml
+    DIR/run/                 pid files and logs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiln.errors import CheckFailed, InputError
+from master.config import FARM_FILE, FarmConfig, load_farm
+from master.configurator import HOOK_USERS, LOCAL_WORKER
+
+MASTER_CFG = """\
+# Kiln's farm: everything is in ../farm.yaml, read and checked by master/config.py.
+from pathlib import Path
+
+from master.config import load_farm
+from master.configurator import build_config
+
+BuildmasterConfig = build_config(load_farm(Path(basedir).resolve().parent))  # noqa: F821
+"""
+
+POST_RECEIVE = """\
+#!/bin/sh
+# Tell the farm's master of every push (master/hook.py); the push stands either way.
+exec {python} -m master.hook {farm}
+"""
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    workers: int = 2
+    registry: str = "127.0.0.1:5000"
+    recipes: str | None = None  # a repository URL; None: a bare one here, seeded
+    seed: Path | None = None  # the recipes to seed it with (a directory)
+    signer: str | None = None  # None: a farm key made here
+    www_port: int = 8010
+    pb_port: int = 9989
+    poll: int = 0
+
+
+def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
+    """Lay out a farm in `directory` (which must be empty or absent)."""
+    if directory.exists() and any(directory.iterdir()):
+        raise InputError(f"{directory} is not empty; a farm is made in a new directory",
+                         reason="bad-usage")
+    for sub in ("keys", "users", "workers", "run"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(directory / "keys", 0o700)
+    os.chmod(directory / "users", 0o700)
+    signer = options.signer or f"file:{_make_key(directory / 'keys')}"
+    names = [f"w{index}" for index in range(1, options.workers + 1)]
+    for name in [LOCAL_WORKER, *names]:
+        _secret(directory / "workers" / f"{name}.password")
+    hook_password = _secret(directory / "users" / "hook.password")
+    (directory / HOOK_USERS).write_text(f"hook:{hook_password}\n")
+    os.chmod(directory / HOOK_USERS, 0o600)
+    _secret(directory / "users" / "maintainer.password")
+    recipes = options.recipes or str(directory / "recipes.git")
+    host = options.registry
+    (directory / FARM_FILE).write_text(json.dumps({
+        "name": "kiln-farm",
+        "recipes": {"repository": recipes, "branch": "main", "path": "recipes",
+                    "poll": str(options.poll)},
+        "registry": {"host": host, "prefix": "kiln", "http": "true"},
+        "database": "sqlite:///state.sqlite",
+        "signer": signer,
+        "builder-id": "https://kiln.dev/builders/farm",
+        "ports": {"www": str(options.www_port), "pb": str(options.pb_port)},
+        "listen": "127.0.0.1",
+        "workers": names,
+    }, indent=2) + "\n")
+    farm = load_farm(directory)
+    (directory / "registries.yaml").write_text(
+        f"registries:\n  - prefix: \"\"\n    location: {host}/kiln\ninsecure: [{host}]\n")
+    if options.recipes is None:
+        _seed_repository(farm, options.seed)
+    _create_master(farm)
+    for name in [LOCAL_WORKER, *names]:
+        _create_worker(farm, name)
+    return farm
+
+
+def start_farm(directory: Path, *, timeout: float = 60) -> FarmConfig:
+    """Start the master and its workers; return once every worker has connected."""
+    farm = load_farm(directory)
+    master = farm.path("master")
+    _spawn(farm, "master", [_tool("buildbot"), "start", "--nodaemon", str(master)], {})
+    _wait_for(lambda: _api(farm, "workers") is not None, timeout, "the master to answer")
+    for name in (LOCAL_WORKER, *farm.workers):
+        base = _worker_dir(farm, name)
+        env = {"KILN_STORE": str(base / "store"), "KILN_CONFIG": str(base / "kiln.yaml"),
+               "KILN_REGISTRIES": str(farm.path("registries.yaml"))}
+        _spawn(farm, f"worker-{name}", [_tool("buildbot-worker"), "start", "--nodaemon",
+                                        str(base)], env)
+    expected = {LOCAL_WORKER, *farm.workers}
+    _wait_for(lambda: expected <= connected_workers(farm), timeout,
+              "every worker to connect")
+    return farm
+
+
+def stop_farm(directory: Path) -> list[str]:
+    """Stop every process the farm started (by PID, whole sessions); their names."""
+    stopped = []
+    for pid_file in sorted((directory / "run").glob("*.pid")):
+        pid = int(pid_file.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pid_file.unlink()
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
+        stopped.append(pid_file.stem)
+    return stopped
+
+
+def kill_worker(directory: Path, name: str) -> None:
+    """SIGKILL one worker's whole session, as a dying host would."""
+    pid_file = directory / "run" / f"worker-{name}.pid"
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    pid_file.unlink()
+
+
+def connected_workers(farm: FarmConfig) -> set[str]:
+    answer = _api(farm, "workers")
+    if answer is None:
+        return set()
+    return {w["name"] for w in answer.get("workers", []) if w.get("connected_to")}
+
+
+def plan_builds(farm: FarmConfig) -> list[dict[str, Any]]:
+    """The plan builder's builds, newest first, with their revision and plan."""
+    builders = _api(farm, "builders?name=plan") or {}
+    found = builders.get("builders", [])
+    if not found:
+        return []
+    builderid = found[0]["builderid"]
+    answer = _api(farm, f"builders/{builderid}/builds?order=-number&property=revision"
+                        "&property=plan") or {}
+    return list(answer.get("builds", []))
+
+
+def package_builds(farm: FarmConfig) -> list[dict[str, Any]]:
+    """Every package build, with its package, wave and times."""
+    builders = _api(farm, "builders?name=package") or {}
+    found = builders.get("builders", [])
+    if not found:
+        return []
+    builderid = found[0]["builderid"]
+    answer = _api(farm, f"builders/{builderid}/builds?property=package&property=wave"
+                        "&property=skipped") or {}
+    return list(answer.get("builds", []))
+
+
+def wait_for_commit(farm: FarmConfig, commit: str, timeout: float) -> dict[str, Any]:
+    """The finished plan build of `commit` (a prefix will do); CheckFailed past `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for build in plan_builds(farm):
+            revision = (build.get("properties", {}).get("revision") or [""])[0] or ""
+            if revision.startswith(commit) and build.get("complete"):
+                return build
+        time.sleep(0.5)
+    raise CheckFailed(f"no plan of {commit} finished within {timeout:g} s",
+                      reason="farm-timeout", temporary=True)
+
+
+def _spawn(farm: FarmConfig, name: str, command: list[str], env: dict[str, str]) -> None:
+    run = farm.path("run")
+    log = open(run / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True,
+                               env={**os.environ, **env,
+                                    "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                               cwd=farm.directory)
+    log.close()
+    (run / f"{name}.pid").write_text(f"{process.pid}\n")
+
+
+def _wait_for(ready: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.2)
+    raise CheckFailed(f"timed out after {timeout:g} s waiting for {what}",
+                      reason="farm-timeout", temporary=True)
+
+
+def _api(farm: FarmConfig, path: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{farm.www_url}api/v2/{path}", timeout=5) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except (OSError, ValueError):
+        return None
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def _worker_dir(farm: FarmConfig, name: str) -> Path:
+    return farm.path(f"worker-{name}")
+
+
+def _secret(path: Path) -> str:
+    value = secrets.token_urlsafe(24)
+    path.write_text(value + "\n")
+    os.chmod(path, 0o600)
+    return value
+
+
+def _make_key(keys: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = keys / "farm.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    os.chmod(private, 0o600)
+    (keys / "farm.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private
+
+
+def _seed_repository(farm: FarmConfig, seed: Path | None) -> None:
+    bare = Path(farm.recipes_url)
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(bare)],
+                   check=True)
+    hook = bare / "hooks" / "post-receive"
+    hook.write_text(POST_RECEIVE.format(python=sys.executable, farm=farm.directory))
+    hook.chmod(0o755)
+    if seed is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="kiln-seed-") as scratch:
+        work = Path(scratch) / "work"
+        shutil.copytree(seed, work / farm.recipes.path)
+        git = ["git", "-C", str(work), "-c", "user.name=kiln farm",
+               "-c", "user.email=farm@kiln.invalid"]
+        subprocess.run(["git", "init", "--quiet", "--initial-branch=main", str(work)], check=True)
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "--quiet", "-m", "the farm's first recipes"],
+                       check=True)
+        # Seeded before the master runs: the hook's post fails quietly, the push stands.
+        subprocess.run([*git, "push", "--quiet", str(bare), "main"], check=True,
+                       capture_output=True)
+
+
+def _create_master(farm: FarmConfig) -> None:
+    master = farm.path("master")
+    subprocess.run([_tool("buildbot"), "create-master", "--quiet", str(master)], check=True,
+                   capture_output=True)
+    (master / "master.cfg").write_text(MASTER_CFG)
+    (master / "handed-back").mkdir()
+
+
+def _create_worker(farm: FarmConfig, name: str) -> None:
+    base = _worker_dir(farm, name)
+    subprocess.run([_tool("buildbot-worker"), "create-worker", "--quiet", "--maxdelay", "2",
+                    str(base), f"{farm.listen}:{farm.pb_port}", name,
+                    farm.worker_password(name)], check=True, capture_output=True)
+    (base / "kiln.yaml").write_text("toolchain: registry\n")

@@ -1,0 +1,72 @@
+"""What the master asks the registry: which plan keys are published, and publishing a
+worker's build under its plan key. No Buildbot here: the steps call these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from kiln.errors import KilnError
+from kiln.record import BuildRecord
+from kiln.registry.artifact import MANIFEST_TYPE
+from kiln.registry.client import RegistryClient
+from kiln.registry.config import Mapping as RegistryMapping
+from kiln.registry.config import RegistryConfig
+from kiln.registry.reference import Reference, parse_reference
+from master.config import FarmConfig
+from provenance.publish import Published, publish
+from provenance.signers import open_signer
+
+
+def registry_config(farm: FarmConfig) -> RegistryConfig:
+    """Every name lives under the farm's registry prefix (registries.yaml's form)."""
+    settings = farm.registry
+    return RegistryConfig((RegistryMapping("", f"{settings.host}/{settings.prefix}"),),
+                          frozenset({settings.host}) if settings.http else frozenset())
+
+
+def client(farm: FarmConfig) -> RegistryClient:
+    return RegistryClient(farm.registry.host, plain_http=farm.registry.http)
+
+
+def plan_tag(key: str) -> str:
+    """The tag that marks a package as the output of a plan key."""
+    return "plan-" + key.removeprefix("sha256:")
+
+
+def published_keys(farm: FarmConfig, keys: Mapping[str, str]) -> set[str]:
+    """The plan keys (of `keys`, recipe -> key) the registry holds a package for."""
+    config = registry_config(farm)
+    found: set[str] = set()
+    registry = client(farm)
+    try:
+        for name, key in keys.items():
+            if registry.manifest_exists(config.locate(name).repository, plan_tag(key)) is not None:
+                found.add(key)
+    finally:
+        registry.close()
+    return found
+
+
+def publish_build(farm: FarmConfig, record_file: Path, pushed_file: Path,
+                  plan_key: str) -> Published:
+    """Check, sign, attach and tag what a worker pushed; then mark it with its plan key."""
+    record = BuildRecord.from_bytes(record_file.read_bytes(), str(record_file))
+    pushed = parse_reference(pushed_file.read_text().strip())
+    _check_place(farm, record, pushed)
+    registry = client(farm)
+    try:
+        published = publish(registry, pushed, record, open_signer(farm.signer), farm.builder_id)
+        manifest, _, _ = registry.get_manifest(pushed)
+        registry.put_manifest(pushed.repository, plan_tag(plan_key), manifest, MANIFEST_TYPE)
+    finally:
+        registry.close()
+    return published
+
+
+def _check_place(farm: FarmConfig, record: BuildRecord, pushed: Reference) -> None:
+    """A worker may push only where the farm keeps that package."""
+    expected = registry_config(farm).locate(record.output.name)
+    if (pushed.host, pushed.repository) != (expected.host, expected.repository):
+        raise KilnError(f"the worker pushed {record.output.name} to {pushed}, not to"
+                        f" {expected.host}/{expected.repository}", reason="pushed-mismatch")

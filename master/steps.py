@@ -1,0 +1,132 @@
+"""The farm's own Buildbot steps: each overrides only `run`, thin over a function of
+master/ that runs (and is tested) without Buildbot.
+
+- PlanStep (the `plan` builder): plans the pushed commit and appends one
+  WaveTrigger per wave to its own build;
+- WaveTrigger: one build request of the generic `package` builder per package of
+  the wave, waiting for them all;
+- NeedsPublished (first step of a package build): skips the build, naming why,
+  when a recipe it builds with failed in an earlier wave;
+- PublishStep (last step, on the master): checks what the worker pushed against
+  its record, signs, attaches, tags. The key never leaves the master process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from buildbot.process.buildstep import BuildStep
+from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
+from buildbot.steps.trigger import Trigger
+from twisted.internet import threads
+
+from kiln.errors import KilnError
+from master.config import FarmConfig
+from master.farmplan import plan_commit
+from master.publishing import publish_build, published_keys
+
+PACKAGE_SCHEDULER = "package"
+
+
+class PlanStep(BuildStep):
+    name = "plan"
+
+    def __init__(self, farm: FarmConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.farm = farm
+
+    async def run(self) -> int:
+        revision = self.getProperty("revision") or self.farm.recipes.branch
+        log = await self.addLog("plan")
+        try:
+            planned = await threads.deferToThread(plan_commit, self.farm, revision)
+        except KilnError as exc:  # a cycle, an unreadable repository
+            await log.addStderr(f"{exc.message} [{exc.reason}]\n")
+            self.descriptionDone = [f"plan failed: {exc.reason}"]
+            return FAILURE
+        await log.addStdout(planned.describe() + "\n")
+        self.setProperty("plan", json.dumps({"commit": planned.commit,
+                                             **planned.plan.to_json()}), "plan")
+        waves = planned.packages()
+        self.build.addStepsAfterCurrentStep(
+            [WaveTrigger(index, requests) for index, requests in enumerate(waves, start=1)])
+        self.descriptionDone = [f"{len(planned.plan.to_build)} packages in {len(waves)} waves"]
+        return SUCCESS if not planned.plan.broken else FAILURE
+
+
+class WaveTrigger(Trigger):
+    """The packages of one wave, each its own build; waits for all of them."""
+
+    def __init__(self, wave: int, requests: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(name=f"wave {wave}", schedulerNames=[PACKAGE_SCHEDULER],
+                         waitForFinish=True, haltOnFailure=False, flunkOnFailure=True,
+                         **kwargs)
+        self.requests = requests
+
+    def getSchedulersAndProperties(self) -> list[dict[str, Any]]:
+        return [{"sched_name": PACKAGE_SCHEDULER, "unimportant": False,
+                 "props_to_set": {**request, "needs": json.dumps(request["needs"]),
+                                  "need_waves": json.dumps(request["need_waves"])}}
+                for request in self.requests]
+
+
+class NeedsPublished(BuildStep):
+    """Skip this package when a recipe it builds with was not published."""
+
+    name = "needs published"
+
+    def __init__(self, farm: FarmConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.farm = farm
+
+    async def run(self) -> int:
+        needs: dict[str, str] = json.loads(self.getProperty("needs") or "{}")
+        waves: dict[str, int] = json.loads(self.getProperty("need_waves") or "{}")
+        found = await threads.deferToThread(published_keys, self.farm, needs)
+        missing = sorted(name for name, key in needs.items() if key not in found)
+        if not missing:
+            return SUCCESS
+        why = ", ".join(f"{name} failed in wave {waves.get(name, '?')}" for name in missing)
+        self.descriptionDone = [f"skipped: {why}"]
+        self.setProperty("skipped", why, "needs published")
+        # Buildbot ranks SKIPPED best, so a build of skipped steps would read as a
+        # success: the build itself is marked skipped, and no later step lowers it.
+        self.build.results = SKIPPED
+        log = await self.addLog("skipped")
+        await log.addStdout(f"skipped: {why}\n")
+        return SKIPPED
+
+
+class PublishStep(BuildStep):
+    """Publish what the worker handed back, or say why not."""
+
+    name = "publish"
+
+    def __init__(self, farm: FarmConfig, handed_back: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.farm = farm
+        self.handed_back = handed_back  # a directory on the master, per build
+
+    async def run(self) -> int:
+        directory = Path(self.handed_back) / str(self.build.number)
+        log = await self.addLog("publish")
+        try:
+            published = await threads.deferToThread(
+                publish_build, self.farm, directory / "record.json", directory / "pushed.txt",
+                self.getProperty("plan_key"))
+        except (KilnError, OSError) as exc:
+            message = exc.message if isinstance(exc, KilnError) else str(exc)
+            reason = exc.reason if isinstance(exc, KilnError) else "handed-back-missing"
+            await log.addStderr(f"not published: {message} [{reason}]\n")
+            self.descriptionDone = [f"not published: {reason}"]
+            return FAILURE
+        await log.addStdout(f"published {published.reference} ({published.manifest})\n")
+        self.descriptionDone = [f"published {published.reference.tag}"]
+        return SUCCESS
+
+
+def not_skipped(step: BuildStep) -> bool:
+    """doStepIf of every step after NeedsPublished."""
+    return not step.getProperty("skipped")
