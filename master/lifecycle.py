@@ -154,6 +154,12 @@ def kill_worker(directory: Path, name: str) -> None:
     pid_file.unlink()
 
 
+def worker_names(farm: FarmConfig) -> dict[int, str]:
+    """Worker id -> name, as the master knows them."""
+    answer = _api(farm, "workers") or {}
+    return {w["workerid"]: w["name"] for w in answer.get("workers", [])}
+
+
 def connected_workers(farm: FarmConfig) -> set[str]:
     answer = _api(farm, "workers")
     if answer is None:
@@ -180,8 +186,7 @@ def package_builds(farm: FarmConfig) -> list[dict[str, Any]]:
     if not found:
         return []
     builderid = found[0]["builderid"]
-    answer = _api(farm, f"builders/{builderid}/builds?property=package&property=wave"
-                        "&property=skipped") or {}
+    answer = _api(farm, f"builders/{builderid}/builds?property=*") or {}
     return list(answer.get("builds", []))
 
 

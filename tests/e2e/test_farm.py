@@ -1,0 +1,235 @@
+"""The farm end to end: a real Buildbot master and two real workers on loopback (started
+as processes, stopped by PID), Debian's docker-registry, a bare recipe repository with
+its post-receive hook, pushes from a maintainer's clone; consumers verify from empty
+stores. Few, rich scenarios: each push costs a plan and its builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from master.config import FarmConfig
+from master.lifecycle import (
+    InitOptions,
+    init_farm,
+    kill_worker,
+    package_builds,
+    start_farm,
+    stop_farm,
+    wait_for_commit,
+    worker_names,
+)
+from master.publishing import client, plan_tag
+from tests.conftest import REPO, run_kiln_process
+from tests.fixtures.packages import ensure_apt_lists
+from tests.fixtures.registry import Registry, free_port, run_registry
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None,
+                       reason="the farm's builds need root and bubblewrap"),
+    pytest.mark.slow,
+]
+
+SHELL = ["debian.org/bookworm/dash", "debian.org/bookworm/coreutils"]
+PLAN_TIMEOUT = 240
+
+
+def recipe(directory: Path, name: str, build: str, requires: list[str]) -> None:
+    (directory / name).mkdir(parents=True, exist_ok=True)
+    (directory / name / "recipe.yaml").write_text(
+        f"package: {{name: kiln.dev/{name}, version: '1'}}\n"
+        f"build-requires: {json.dumps(requires)}\nbuild: {json.dumps(build)}\n")
+
+
+@dataclass
+class Farm:
+    config: FarmConfig
+    directory: Path
+    registry: Registry
+    clone: Path
+
+    def push(self, change: dict[str, tuple[str, list[str]]], message: str,
+             files: dict[str, str] | None = None) -> str:
+        """Commit recipe changes (name -> build, requires) and files, push; the commit."""
+        for name, (build, requires) in change.items():
+            recipe(self.clone / "recipes", name, build, requires)
+        for path, text in (files or {}).items():
+            (self.clone / path).write_text(text)
+        git = ["git", "-C", str(self.clone), "-c", "user.name=maintainer",
+               "-c", "user.email=maintainer@kiln.invalid"]
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", message], check=True)
+        subprocess.run([*git, "push", "-q", "origin", "main"], check=True, capture_output=True)
+        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    def plan_of(self, commit: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        build = wait_for_commit(self.config, commit, PLAN_TIMEOUT)
+        return build, json.loads(build["properties"]["plan"][0])
+
+    def builds_of(self, plan: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """The package builds one plan asked for, by package."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for build in package_builds(self.config):
+            properties = build["properties"]
+            if properties.get("commit", [None])[0] == plan["commit"]:
+                found.setdefault(properties["package"][0], []).append(build)
+        return found
+
+    def tags(self, name: str) -> list[str]:
+        registry = client(self.config)
+        try:
+            answer = registry.get_json(f"/v2/kiln/{name}/tags/list", kind="tags", ok=(200, 404))
+            data = answer.read_all(1 << 20, "tags")
+        finally:
+            registry.close()
+        return list(json.loads(data).get("tags") or []) if data else []
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    ensure_apt_lists()
+    root = tmp_path_factory.mktemp("farm")
+    seed = root / "seed"
+    seed.mkdir()
+    shutil.copy(REPO / "recipes" / "kiln.lock", seed / "kiln.lock")
+    recipe(seed, "base", "mkdir -p /out/usr/share/base; echo base > /out/usr/share/base/d",
+           SHELL)
+    recipe(seed, "mid", "mkdir -p /out/usr/share/mid; cat /usr/share/base/d >"
+                        " /out/usr/share/mid/d", [*SHELL, "kiln.dev/base"])
+    recipe(seed, "top", "cat /usr/share/mid/d > /out/copied", [*SHELL, "kiln.dev/mid"])
+    recipe(seed, "beside", "echo beside > /out/beside", SHELL)
+    with run_registry(root / "registry") as registry:
+        directory = root / "farm"
+        config = init_farm(directory, InitOptions(
+            workers=2, registry=registry.host, seed=seed, www_port=free_port(),
+            pb_port=free_port()))
+        try:
+            start_farm(directory)
+            clone = root / "clone"
+            subprocess.run(["git", "clone", "-q", config.recipes_url, str(clone)], check=True)
+            yield Farm(config, directory, registry, clone)
+        finally:
+            stopped = stop_farm(directory)
+            assert "master" in stopped
+
+
+def test_a_push_builds_the_change_and_its_dependants_in_waves_signed_and_verifiable(
+        farm: Farm, tmp_path: Path) -> None:
+    # The first push of a farm builds everything; its base then changes.
+    commit = farm.push({"base": ("mkdir -p /out/usr/share/base; echo base 2 >"
+                                 " /out/usr/share/base/d", SHELL)}, "base 2")
+    build, plan = farm.plan_of(commit)
+    assert build["results"] == 0, build["state_string"]
+    assert plan["waves"] == [["kiln.dev/base", "kiln.dev/beside"], ["kiln.dev/mid"],
+                             ["kiln.dev/top"]]
+    builds = farm.builds_of(plan)
+    assert set(builds) == {"kiln.dev/base", "kiln.dev/beside", "kiln.dev/mid", "kiln.dev/top"}
+    for name, found in builds.items():
+        assert [b["results"] for b in found] == [0], (name, found)
+    only = {name: found[0] for name, found in builds.items()}
+    # A wave starts when the packages it needs are published.
+    assert only["kiln.dev/base"]["complete_at"] <= only["kiln.dev/mid"]["started_at"]
+    assert only["kiln.dev/mid"]["complete_at"] <= only["kiln.dev/top"]["started_at"]
+    names = worker_names(farm.config)
+    assert {names[only[n]["workerid"]] for n in only} <= {"w1", "w2"}  # never the local one
+
+    # A consumer with an empty store verifies what the farm published, by its key.
+    env = {"KILN_REGISTRIES": str(farm.directory / "registries.yaml")}
+    verified = run_kiln_process(tmp_path / "consumer", "verify", "kiln.dev/top@1", "--key",
+                                farm.directory / "keys" / "farm.pub", "--json", env=env)
+    assert verified.returncode == 0, verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["builder"] == "https://kiln.dev/builders/farm"
+    pulled = run_kiln_process(tmp_path / "consumer", "fileset", "materialize",
+                              "kiln.dev/top@1", tmp_path / "top", env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "top" / "copied").read_text() == "base 2\n"
+
+    # The key never reaches a worker: not its files, its environment, a property, a log.
+    key = (farm.directory / "keys" / "farm.pem").read_bytes()
+    secret = key.split(b"\n")[1]
+    for worker in ("w1", "w2"):
+        for path in (farm.directory / f"worker-{worker}").rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert secret not in path.read_bytes(), path
+        pid = int((farm.directory / "run" / f"worker-{worker}.pid").read_text())
+        assert secret not in Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"farm.pem" not in Path(f"/proc/{pid}/environ").read_bytes()
+    for log in (farm.directory / "run").glob("worker-*.log"):
+        assert secret not in log.read_bytes()
+    for found in builds.values():
+        assert "farm.pem" not in json.dumps(found[0]["properties"])
+        assert secret.decode() not in json.dumps(found[0]["properties"])
+
+
+def test_a_failure_skips_only_its_dependants_and_a_published_change_builds_nothing(
+        farm: Farm) -> None:
+    commit = farm.push({"mid": ("echo 'mid.c:1: broken' >&2; exit 1",
+                                [*SHELL, "kiln.dev/base"]),
+                        "beside": ("echo beside 2 > /out/beside", SHELL)},
+                       "mid breaks, beside changes")
+    build, plan = farm.plan_of(commit)
+    assert build["results"] != 0  # the plan says not everything was published
+    assert plan["waves"] == [["kiln.dev/beside", "kiln.dev/mid"], ["kiln.dev/top"]]
+    builds = farm.builds_of(plan)
+    assert builds["kiln.dev/beside"][0]["results"] == 0
+    assert builds["kiln.dev/mid"][0]["results"] == 2
+    top = builds["kiln.dev/top"][0]
+    assert top["results"] == 3  # SKIPPED
+    assert top["properties"]["skipped"][0] == "kiln.dev/mid failed in wave 1"
+    assert plan_tag(plan["keys"]["kiln.dev/top"]) not in farm.tags("kiln.dev/top")
+    assert plan_tag(plan["keys"]["kiln.dev/mid"]) not in farm.tags("kiln.dev/mid")
+    assert plan_tag(plan["keys"]["kiln.dev/beside"]) in farm.tags("kiln.dev/beside")
+
+    # A push that changes no recipe's inputs builds nothing.
+    quiet = farm.push({}, "a note for maintainers", files={"README": "recipes live here\n"})
+    build, plan = farm.plan_of(quiet)
+    assert plan["waves"] == [["kiln.dev/mid"], ["kiln.dev/top"]]  # still failing: retried
+    assert set(farm.builds_of(plan)) <= {"kiln.dev/mid", "kiln.dev/top"}
+    fixed = farm.push({"mid": ("mkdir -p /out/usr/share/mid; cat /usr/share/base/d >"
+                               " /out/usr/share/mid/d", [*SHELL, "kiln.dev/base"])}, "mid fixed")
+    build, plan = farm.plan_of(fixed)
+    assert build["results"] == 0, build["state_string"]
+    nothing = farm.push({}, "another note", files={"README": "recipes live here, still\n"})
+    build, plan = farm.plan_of(nothing)
+    assert build["results"] == 0
+    assert plan["waves"] == []
+    assert farm.builds_of(plan) == {}
+
+
+def test_a_worker_killed_mid_build_is_retried_elsewhere_and_published_once(
+        farm: Farm) -> None:
+    commit = farm.push({"beside": ("sleep 6; echo beside 3 > /out/beside", SHELL)},
+                       "beside takes its time")
+    deadline = time.monotonic() + PLAN_TIMEOUT
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        for build in package_builds(farm.config):
+            if build["properties"].get("package", [None])[0] == "kiln.dev/beside" \
+                    and not build["complete"] and build["properties"].get("commit", [""])[0] \
+                    == commit:
+                victim = build
+        time.sleep(0.2)
+    assert victim is not None
+    time.sleep(1.5)  # inside the build step
+    name = worker_names(farm.config)[victim["workerid"]]
+    assert name in ("w1", "w2")
+    kill_worker(farm.directory, name)
+    build, plan = farm.plan_of(commit)
+    assert build["results"] == 0, build["state_string"]
+    attempts = farm.builds_of(plan)["kiln.dev/beside"]
+    assert sorted(b["results"] for b in attempts) == [0, 4] or \
+        sorted(b["results"] for b in attempts) == [0, 5]  # EXCEPTION or RETRY, then success
+    survivor = next(b for b in attempts if b["results"] == 0)
+    assert survivor["workerid"] != victim["workerid"]
+    assert plan_tag(plan["keys"]["kiln.dev/beside"]) in farm.tags("kiln.dev/beside")
