@@ -21,6 +21,7 @@ from kiln.errors import InputError, NotFound, StoreError
 from kiln.faults import crash_point
 from kiln.fileset import FileSet
 from kiln.naming import validate_name, validate_version, version_key
+from kiln.ownership import check_owned
 from kiln.store.layout import STORE_FORMAT, StoreLayout, write_atomically
 from kiln.store.staging import ObjectStager
 from kiln.tree import Tree
@@ -67,6 +68,9 @@ class Store:
                     f"{layout.root} is not a Kiln store of format {STORE_FORMAT.decode().strip()}",
                     reason="store-format",
                 )
+        # Objects from a store another user can write could be anything by the time a
+        # build or an image uses them (a symlink the user chose is followed).
+        check_owned(layout.root.resolve(), "the store")
         return cls(layout)
 
     @staticmethod

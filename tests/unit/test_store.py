@@ -198,3 +198,23 @@ def test_fsck_finds_missing_objects_and_bad_records(tmp_path: Path, store: Store
     bogus.write_bytes(record.read_bytes())
     reasons = {p.reason for p in check_store(Store.open(store.layout.root)).problems}
     assert reasons == {"object-missing", "fileset-digest-mismatch"}
+
+
+def test_a_store_another_user_can_write_is_refused(tmp_path: Path) -> None:
+    import os
+
+    from kiln.ownership import UntrustedDirectory
+
+    shared = tmp_path / "shared-store"
+    Store.open(shared)
+    shared.chmod(0o777)  # as if anyone could plant objects in it
+    with pytest.raises(UntrustedDirectory) as caught:
+        Store.open(shared)
+    assert "writable by others" in caught.value.message
+    shared.chmod(0o755)
+    os.chown(shared, 4242, 4242)  # made by another user
+    with pytest.raises(UntrustedDirectory) as caught:
+        Store.open(shared)
+    assert "uid 4242" in caught.value.message
+    os.chown(shared, os.geteuid(), os.getegid())
+    assert Store.open(shared).layout.root == shared
