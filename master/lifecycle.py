@@ -66,6 +66,7 @@ class InitOptions:
 
 def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
     """Lay out a farm in `directory` (which must be empty or absent)."""
+    directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
         raise InputError(f"{directory} is not empty; a farm is made in a new directory",
                          reason="bad-usage")

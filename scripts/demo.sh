@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Kiln's main job on embedded defaults, as a user would type it. Called by `./dev demo`.
-# Today: a FileSet's round trip through two stores and the stable archive, checked
-# bit for bit; a check of the curated recipes against their locked toolchain; GNU
-# hello built hermetically from them, then run; an image of hello and its runtime
-# closure composed by set, run by `kiln run` from the store, pushed to a local
-# registry (Debian's docker-registry, started here on loopback) and run by podman.
+# A FileSet's round trip through two stores and the stable archive, checked bit for
+# bit; a check of the curated recipes against their locked toolchain; GNU hello
+# built hermetically from them, then run; an image of hello and its runtime closure
+# composed by set, run by `kiln run` from the store, pushed to a local registry
+# (Debian's docker-registry, started here on loopback), signed, verified and run by
+# podman. Then the farm: a Buildbot master and two workers on this host; a
+# maintainer pushes a change to a recipe others build with, the farm plans it,
+# builds it and its dependants in waves, publishes them signed, and a consumer
+# verifies one from an empty store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -125,5 +129,54 @@ fi
 run podman --root "$PWD/$state/podman" --runroot "$podman_run" --storage-driver vfs \
   --cgroup-manager=cgroupfs --runtime=runc run --rm --network=none --tls-verify=false \
   --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$registry/images/hello:1"
+
+# The farm, on this host: a master, its local worker and two build workers, the
+# recipe repository (bare, with its post-receive hook), the same local registry.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+seed="$state/farm-seed"
+mkdir -p "$seed/base" "$seed/mid" "$seed/top"
+cp recipes/kiln.lock "$seed/"
+shell='debian.org/bookworm/dash, debian.org/bookworm/coreutils'
+cat > "$seed/base/recipe.yaml" <<YAML
+package: {name: kiln.dev/demo-base, version: '1'}
+build-requires: [$shell]
+build: mkdir -p /out/usr/share/demo && echo 'base, first edition' > /out/usr/share/demo/base
+YAML
+cat > "$seed/mid/recipe.yaml" <<YAML
+package: {name: kiln.dev/demo-mid, version: '1'}
+build-requires: [$shell, kiln.dev/demo-base]
+build: mkdir -p /out/usr/share/demo && cp /usr/share/demo/base /out/usr/share/demo/mid
+YAML
+cat > "$seed/top/recipe.yaml" <<YAML
+package: {name: kiln.dev/demo-top, version: '1'}
+build-requires: [$shell, kiln.dev/demo-mid]
+build: mkdir -p /out/usr/share/demo && cp /usr/share/demo/mid /out/usr/share/demo/top
+YAML
+# Directories must be the last part of their package's name.
+mv "$seed/base" "$seed/demo-base"; mv "$seed/mid" "$seed/demo-mid"; mv "$seed/top" "$seed/demo-top"
+farm="$state/farm"
+run kiln farm init "$farm" --workers 2 --registry "$registry" --seed "$seed" \
+  --www-port "$(free_port)" --pb-port "$(free_port)"
+trap 'kiln farm stop "$farm" >/dev/null 2>&1; kill $registry_pid 2>/dev/null; rm -rf "$podman_run"' EXIT
+run kiln farm start "$farm"
+
+# A maintainer clones the recipes, changes the base recipe, and pushes.
+git clone -q "$farm/recipes.git" "$state/maintainer"
+sed -i 's/first edition/second edition/' "$state/maintainer/recipes/demo-base/recipe.yaml"
+git -C "$state/maintainer" -c user.name=maintainer -c user.email=maintainer@kiln.invalid \
+  commit -q -am "demo-base: the second edition"
+run git -C "$state/maintainer" push -q origin main
+commit=$(git -C "$state/maintainer" rev-parse HEAD)
+# What the farm plans for it: the base, then what builds with it, wave by wave.
+run kiln farm plan --recipes "$state/maintainer/recipes" --from HEAD~1
+run kiln farm status "$farm"
+run kiln farm wait "$farm" --commit "$commit" --timeout 600
+# A consumer with an empty store verifies the top of the chain against the farm key.
+run env KILN_REGISTRIES="$PWD/$farm/registries.yaml" kiln --store "$state/consumer-farm" \
+  verify kiln.dev/demo-top@1 --key "$farm/keys/farm.pub"
+run env KILN_REGISTRIES="$PWD/$farm/registries.yaml" kiln --store "$state/consumer-farm" \
+  fileset materialize kiln.dev/demo-top@1 "$state/demo-top"
+run cat "$state/demo-top/usr/share/demo/top"
+run kiln farm stop "$farm"
 echo
 echo "demo finished: the stores are under $state"

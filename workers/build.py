@@ -89,7 +89,7 @@ class BuildPlan:
     checkout: Checkout
     recipe: Recipe
     lock: Lock
-    build_root: tuple[FileSet, ...]
+    build_requires: tuple[Dependency, ...]  # the root, resolved from the lock and the store
     sources: tuple[SourceRef, ...]
     recipe_tree: Digest
     build_key: Digest
@@ -128,12 +128,11 @@ def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sand
     if host_config().toolchain == "registry":
         _pull_recipe_packages(store, checkout.repository,
                               (*recipe.build_requires, *recipe.test_requires, *recipe.requires))
-    build_root = tuple(_locked(store, lock, recipe.build_requires))
+    build_requires = _resolved(store, lock, recipe.build_requires)
     sources = source_refs(recipe, checkout)
     tree = recipe_tree(recipe.directory)
-    key = build_key(tree, sources, tuple(_dependency(f) for f in build_root),
-                    checkout.source_date_epoch, sandbox)
-    return BuildPlan(checkout, recipe, lock, build_root, sources, tree, key, limits, scratch)
+    key = build_key(tree, sources, build_requires, checkout.source_date_epoch, sandbox)
+    return BuildPlan(checkout, recipe, lock, build_requires, sources, tree, key, limits, scratch)
 
 
 def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
@@ -142,10 +141,11 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
     recipe, checkout = plan.recipe, plan.checkout
     host = host_config()
     started = _now()
+    build_root = _materialised(store, plan.lock, plan.build_requires)
     with ExitStack() as volumes:
         src = plan.scratch / "src"
         _fetch_sources(store, recipe, checkout, src, host, plan.limits)
-        runs = [_run_build(store, sandbox, recipe, checkout, list(plan.build_root), src,
+        runs = [_run_build(store, sandbox, recipe, checkout, build_root, src,
                            plan.scratch / f"run{index}", jobs, variation, plan.limits, volumes)
                 for index, variation in enumerate(CHECK_VARIATIONS if check
                                                   else CHECK_VARIATIONS[:1])]
@@ -166,7 +166,7 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
         recipe=RecipeRef(checkout.origin, checkout.commit, recipe.directory.name,
                          plan.recipe_tree, checkout.dirty),
         sources=plan.sources,
-        build_requires=tuple(_dependency(f) for f in plan.build_root),
+        build_requires=plan.build_requires,
         lock=sha256_digest(plan.lock.to_bytes()),
         sandbox=SandboxRef(sandbox.name, sandbox.version),
         kiln=KilnRef(__version__, _kiln_commit()),
@@ -257,8 +257,9 @@ def _pull_recipe_packages(store: Store, repository: RecipeRepository,
                        if o.name in repository.recipes)
 
 
-def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
-    """The FileSets `groups` need: Debian ones from the lock, the rest from the store."""
+def _resolved(store: Store, lock: Lock, groups: tuple[Any, ...]) -> tuple[Dependency, ...]:
+    """What `groups` need, dependencies included: Debian packages from the lock (nothing
+    imported: their digests are locked), the rest from the store."""
     from workers.resolve import resolve
 
     unknown = sorted(o.name for g in groups for o in g.options
@@ -266,15 +267,25 @@ def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
     if unknown:
         raise NotFound(f"build requirement {unknown[0]} is not in kiln.lock; run kiln lock"
                        " update", reason="missing-build-require")
-    resolved = resolve(store, lock, groups)
-    debian = {c.name for c in resolved if is_debian(c.name)}
+    return tuple(Dependency(c.name, c.version, c.digest) for c in resolve(store, lock, groups))
+
+
+def _materialised(store: Store, lock: Lock, needed: tuple[Dependency, ...]) -> list[FileSet]:
+    """The FileSets of `needed` in the store: locked Debian ones pulled from the farm's
+    registry (a worker) or imported through apt, each with its locked digest."""
+    debian = {d.name for d in needed if is_debian(d.name)}
     if host_config().toolchain == "registry":
         from kiln.registry.config import load_config
         from kiln.registry.fetch import pull_locked
 
         pull_locked(store, load_config(), lock, debian)  # a farm worker never asks Debian
     ensure_locked(store, lock, debian)  # imported again if missing, and must match
-    return [store.get(candidate.digest) for candidate in resolved]
+    return [store.get(dependency.digest) for dependency in needed]
+
+
+def _locked(store: Store, lock: Lock, groups: tuple[Any, ...]) -> list[FileSet]:
+    """The FileSets `groups` need, in the store (the test's root)."""
+    return _materialised(store, lock, _resolved(store, lock, groups))
 
 
 def source_refs(recipe: Recipe, checkout: Checkout) -> tuple[SourceRef, ...]:
@@ -330,10 +341,6 @@ def _place(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def _dependency(fileset: FileSet) -> Dependency:
-    return Dependency(fileset.name, fileset.version, fileset.digest)
 
 
 def _environment(checkout: Checkout, jobs: int, root: list[FileSet],

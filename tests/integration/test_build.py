@@ -329,7 +329,7 @@ def test_the_build_key_counts_only_the_builds_own_closure_of_the_lock(
     after = prepare(store, recipes, "tiny", tmp_path / "two", sandbox="bwrap")
     assert after.checkout.commit != before.checkout.commit
     assert after.build_key == before.build_key
-    names = {f.name for f in after.build_root}
+    names = {d.name for d in after.build_requires}
     assert "debian.org/bookworm/dash" in names
     assert "debian.org/bookworm/make" not in names
     # What tiny does use counts: a newer SOURCE_DATE_EPOCH (a commit touching it).
