@@ -138,6 +138,11 @@ def build_key(recipe_tree: Digest, sources: tuple[SourceRef, ...],
     }))
 
 
+def build_key_tag(key: str) -> str:
+    """The registry tag under which a farm keeps the package a build key made."""
+    return "build-" + key.removeprefix("sha256:")
+
+
 def dependency_json(dependency: Dependency) -> dict[str, str]:
     return {"name": dependency.name, "version": dependency.version,
             "digest": dependency.digest}

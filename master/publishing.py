@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kiln.errors import KilnError
-from kiln.record import BuildRecord
+from kiln.record import BuildRecord, build_key_tag
 from kiln.registry.artifact import MANIFEST_TYPE
 from kiln.registry.client import RegistryClient
 from kiln.registry.config import Mapping as RegistryMapping
@@ -34,6 +34,7 @@ def plan_tag(key: str) -> str:
     return "plan-" + key.removeprefix("sha256:")
 
 
+
 def published_keys(farm: FarmConfig, keys: Mapping[str, str]) -> set[str]:
     """The plan keys (of `keys`, recipe -> key) the registry holds a package for."""
     config = registry_config(farm)
@@ -58,7 +59,8 @@ def publish_build(farm: FarmConfig, record_file: Path, pushed_file: Path,
     try:
         published = publish(registry, pushed, record, open_signer(farm.signer), farm.builder_id)
         manifest, _, _ = registry.get_manifest(pushed)
-        registry.put_manifest(pushed.repository, plan_tag(plan_key), manifest, MANIFEST_TYPE)
+        for tag in (build_key_tag(record.build_key), plan_tag(plan_key)):
+            registry.put_manifest(pushed.repository, tag, manifest, MANIFEST_TYPE)
     finally:
         registry.close()
     return published

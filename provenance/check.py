@@ -45,6 +45,7 @@ class PackageProof:
     build_type: str
     builder: str
     layer: Digest
+    build_key: str | None = None  # what a recipe build's statement signs
 
     def to_json(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "digest": self.digest,
@@ -114,7 +115,8 @@ class Checker:
         verified = self.first_verified(bundles, fileset.name, fileset.digest, where)
         self.check_rules(Evidence(fileset.name, fileset.version, verified))
         return PackageProof(fileset.name, fileset.version, fileset.digest, verified.signer,
-                            verified.build_type, verified.builder, artifact.layer.digest)
+                            verified.build_type, verified.builder, artifact.layer.digest,
+                            verified.build_key)
 
     def first_verified(self, bundles: list[bytes], name: str, subject: Digest,
                        where: str) -> Verified:

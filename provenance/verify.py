@@ -65,6 +65,13 @@ class Verified:
     def builder(self) -> str:
         return str(self.predicate["runDetails"]["builder"]["id"])
 
+    @property
+    def build_key(self) -> str | None:
+        """The build key a recipe build's statement signs (None for other kinds)."""
+        internal = self.predicate["buildDefinition"].get("internalParameters")
+        key = internal.get("buildKey") if isinstance(internal, dict) else None
+        return key if isinstance(key, str) else None
+
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     try:

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from kiln.record import (
     SourceRef,
     build_key,
 )
+from kiln.registry.fetch import FetchPackage
 from kiln.store.ingest import ingest_directory
 from kiln.store.store import Store
 from workers.checkout import Checkout, checkout_recipes, file_sha256, recipe_tree, tree_of
@@ -72,11 +74,17 @@ class Variation:
 CHECK_VARIATIONS = (Variation(), Variation("/var/elsewhere/build", "002", 1, reverse_env=True))
 
 
+# Given a package name and a build key: the published package of that key, or None.
+Substitute = Callable[[str, Digest], FileSet | None]
+
+
 @dataclass(frozen=True)
 class BuildOutcome:
-    record: BuildRecord
+    record: BuildRecord | None  # None for a substitute: the farm's signed record stands
     fileset: FileSet
-    reused: bool  # the build key was built before: nothing ran
+    reused: bool  # the build key was built before (here or, substituted, on a farm)
+    build_key: Digest
+    substituted: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,24 +107,36 @@ class BuildPlan:
 
 def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
           commit: str | None = None, allow_dirty: bool = False, jobs: int = 2,
-          work: Path | None = None, check: bool = False) -> BuildOutcome:
+          work: Path | None = None, check: bool = False, fetch: FetchPackage | None = None,
+          substitute: Substitute | None = None) -> BuildOutcome:
     """Build the recipe `name` (a package name or its directory) of `recipes`.
 
-    With `check`, build twice under CHECK_VARIATIONS (even if built before) and
-    refuse, naming the files that differ, unless both trees are the same."""
+    A build key built here before is not built again; with `substitute`, one
+    published elsewhere is taken instead. With `check`, build twice under
+    CHECK_VARIATIONS (even if built before) and refuse, naming the files that
+    differ, unless both trees are the same."""
     # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
     with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch:
         plan = prepare(store, recipes, name, Path(scratch), sandbox=sandbox.name,
-                       commit=commit, allow_dirty=allow_dirty)
-        previous = None if check else _previous(store, plan.build_key)
-        if previous is not None:
-            return BuildOutcome(previous[0], previous[1], reused=True)
+                       commit=commit, allow_dirty=allow_dirty, fetch=fetch)
+        if not check:
+            previous = _previous(store, plan.build_key)
+            if previous is not None:
+                return BuildOutcome(previous[0], previous[1], True, plan.build_key)
+            published = (substitute(plan.recipe.package.name, plan.build_key)
+                         if substitute is not None else None)
+            if published is not None:
+                return BuildOutcome(None, published, True, plan.build_key, substituted=True)
         return execute(store, sandbox, plan, jobs=jobs, check=check)
 
 
 def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sandbox: str,
-            commit: str | None = None, allow_dirty: bool = False) -> BuildPlan:
-    """Read the recipe at the commit, resolve its root from the lock, compute its key."""
+            commit: str | None = None, allow_dirty: bool = False,
+            fetch: FetchPackage | None = None) -> BuildPlan:
+    """Read the recipe at the commit, resolve its root from the lock, compute its key.
+
+    `fetch(name, version)` brings a package of this repository's recipes that the
+    store lacks (a farm worker's or a substituting laptop's store starts empty)."""
     scratch.mkdir(parents=True, exist_ok=True)
     checkout = checkout_recipes(store, recipes, name, commit, allow_dirty, scratch / "recipes")
     recipe = find_recipe(checkout.repository, name)
@@ -125,9 +145,14 @@ def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sand
     if lock is None:
         raise InputError(f"{recipes} has no kiln.lock; run kiln lock update",
                          reason="lock-missing")
-    if host_config().toolchain == "registry":
-        _pull_recipe_packages(store, checkout.repository,
-                              (*recipe.build_requires, *recipe.test_requires, *recipe.requires))
+    if fetch is None and host_config().toolchain == "registry":
+        from kiln.registry.config import load_config
+        from kiln.registry.fetch import registry_fetcher
+
+        fetch = registry_fetcher(store, load_config())
+    if fetch is not None:
+        _fetch_recipe_packages(store, checkout.repository, fetch,
+                               (*recipe.build_requires, *recipe.test_requires, *recipe.requires))
     build_requires = _resolved(store, lock, recipe.build_requires)
     sources = source_refs(recipe, checkout)
     tree = recipe_tree(recipe.directory)
@@ -179,7 +204,7 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
         finished=_now(),
     )
     _remember(store, record, log)
-    return BuildOutcome(record, package, reused=False)
+    return BuildOutcome(record, package, False, plan.build_key)
 
 
 def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkout,
@@ -233,15 +258,11 @@ def find_recipe(repository: RecipeRepository, name: str) -> Recipe:
     raise NotFound(f"no recipe {name}", reason="recipe-not-found")
 
 
-def _pull_recipe_packages(store: Store, repository: RecipeRepository,
-                          groups: tuple[Any, ...]) -> None:
-    """Pull the packages of this repository's recipes that `groups` name, at the versions
-    the commit's recipes give, with their runtime requires: a worker's store starts
-    empty, and the farm published them in an earlier wave."""
-    from kiln.registry.config import load_config
-    from kiln.registry.fetch import pull_with_imports
-
-    config = load_config()
+def _fetch_recipe_packages(store: Store, repository: RecipeRepository, fetch: FetchPackage,
+                           groups: tuple[Any, ...]) -> None:
+    """Fetch the packages of this repository's recipes that `groups` name, at the
+    versions the commit's recipes give, with their runtime requires: a worker's
+    store starts empty, and the farm published them in an earlier wave."""
     pending = [o.name for g in groups for o in g.options if o.name in repository.recipes]
     seen: set[str] = set()
     while pending:
@@ -252,7 +273,7 @@ def _pull_recipe_packages(store: Store, repository: RecipeRepository,
         recipe = repository.recipes[name]
         version = recipe.package.version
         if version not in store.versions(name):
-            pull_with_imports(store, config, config.locate(name, version))
+            fetch(name, version)
         pending.extend(o.name for g in recipe.requires for o in g.options
                        if o.name in repository.recipes)
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kiln.cli.common import add_json_flag, open_store
 from kiln.cli.output import print_json
@@ -40,6 +40,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="push the package's blobs and manifest to where registries.yaml"
                             " places it, by digest, moving no tag; write the reference to"
                             " FILE (a farm worker's hand-back; the master publishes)")
+    build.add_argument("--no-substitute", action="store_true",
+                       help="build even if the registry has this build key published")
+    build.add_argument("--key", type=Path, metavar="PUB.pem",
+                       help="take a published build of the same key (a substitute) only"
+                            " signed by this key")
+    build.add_argument("--policy", type=Path, metavar="FILE",
+                       help="... or only as this trust policy allows")
     build.add_argument("--sign", metavar="URI",
                        help="sign the provenance and attach it with the package in the registry"
                             " (file:KEY.pem, sigstore:...)")
@@ -56,9 +63,20 @@ def cmd_build(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.deps:
         _build_needs(args, store, sandbox)
+    fetch, substitute = _substitution(args, store)
     outcome = build(store, sandbox, args.recipes, args.recipe,
                     commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
-                    check=args.check)
+                    check=args.check, fetch=fetch, substitute=substitute)
+    if outcome.record is None:  # a substitute: the farm built, signed and published it
+        if args.json:
+            print_json({"output": {"name": outcome.fileset.name,
+                                   "version": outcome.fileset.version,
+                                   "digest": outcome.fileset.digest},
+                        "build_key": outcome.build_key, "reused": True, "substituted": True})
+        else:
+            print(f"{outcome.fileset.label} {outcome.fileset.digest} (substituted: published"
+                  " by the farm under the same build key, verified)")
+        return 0
     if args.sign:
         from kiln.cli.provenance_commands import sign_fileset
         from kiln.registry.config import load_config
@@ -120,3 +138,27 @@ def _package_name(recipes: Path, directory: str) -> str:
         if recipe.directory.name == directory:
             return name
     return directory
+
+
+def _substitution(args: argparse.Namespace, store: Store) -> tuple[Any, Any]:
+    """The verified fetcher and substitute `kiln build` uses, when the registry holds
+    the names and a key or policy says whom to trust; else (None, None)."""
+    if args.no_substitute or not (args.key or args.policy):
+        return None, None
+    from kiln.registry.config import load_config
+    from provenance.check import Checker
+    from provenance.policy import load_policy
+    from provenance.substitute import published_build, verified_fetcher
+    from provenance.verify import Trust, load_public_key
+
+    config = load_config()
+    if not config.mappings:
+        return None, None
+    trust = Trust(keys=(load_public_key(args.key),)) if args.key else None
+    policy = load_policy(args.policy) if args.policy else None
+    check = Checker(store, config, policy, trust)
+
+    def substitute(name: str, build_key: str) -> Any:
+        return published_build(store, config, check, name, build_key)
+
+    return verified_fetcher(store, config, check), substitute

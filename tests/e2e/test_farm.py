@@ -30,6 +30,7 @@ from master.lifecycle import (
 )
 from master.publishing import client, plan_tag
 from tests.conftest import REPO, run_kiln_process
+from tests.fixtures.keys import write_key
 from tests.fixtures.packages import ensure_apt_lists
 from tests.fixtures.registry import Registry, free_port, run_registry
 
@@ -154,6 +155,23 @@ def test_a_push_builds_the_change_and_its_dependants_in_waves_signed_and_verifia
                               "kiln.dev/top@1", tmp_path / "top", env=env)
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "top" / "copied").read_text() == "base 2\n"
+
+    # Substitution: a laptop with an empty store asks for the same build key and gets
+    # the farm's package, verified, instead of building (no toolchain, no sandbox).
+    substituted = run_kiln_process(tmp_path / "laptop", "build", "top", "--recipes",
+                                   farm.clone / "recipes", "--key",
+                                   farm.directory / "keys" / "farm.pub", "--json", env=env)
+    assert substituted.returncode == 0, substituted.stderr
+    outcome = json.loads(substituted.stdout)
+    assert outcome["substituted"] is True
+    assert outcome["output"]["digest"] == report["digest"]
+    assert not (tmp_path / "laptop" / "cache" / "builds").exists()  # nothing was built
+    # Trusting another key, the farm's packages are refused, not taken.
+    _, other_key = write_key(tmp_path, "other")
+    refused = run_kiln_process(tmp_path / "laptop2", "build", "top", "--recipes",
+                               farm.clone / "recipes", "--key", other_key, env=env)
+    assert refused.returncode == 1
+    assert "[untrusted-signer]" in refused.stderr
 
     # The key never reaches a worker: not its files, its environment, a property, a log.
     key = (farm.directory / "keys" / "farm.pem").read_bytes()
