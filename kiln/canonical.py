@@ -74,6 +74,21 @@ def loads_strict(data: bytes | str) -> Any:
     return json.loads(data, object_pairs_hook=_unique_keys)
 
 
+def check_fields(value: object, what: str, required: set[str],
+                 optional: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`value` as a JSON object with every `required` field and no other than `optional`
+    ones; ValueError naming `what` otherwise (strict wire formats refuse the unknown)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not an object")
+    unknown = set(value) - required - optional
+    if unknown:
+        raise ValueError(f"{what} has unknown fields {sorted(unknown)}")
+    missing = required - set(value)
+    if missing:
+        raise ValueError(f"{what} lacks {sorted(missing)}")
+    return value
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiln.canonical import Digest, canonical_json, loads_strict, sha256_digest
+from kiln.canonical import Digest, canonical_json, check_fields, loads_strict, sha256_digest
 from kiln.errors import InputError
 
 BUILD_FORMAT = "kiln.build/v2"  # bump when what goes into a build key changes
@@ -160,15 +160,7 @@ class _Fields:
 
     def __init__(self, value: object, what: str, required: set[str],
                  optional: frozenset[str] = frozenset()) -> None:
-        if not isinstance(value, dict):
-            raise ValueError(f"{what} is not an object")
-        unknown = set(value) - required - optional
-        if unknown:
-            raise ValueError(f"{what} has unknown fields {sorted(unknown)}")
-        missing = required - set(value)
-        if missing:
-            raise ValueError(f"{what} lacks {sorted(missing)}")
-        self.value: Mapping[str, object] = value
+        self.value: Mapping[str, object] = check_fields(value, what, required, optional)
         self.what = what
 
     def text(self, key: str, pattern: re.Pattern[str] | None = None) -> str:

@@ -23,12 +23,11 @@ reported at once, each with its file and line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import InputError
-from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
+from kiln.recipes.yamldoc import Node, Reader, load_yaml_file, pattern_check
 
 FARM_FILE = "farm.yaml"
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
@@ -82,6 +81,9 @@ class FarmConfig:
     def worker_password(self, name: str) -> str:
         return self.path(f"workers/{name}.password").read_text().strip()
 
+    def user_password(self, name: str) -> str:
+        return self.path(f"users/{name}.password").read_text().strip()
+
 
 def load_farm(directory: Path) -> FarmConfig:
     """Read `directory/farm.yaml`; every problem at once (InputError, the first named)."""
@@ -99,7 +101,7 @@ def load_farm(directory: Path) -> FarmConfig:
         reader.problem(top["workers"].line, "a worker is named twice", "duplicate-worker")
     config = FarmConfig(
         directory=directory.resolve(),
-        name=reader.string(top.get("name"), "name", _check(_NAME, "a short lower-case name"))
+        name=reader.string(top.get("name"), "name", pattern_check(_NAME, "a short lower-case name"))
         or "kiln-farm",
         recipes=recipes or RecipeSource(""),
         registry=registry or RegistrySettings(""),
@@ -125,8 +127,8 @@ def _recipes(reader: Reader, node: Node | None) -> RecipeSource | None:
     fields = reader.mapping(node, "recipes", {"repository", "branch", "path", "poll"},
                             {"repository"})
     repository = reader.string(fields.get("repository"), "recipes repository")
-    poll = reader.string(fields.get("poll"), "recipes poll", _check(re.compile(r"[0-9]{1,5}"),
-                                                                    "a number of seconds"))
+    poll = reader.string(fields.get("poll"), "recipes poll",
+                         pattern_check(re.compile(r"[0-9]{1,5}"), "a number of seconds"))
     if repository is None:
         return None
     return RecipeSource(repository, reader.string(fields.get("branch"), "branch") or "main",
@@ -138,9 +140,9 @@ def _registry(reader: Reader, node: Node | None) -> RegistrySettings | None:
     if node is None:
         return None
     fields = reader.mapping(node, "registry", {"host", "prefix", "http"}, {"host"})
-    host = reader.string(fields.get("host"), "registry host", _check(_HOST, "HOST[:PORT]"))
+    host = reader.string(fields.get("host"), "registry host", pattern_check(_HOST, "HOST[:PORT]"))
     http = reader.string(fields.get("http"), "registry http",
-                         _check(re.compile(r"true|false"), "true or false"))
+                         pattern_check(re.compile(r"true|false"), "true or false"))
     if host is None:
         return None
     return RegistrySettings(host, reader.string(fields.get("prefix"), "prefix") or "kiln",
@@ -148,7 +150,7 @@ def _registry(reader: Reader, node: Node | None) -> RegistrySettings | None:
 
 
 def _port(reader: Reader, node: Node | None, default: int) -> int:
-    text = reader.string(node, "port", _check(re.compile(r"[0-9]{1,5}"), "a port number"))
+    text = reader.string(node, "port", pattern_check(re.compile(r"[0-9]{1,5}"), "a port number"))
     return int(text) if text else default
 
 
@@ -158,11 +160,3 @@ def _worker_name(text: str) -> str:
                          reason="bad-value")
     return text
 
-
-def _check(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
-    def check(text: str) -> str:
-        if not pattern.fullmatch(text):
-            raise InputError(f"{text!r} is not {what}", reason="bad-value")
-        return text
-
-    return check

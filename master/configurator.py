@@ -25,6 +25,8 @@ from master.steps import (
 )
 
 LOCAL_WORKER = "master-local"
+MAINTAINERS = ("maintainer",)  # their passwords in users/NAME.password
+REBUILD_SCHEDULER = "rebuild"
 HOOK_USERS = "users/hook.passwd"  # user:password lines for the change hook
 
 
@@ -46,7 +48,7 @@ def build_config(farm: FarmConfig) -> dict[str, Any]:
                 name="push", builderNames=["plan"], treeStableTimer=None,
                 change_filter=util.ChangeFilter(branch=farm.recipes.branch)),
             schedulers.Triggerable(name=PACKAGE_SCHEDULER, builderNames=["package"]),
-            schedulers.ForceScheduler(name="force-plan", builderNames=["plan"]),
+            _rebuild_scheduler(farm),
         ],
         "builders": [
             util.BuilderConfig(name="plan", workernames=[LOCAL_WORKER],
@@ -60,6 +62,14 @@ def build_config(farm: FarmConfig) -> dict[str, Any]:
         "www": {
             "port": f"tcp:{farm.www_port}:interface={farm.listen}",
             "plugins": {},
+            # Anonymous users read; maintainers force rebuilds; nobody else controls.
+            "auth": util.UserPasswordAuth({name: farm.user_password(name)
+                                           for name in MAINTAINERS}),
+            "authz": util.Authz(
+                allowRules=[util.ForceBuildEndpointMatcher(builder="plan", role="maintainers"),
+                            util.AnyControlEndpointMatcher(role="admins")],
+                roleMatchers=[util.RolesFromUsername(roles=["maintainers"],
+                                                     usernames=list(MAINTAINERS))]),
             "change_hook_dialects": {"base": True},
             # Anonymous change posts are refused: the post-receive hook logs in.
             "change_hook_auth": [FilePasswordDB(str(farm.path(HOOK_USERS)))],
@@ -98,6 +108,21 @@ def package_steps(farm: FarmConfig, handed_back: str) -> list[Any]:
                                  command=["rm", "-rf", master_dir], alwaysRun=True,
                                  doStepIf=not_skipped),
     ]
+
+
+def _rebuild_scheduler(farm: FarmConfig) -> Any:
+    """A maintainer's forced rebuild of one package, and, if asked, its dependants, at the
+    branch's head; the plan step reads `package` and `dependents`."""
+    fixed = {"branch": farm.recipes.branch, "revision": "", "repository": farm.recipes_url,
+             "project": ""}
+    return schedulers.ForceScheduler(
+        name=REBUILD_SCHEDULER, builderNames=["plan"], buttonName="rebuild",
+        codebases=[util.CodebaseParameter(
+            "", **{key: util.FixedParameter(key, default=value)
+                   for key, value in fixed.items()})],
+        properties=[util.StringParameter(name="package", label="package", required=True),
+                    util.BooleanParameter(name="dependents", label="with its dependants",
+                                          default=False)])
 
 
 @util.renderer

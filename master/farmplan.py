@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.errors import InputError
 from kiln.recipes.model import Recipe
 from kiln.relations import Alternatives
 from master.config import FarmConfig
@@ -68,8 +69,12 @@ def mirror(farm: FarmConfig) -> Path:
     return path
 
 
-def plan_commit(farm: FarmConfig, revision: str) -> FarmPlan:
-    """Plan `revision` (a commit or branch) against the registry's published keys."""
+def plan_commit(farm: FarmConfig, revision: str, forced: str | None = None,
+                dependents: bool = False) -> FarmPlan:
+    """Plan `revision` (a commit or branch) against the registry's published keys.
+
+    `forced` (a maintainer's rebuild) is built even though published, with its
+    dependants if asked; nothing else is."""
     import git
 
     repo = git.Repo(mirror(farm))
@@ -78,7 +83,16 @@ def plan_commit(farm: FarmConfig, revision: str) -> FarmPlan:
         repository = repository_in(repo, Path(farm.recipes.path), commit, Path(scratch))
         inputs = recipe_inputs(repository)
         keys, _ = plan_keys(inputs)
-        planned = plan(inputs, published_keys(farm, keys))
+        if forced is not None:
+            if forced not in keys:
+                raise InputError(f"no recipe of {forced} at {commit[:12]}", reason="not-found")
+            again = {forced}
+            if dependents:
+                again |= set(plan(inputs, ()).dependants(inputs, forced))
+            published = {key for name, key in keys.items() if name not in again}
+        else:
+            published = published_keys(farm, keys)
+        planned = plan(inputs, published)
         directories = {name: recipe.directory.name
                        for name, recipe in repository.recipes.items()}
         toolchain: list[str] = []

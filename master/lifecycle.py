@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,25 +170,20 @@ def connected_workers(farm: FarmConfig) -> set[str]:
 
 
 def plan_builds(farm: FarmConfig) -> list[dict[str, Any]]:
-    """The plan builder's builds, newest first, with their revision and plan."""
-    builders = _api(farm, "builders?name=plan") or {}
-    found = builders.get("builders", [])
-    if not found:
-        return []
-    builderid = found[0]["builderid"]
-    answer = _api(farm, f"builders/{builderid}/builds?order=-number&property=revision"
-                        "&property=plan") or {}
-    return list(answer.get("builds", []))
+    """The plan builder's builds, newest first, with their properties."""
+    return _builds(farm, "plan", "order=-number&property=*")
 
 
 def package_builds(farm: FarmConfig) -> list[dict[str, Any]]:
-    """Every package build, with its package, wave and times."""
-    builders = _api(farm, "builders?name=package") or {}
-    found = builders.get("builders", [])
-    if not found:
+    """Every package build, with its properties (package, wave, commit, skipped ...)."""
+    return _builds(farm, "package", "property=*")
+
+
+def _builds(farm: FarmConfig, builder: str, query: str) -> list[dict[str, Any]]:
+    builders = (_api(farm, f"builders?name={builder}") or {}).get("builders", [])
+    if not builders:
         return []
-    builderid = found[0]["builderid"]
-    answer = _api(farm, f"builders/{builderid}/builds?property=*") or {}
+    answer = _api(farm, f"builders/{builders[0]['builderid']}/builds?{query}") or {}
     return list(answer.get("builds", []))
 
 
@@ -303,3 +299,47 @@ def _create_worker(farm: FarmConfig, name: str) -> None:
                     str(base), f"{farm.listen}:{farm.pb_port}", name,
                     farm.worker_password(name)], check=True, capture_output=True)
     (base / "kiln.yaml").write_text("toolchain: registry\n")
+
+
+def force_rebuild(farm: FarmConfig, package: str, dependents: bool = False,
+                  user: str = "maintainer") -> int:
+    """A maintainer's rebuild of `package` (and its dependants): logged in, as the
+    console would; the build request's id. Anonymous forces are refused (403)."""
+    import base64
+    import http.cookiejar
+
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    token = base64.b64encode(f"{user}:{farm.user_password(user)}".encode()).decode()
+    login = urllib.request.Request(f"{farm.www_url}auth/login",
+                                   headers={"Authorization": f"Basic {token}"})
+    with opener.open(login, timeout=30):
+        pass
+    builders = _api(farm, "builders?name=plan") or {}
+    builderid = builders["builders"][0]["builderid"]
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "force",
+                       "params": {"builderid": str(builderid), "package": package,
+                                  "dependents": dependents}}).encode()
+    request = urllib.request.Request(f"{farm.www_url}api/v2/forceschedulers/rebuild",
+                                     data=body, headers={"Content-Type": "application/json"})
+    try:
+        with opener.open(request, timeout=30) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise CheckFailed(f"the master refused the rebuild: {exc.code} {exc.reason}",
+                          reason="rebuild-refused") from exc
+    _buildset, requests = answer["result"]
+    return int(next(iter(requests.values())))
+
+
+def wait_for_request(farm: FarmConfig, request: int, timeout: float) -> dict[str, Any]:
+    """The finished build of a build request, with its plan; CheckFailed past `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = _api(farm, f"builds?buildrequestid={request}&property=plan") or {}
+        for build in answer.get("builds", []):
+            if build.get("complete"):
+                return dict(build)
+        time.sleep(0.5)
+    raise CheckFailed(f"build request {request} did not finish within {timeout:g} s",
+                      reason="farm-timeout", temporary=True)

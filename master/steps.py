@@ -39,9 +39,11 @@ class PlanStep(BuildStep):
 
     async def run(self) -> int:
         revision = self.getProperty("revision") or self.farm.recipes.branch
+        forced = self.getProperty("package") or None  # a maintainer's rebuild
         log = await self.addLog("plan")
         try:
-            planned = await threads.deferToThread(plan_commit, self.farm, revision)
+            planned = await threads.deferToThread(plan_commit, self.farm, revision, forced,
+                                                  bool(self.getProperty("dependents")))
         except KilnError as exc:  # a cycle, an unreadable repository
             await log.addStderr(f"{exc.message} [{exc.reason}]\n")
             self.descriptionDone = [f"plan failed: {exc.reason}"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kiln.canonical import canonical_json, loads_strict
+from kiln.canonical import canonical_json, check_fields, loads_strict
 from kiln.errors import InputError
 from kiln.hostconfig import host_config
 from provenance.dsse import Envelope
@@ -120,14 +120,7 @@ class _Malformed(ValueError):
 
 
 def _fields(value: object, what: str, required: set[str], optional: set[str]) -> None:
-    if not isinstance(value, dict):
-        raise _Malformed(f"{what} is not an object")
-    unknown = set(value) - required - optional
-    if unknown:
-        raise _Malformed(f"{what} has unknown fields {sorted(unknown)}")
-    missing = required - set(value)
-    if missing:
-        raise _Malformed(f"{what} lacks {sorted(missing)}")
+    check_fields(value, what, required, optional)
 
 
 def _base64(value: object) -> bytes:

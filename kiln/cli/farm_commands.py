@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from kiln.cli.common import add_json_flag
@@ -48,6 +49,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         add_json_flag(command)
         command.set_defaults(handler={"start": cmd_start, "stop": cmd_stop,
                                       "status": cmd_status}[verb])
+
+    rebuild = sub.add_parser("rebuild", help="a maintainer's forced rebuild of a package"
+                                             " (and its dependants)")
+    rebuild.add_argument("directory", type=Path, metavar="DIR")
+    rebuild.add_argument("package", metavar="NAME")
+    rebuild.add_argument("--dependents", action="store_true",
+                         help="rebuild every recipe that builds with it too")
+    rebuild.add_argument("--user", default="maintainer",
+                         help="the maintainer logging in (password in DIR/users/USER.password)")
+    rebuild.add_argument("--wait", type=float, metavar="SECONDS",
+                         help="wait for the rebuild's plan to end; exit 1 if it failed")
+    add_json_flag(rebuild)
+    rebuild.set_defaults(handler=cmd_rebuild)
 
     wait = sub.add_parser("wait", help="until a commit's plan ends: exit 0 when all was"
                                        " published, 1 otherwise")
@@ -140,3 +154,25 @@ def cmd_wait(args: argparse.Namespace) -> int:
     else:
         print(f"plan #{build['number']}: {build.get('state_string')}")
     return 0 if ok else 1
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from master.config import load_farm
+    from master.lifecycle import force_rebuild, wait_for_request
+
+    farm = load_farm(args.directory)
+    request = force_rebuild(farm, args.package, args.dependents, args.user)
+    if args.wait is None:
+        if args.json:
+            print_json({"buildrequest": request})
+        else:
+            print(f"rebuild of {args.package} requested (build request {request})")
+        return 0
+    build = wait_for_request(farm, request, args.wait)
+    plan = json.loads(build["properties"]["plan"][0]) if "plan" in build["properties"] else {}
+    if args.json:
+        print_json({"buildrequest": request, "results": build["results"],
+                    "waves": plan.get("waves", [])})
+    else:
+        print(f"rebuild of {args.package}: {build.get('state_string')}")
+    return 0 if build["results"] == 0 else 1

@@ -7,7 +7,7 @@ its line, instead of stopping at the first: a maintainer fixes them in one go.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from kiln.errors import InputError
 from kiln.limits import read_limits
 from kiln.naming import validate_name, validate_version
 from kiln.package import DEFAULT_INSTALL, Requirements
-from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml
+from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml, pattern_check
 from kiln.relations import Alternatives, parse_alternatives
 from kiln.tree import check_path
 
@@ -201,7 +201,7 @@ def _source(reader: Reader, node: Node) -> Source | None:
     line = node.line
     if kind == "url":
         url = reader.string(fields["url"], "url")
-        sha = reader.string(fields["sha256"], "sha256", _pattern(_SHA256, "64 hex digits"))
+        sha = reader.string(fields["sha256"], "sha256", pattern_check(_SHA256, "64 hex digits"))
         if url is not None and not url.startswith(("https://", "file:")):
             reader.problem(fields["url"].line, f"url {url!r} must be https:// or file:",
                            "bad-source")
@@ -209,15 +209,15 @@ def _source(reader: Reader, node: Node) -> Source | None:
         return UrlSource(url, sha, line) if url and sha else None
     if kind == "git":
         url = reader.string(fields["git"], "git")
-        commit = reader.string(fields["commit"], "commit", _pattern(_COMMIT, "40 hex digits"))
+        commit = reader.string(fields["commit"], "commit", pattern_check(_COMMIT, "40 hex digits"))
         return GitSource(url, commit, line) if url and commit else None
     if kind == "path":
         path = reader.string(fields["path"], "path", check_path)
         return PathSource(path, line) if path else None
-    package = reader.string(fields["debian"], "debian", _pattern(_DEBIAN_PACKAGE,
+    package = reader.string(fields["debian"], "debian", pattern_check(_DEBIAN_PACKAGE,
                                                                  "a Debian package name"))
     version = reader.string(fields["version"], "version", validate_version)
-    dsc = reader.string(fields["dsc-sha256"], "dsc-sha256", _pattern(_SHA256, "64 hex digits"))
+    dsc = reader.string(fields["dsc-sha256"], "dsc-sha256", pattern_check(_SHA256, "64 hex digits"))
     return DebianSource(package, version, dsc, line) if package and version and dsc else None
 
 
@@ -226,16 +226,8 @@ def _requirements(reader: Reader, node: Node | None) -> Requirements:
         return Requirements()
     fields = reader.mapping(node, "requirements", {"kernel", "capabilities"})
     kernel = reader.string(fields.get("kernel"), "kernel",
-                           _pattern(_KERNEL, "a kernel version such as 5.10"))
+                           pattern_check(_KERNEL, "a kernel version such as 5.10"))
     capabilities = reader.parsed(fields.get("capabilities"), "capabilities",
-                                 _pattern(_CAPABILITY, "a capability such as CAP_NET_ADMIN"))
+                                 pattern_check(_CAPABILITY, "a capability such as CAP_NET_ADMIN"))
     return Requirements(kernel, tuple(capabilities))
 
-
-def _pattern(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
-    def check(text: str) -> str:
-        if not pattern.fullmatch(text):
-            raise InputError(f"{text!r} is not {what}", reason="bad-value")
-        return text
-
-    return check

@@ -170,3 +170,13 @@ class Reader:
             if text is not None:
                 env[key] = text
         return env
+
+
+def pattern_check(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A check for Reader.string: the whole text must match `pattern`."""
+    def check(text: str) -> str:
+        if not pattern.fullmatch(text):
+            raise InputError(f"{text!r} is not {what}", reason="bad-value")
+        return text
+
+    return check

@@ -225,6 +225,31 @@ def test_a_failure_skips_only_its_dependants_and_a_published_change_builds_nothi
     assert farm.builds_of(plan) == {}
 
 
+def test_maintainers_force_rebuilds_with_a_login_and_anonymous_users_cannot(
+        farm: Farm, tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    # Anonymous: refused.
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "force",
+                       "params": {"builderid": "1", "package": "kiln.dev/base"}}).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{farm.config.www_url}api/v2/forceschedulers/rebuild", data=body,
+            headers={"Content-Type": "application/json"}), timeout=10)
+    assert refused.value.code == 403
+    # A maintainer: the package alone, then with what builds with it.
+    alone = run_kiln_process(tmp_path, "farm", "rebuild", farm.directory,
+                             "kiln.dev/beside", "--wait", "240", "--json")
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["waves"] == [["kiln.dev/beside"]]
+    chain = run_kiln_process(tmp_path, "farm", "rebuild", farm.directory,
+                             "kiln.dev/base", "--dependents", "--wait", "240", "--json")
+    assert chain.returncode == 0, chain.stderr
+    assert json.loads(chain.stdout)["waves"] == [["kiln.dev/base"], ["kiln.dev/mid"],
+                                                 ["kiln.dev/top"]]
+
+
 def test_a_worker_killed_mid_build_is_retried_elsewhere_and_published_once(
         farm: Farm) -> None:
     commit = farm.push({"beside": ("sleep 6; echo beside 3 > /out/beside", SHELL)},

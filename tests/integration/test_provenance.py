@@ -37,6 +37,7 @@ from tests.fixtures.keys import write_key
 from tests.fixtures.packages import ensure_apt_lists, make_package
 from tests.fixtures.registry import Registry, registry_config, run_registry
 from tests.fixtures.sigstore_instance import SigstoreInstance, run_sigstore
+from tests.unit.test_record import record_json
 
 BUILDER = "https://kiln.dev/builders/test-farm"
 
@@ -64,21 +65,11 @@ def record_for(store: Store, fileset: FileSet, tmp_path: Path,
                repo: str = "https://git.example.org/recipes.git") -> Path:
     """A build record of `fileset`, as `kiln build --record` writes them."""
     archive = ArchiveCache(store).layer(fileset)[0]
-    digest = "sha256:" + "ab" * 32
-    record = {
-        "recipe": {"repo": repo, "commit": "c" * 40,
-                   "path": fileset.name.rsplit("/", 1)[-1], "tree": digest, "dirty": False},
-        "sources": [{"uri": "https://example.org/src.tar.gz", "sha256": "d" * 64},
-                    {"uri": "git+https://example.org/lib.git", "commit": "e" * 40}],
-        "build_requires": [{"name": "debian.org/bookworm/gcc-12", "version": "12.2.0-14",
-                            "digest": digest}],
-        "lock": digest, "sandbox": {"backend": "bwrap", "version": "0.8.0"},
-        "kiln": {"version": "0.1.0", "commit": "f" * 40},
-        "output": {"name": fileset.name, "version": fileset.version, "digest": fileset.digest,
-                   "archive": archive.digest},
-        "log": digest, "build_key": digest, "source_date_epoch": 1764410000,
-        "started": "2026-11-29T10:00:00Z", "finished": "2026-11-29T10:01:10Z",
-    }
+    record = record_json()
+    record["recipe"].update(repo=repo, path=fileset.name.rsplit("/", 1)[-1])
+    record["sources"][0]["uri"] = "https://example.org/src.tar.gz"
+    record["output"] = {"name": fileset.name, "version": fileset.version,
+                        "digest": fileset.digest, "archive": archive.digest}
     path = tmp_path / f"{fileset.name.replace('/', '_')}.record.json"
     path.write_text(json.dumps(record))
     return path
