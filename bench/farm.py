@@ -94,9 +94,6 @@ def main() -> None:
         farm_figures(max(1, args.runs // 2))
 
 
-if __name__ == "__main__":
-    main()
-
 
 # -- the farm itself: a master and two workers on this host --------------------------
 
@@ -199,3 +196,7 @@ def _serial_loop(store_dir: Path, recipes: Path, write: Any, runs: int) -> float
             build(store, sandbox, recipes, f"leaf{index}", allow_dirty=True)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+if __name__ == "__main__":
+    main()
