@@ -276,3 +276,39 @@ def test_a_worker_killed_mid_build_is_retried_elsewhere_and_published_once(
     survivor = next(b for b in attempts if b["results"] == 0)
     assert survivor["workerid"] != victim["workerid"]
     assert plan_tag(plan["keys"]["kiln.dev/beside"]) in farm.tags("kiln.dev/beside")
+
+
+def test_a_repository_the_farm_does_not_host_is_polled(farm: Farm, tmp_path: Path) -> None:
+    # A second farm, for a repository elsewhere (no hook of the farm's in it): its
+    # GitPoller finds each push on its own. It shares the first farm's registry.
+    upstream = tmp_path / "elsewhere.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(upstream)],
+                   check=True)
+    work = tmp_path / "work"
+    (work / "recipes").mkdir(parents=True)
+    shutil.copy(REPO / "recipes" / "kiln.lock", work / "recipes" / "kiln.lock")
+    recipe(work / "recipes", "polled", "echo polled 1 > /out/polled", SHELL)
+    git = ["git", "-C", str(work), "-c", "user.name=m", "-c", "user.email=m@kiln.invalid"]
+    subprocess.run(["git", "init", "-q", "--initial-branch=main", str(work)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    subprocess.run([*git, "push", "-q", str(upstream), "main"], check=True, capture_output=True)
+    directory = tmp_path / "polling-farm"
+    config = init_farm(directory, InitOptions(
+        workers=1, registry=farm.registry.host, recipes=str(upstream), www_port=free_port(),
+        pb_port=free_port(), poll=1))
+    assert not (upstream / "hooks" / "post-receive").exists()  # not the farm's to change
+    try:
+        start_farm(directory)
+        time.sleep(3)  # a GitPoller's first poll only records where the branch stands
+        recipe(work / "recipes", "polled", "echo polled 2 > /out/polled", SHELL)
+        subprocess.run([*git, "commit", "-qam", "second"], check=True)
+        subprocess.run([*git, "push", "-q", str(upstream), "main"], check=True,
+                       capture_output=True)
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        build = wait_for_commit(config, commit, PLAN_TIMEOUT)
+        assert build["results"] == 0, build["state_string"]
+        assert json.loads(build["properties"]["plan"][0])["waves"] == [["kiln.dev/polled"]]
+    finally:
+        stop_farm(directory)
