@@ -126,11 +126,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     workers = sorted(connected_workers(farm))
     plans = plan_builds(farm)
     last = plans[0] if plans else None
+    plan = {}
+    if last is not None and "plan" in last.get("properties", {}):
+        plan = json.loads(last["properties"]["plan"][0])
     report = {"console": farm.www_url, "workers": workers,
               "last_plan": None if last is None else {
                   "number": last["number"], "complete": last["complete"],
                   "state": last.get("state_string"),
-                  "revision": (last.get("properties", {}).get("revision") or [None])[0]}}
+                  "revision": (last.get("properties", {}).get("revision") or [None])[0],
+                  "waves": plan.get("waves", [])}}
     if args.json:
         print_json(report)
     else:
@@ -138,6 +142,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"workers connected: {', '.join(workers) or 'none'}")
         if last is not None:
             print(f"last plan: #{last['number']} {last.get('state_string')}")
+            for index, wave in enumerate(plan.get("waves", []), start=1):
+                print(f"  wave {index}: {' '.join(wave)}")
     return 0
 
 

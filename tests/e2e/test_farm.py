@@ -156,6 +156,13 @@ def test_a_push_builds_the_change_and_its_dependants_in_waves_signed_and_verifia
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "top" / "copied").read_text() == "base 2\n"
 
+    status = run_kiln_process(tmp_path / "status", "farm", "status", farm.directory, "--json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert set(shown["workers"]) == {"master-local", "w1", "w2"}
+    assert shown["last_plan"]["waves"] == plan["waves"]
+    assert shown["console"] == farm.config.www_url
+
     # Substitution: a laptop with an empty store asks for the same build key and gets
     # the farm's package, verified, instead of building (no toolchain, no sandbox).
     substituted = run_kiln_process(tmp_path / "laptop", "build", "top", "--recipes",
