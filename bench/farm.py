@@ -107,7 +107,7 @@ def farm_figures(runs: int) -> None:
 
     from master.lifecycle import (
         InitOptions,
-        _api,
+        api,
         init_farm,
         package_builds,
         start_farm,
@@ -160,7 +160,7 @@ def farm_figures(runs: int) -> None:
                 for run in range(runs):
                     total = push(range(1), 100 + run)
                     newest = max(package_builds(farm), key=lambda b: b["buildid"])
-                    steps = _api(farm, f"builds/{newest['buildid']}/steps") or {}
+                    steps = api(farm, f"builds/{newest['buildid']}/steps") or {}
                     step = next(s for s in steps["steps"] if s["name"] == "build")
                     overheads.append((total, total - (step["complete_at"] - step["started_at"])))
             finally:

@@ -26,6 +26,7 @@ class FarmPlan:
     inputs: dict[str, RecipeInputs]
     directories: dict[str, str]  # package name -> its recipe's directory
     toolchain: tuple[str, ...] = ()  # locked Debian FileSets published for this plan
+    forced: bool = False  # a maintainer's rebuild: build even what is published
 
     def packages(self) -> list[list[dict[str, object]]]:
         """Each wave's build requests: the properties of one package build."""
@@ -40,6 +41,7 @@ class FarmPlan:
                     "needs": needs,
                     "need_waves": {need: self.plan.wave_of(need) for need in needs
                                    if need in self.plan.to_build},
+                    "forced": self.forced,
                 })
             waves.append(requests)
         return waves
@@ -102,7 +104,7 @@ def plan_commit(farm: FarmConfig, revision: str, forced: str | None = None,
                      for group in _relations(repository.recipes[name])
                      for option in group.options if lock.get(option.name) is not None}
             toolchain = publish_toolchain(farm, lock, names)
-    return FarmPlan(commit, planned, inputs, directories, tuple(toolchain))
+    return FarmPlan(commit, planned, inputs, directories, tuple(toolchain), forced is not None)
 
 
 def _relations(recipe: Recipe) -> tuple[Alternatives, ...]:

@@ -110,10 +110,7 @@ def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
 
 def start_farm(directory: Path, *, timeout: float = 60) -> FarmConfig:
     """Start the master and its workers; return once every worker has connected."""
-    farm = load_farm(directory)
-    master = farm.path("master")
-    _spawn(farm, "master", [_tool("buildbot"), "start", "--nodaemon", str(master)], {})
-    _wait_for(lambda: _api(farm, "workers") is not None, timeout, "the master to answer")
+    farm = start_master(directory, timeout=timeout)
     for name in (LOCAL_WORKER, *farm.workers):
         base = _worker_dir(farm, name)
         env = {"KILN_STORE": str(base / "store"), "KILN_CONFIG": str(base / "kiln.yaml"),
@@ -126,6 +123,23 @@ def start_farm(directory: Path, *, timeout: float = 60) -> FarmConfig:
     return farm
 
 
+def start_master(directory: Path, *, timeout: float = 60) -> FarmConfig:
+    """Start the Buildbot master alone (workers that run reconnect by themselves)."""
+    farm = load_farm(directory)
+    _spawn(farm, "master", [_tool("buildbot"), "start", "--nodaemon",
+                            str(farm.path("master"))], {})
+    _wait_for(lambda: api(farm, "workers") is not None, timeout, "the master to answer")
+    return farm
+
+
+def kill_master(directory: Path) -> None:
+    """SIGKILL the master's whole session, as a crash of its host would."""
+    pid_file = directory / "run" / "master.pid"
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    pid_file.unlink()
+    (directory / "master" / "twistd.pid").unlink(missing_ok=True)  # or it will not start
+
+
 def stop_farm(directory: Path) -> list[str]:
     """Stop every process the farm started (by PID, whole sessions); their names."""
     stopped = []
@@ -136,7 +150,7 @@ def stop_farm(directory: Path) -> list[str]:
         except ProcessLookupError:
             pid_file.unlink()
             continue
-        for _ in range(100):
+        for _ in range(30):  # a worker's graceful stop can wait on its master: 3 s at most
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
@@ -158,12 +172,12 @@ def kill_worker(directory: Path, name: str) -> None:
 
 def worker_names(farm: FarmConfig) -> dict[int, str]:
     """Worker id -> name, as the master knows them."""
-    answer = _api(farm, "workers") or {}
+    answer = api(farm, "workers") or {}
     return {w["workerid"]: w["name"] for w in answer.get("workers", [])}
 
 
 def connected_workers(farm: FarmConfig) -> set[str]:
-    answer = _api(farm, "workers")
+    answer = api(farm, "workers")
     if answer is None:
         return set()
     return {w["name"] for w in answer.get("workers", []) if w.get("connected_to")}
@@ -180,10 +194,10 @@ def package_builds(farm: FarmConfig) -> list[dict[str, Any]]:
 
 
 def _builds(farm: FarmConfig, builder: str, query: str) -> list[dict[str, Any]]:
-    builders = (_api(farm, f"builders?name={builder}") or {}).get("builders", [])
+    builders = (api(farm, f"builders?name={builder}") or {}).get("builders", [])
     if not builders:
         return []
-    answer = _api(farm, f"builders/{builders[0]['builderid']}/builds?{query}") or {}
+    answer = api(farm, f"builders/{builders[0]['builderid']}/builds?{query}") or {}
     return list(answer.get("builds", []))
 
 
@@ -222,7 +236,8 @@ def _wait_for(ready: Any, timeout: float, what: str) -> None:
                       reason="farm-timeout", temporary=True)
 
 
-def _api(farm: FarmConfig, path: str) -> dict[str, Any] | None:
+def api(farm: FarmConfig, path: str) -> dict[str, Any] | None:
+    """GET the master's REST API (anonymous reads); None when it does not answer."""
     try:
         with urllib.request.urlopen(f"{farm.www_url}api/v2/{path}", timeout=5) as response:
             answer: dict[str, Any] = json.loads(response.read())
@@ -315,7 +330,7 @@ def force_rebuild(farm: FarmConfig, package: str, dependents: bool = False,
                                    headers={"Authorization": f"Basic {token}"})
     with opener.open(login, timeout=30):
         pass
-    builders = _api(farm, "builders?name=plan") or {}
+    builders = api(farm, "builders?name=plan") or {}
     builderid = builders["builders"][0]["builderid"]
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "force",
                        "params": {"builderid": str(builderid), "package": package,
@@ -336,7 +351,7 @@ def wait_for_request(farm: FarmConfig, request: int, timeout: float) -> dict[str
     """The finished build of a build request, with its plan; CheckFailed past `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = _api(farm, f"builds?buildrequestid={request}&property=plan") or {}
+        answer = api(farm, f"builds?buildrequestid={request}&property=plan") or {}
         for build in answer.get("builds", []):
             if build.get("complete"):
                 return dict(build)

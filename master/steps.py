@@ -86,11 +86,18 @@ class NeedsPublished(BuildStep):
     async def run(self) -> int:
         needs: dict[str, str] = json.loads(self.getProperty("needs") or "{}")
         waves: dict[str, int] = json.loads(self.getProperty("need_waves") or "{}")
-        found = await threads.deferToThread(published_keys, self.farm, needs)
+        package, key = self.getProperty("package"), self.getProperty("plan_key")
+        found = await threads.deferToThread(published_keys, self.farm,
+                                            {**needs, package: key})
         missing = sorted(name for name, key in needs.items() if key not in found)
-        if not missing:
+        if key in found and not self.getProperty("forced"):
+            # Published since it was planned (a plan re-run after a master's crash, a
+            # request Buildbot resumed): publishing it again would publish it twice.
+            why = "already published"
+        elif not missing:
             return SUCCESS
-        why = ", ".join(f"{name} failed in wave {waves.get(name, '?')}" for name in missing)
+        else:
+            why = ", ".join(f"{name} failed in wave {waves.get(name, '?')}" for name in missing)
         self.descriptionDone = [f"skipped: {why}"]
         self.setProperty("skipped", why, "needs published")
         # Buildbot ranks SKIPPED best, so a build of skipped steps would read as a

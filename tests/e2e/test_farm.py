@@ -20,10 +20,14 @@ import pytest
 from master.config import FarmConfig
 from master.lifecycle import (
     InitOptions,
+    api,
+    connected_workers,
     init_farm,
+    kill_master,
     kill_worker,
     package_builds,
     start_farm,
+    start_master,
     stop_farm,
     wait_for_commit,
     worker_names,
@@ -209,6 +213,14 @@ def test_a_failure_skips_only_its_dependants_and_a_published_change_builds_nothi
     builds = farm.builds_of(plan)
     assert builds["kiln.dev/beside"][0]["results"] == 0
     assert builds["kiln.dev/mid"][0]["results"] == 2
+    # The failed build's whole log is kept, and the console shows it.
+    steps = api(farm.config, f"builds/{builds['kiln.dev/mid'][0]['buildid']}/steps")
+    assert steps is not None
+    step = next(s for s in steps["steps"] if s["name"] == "build")
+    logs = api(farm.config, f"steps/{step['stepid']}/logs") or {}
+    log = logs["logs"][0]
+    content = api(farm.config, f"logs/{log['logid']}/contents") or {}
+    assert "mid.c:1: broken" in "".join(c["content"] for c in content["logchunks"])
     top = builds["kiln.dev/top"][0]
     assert top["results"] == 3  # SKIPPED
     assert top["properties"]["skipped"][0] == "kiln.dev/mid failed in wave 1"
@@ -257,34 +269,6 @@ def test_maintainers_force_rebuilds_with_a_login_and_anonymous_users_cannot(
                                                  ["kiln.dev/top"]]
 
 
-def test_a_worker_killed_mid_build_is_retried_elsewhere_and_published_once(
-        farm: Farm) -> None:
-    commit = farm.push({"beside": ("sleep 6; echo beside 3 > /out/beside", SHELL)},
-                       "beside takes its time")
-    deadline = time.monotonic() + PLAN_TIMEOUT
-    victim = None
-    while victim is None and time.monotonic() < deadline:
-        for build in package_builds(farm.config):
-            if build["properties"].get("package", [None])[0] == "kiln.dev/beside" \
-                    and not build["complete"] and build["properties"].get("commit", [""])[0] \
-                    == commit:
-                victim = build
-        time.sleep(0.2)
-    assert victim is not None
-    time.sleep(1.5)  # inside the build step
-    name = worker_names(farm.config)[victim["workerid"]]
-    assert name in ("w1", "w2")
-    kill_worker(farm.directory, name)
-    build, plan = farm.plan_of(commit)
-    assert build["results"] == 0, build["state_string"]
-    attempts = farm.builds_of(plan)["kiln.dev/beside"]
-    assert sorted(b["results"] for b in attempts) == [0, 4] or \
-        sorted(b["results"] for b in attempts) == [0, 5]  # EXCEPTION or RETRY, then success
-    survivor = next(b for b in attempts if b["results"] == 0)
-    assert survivor["workerid"] != victim["workerid"]
-    assert plan_tag(plan["keys"]["kiln.dev/beside"]) in farm.tags("kiln.dev/beside")
-
-
 def test_a_repository_the_farm_does_not_host_is_polled(farm: Farm, tmp_path: Path) -> None:
     # A second farm, for a repository elsewhere (no hook of the farm's in it): its
     # GitPoller finds each push on its own. It shares the first farm's registry.
@@ -319,3 +303,68 @@ def test_a_repository_the_farm_does_not_host_is_polled(farm: Farm, tmp_path: Pat
         assert json.loads(build["properties"]["plan"][0])["waves"] == [["kiln.dev/polled"]]
     finally:
         stop_farm(directory)
+
+
+def test_a_master_killed_mid_plan_publishes_nothing_twice_once_planned_again(
+        farm: Farm) -> None:
+    commit = farm.push({"base": ("sleep 6; mkdir -p /out/usr/share/base; echo base 3 >"
+                                 " /out/usr/share/base/d", SHELL),
+                        "beside": ("echo beside 4 > /out/beside", SHELL)},
+                       "base takes its time, beside does not")
+    deadline = time.monotonic() + PLAN_TIMEOUT
+    state: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        state = {b["properties"]["package"][0]: b for b in package_builds(farm.config)
+                 if b["properties"].get("commit", [""])[0] == commit}
+        if state.get("kiln.dev/beside", {}).get("results") == 0 and \
+                "kiln.dev/base" in state and not state["kiln.dev/base"]["complete"]:
+            break
+        time.sleep(0.2)
+    assert state["kiln.dev/beside"]["results"] == 0, state
+    kill_master(farm.directory)  # mid-plan: base building, mid and top not started
+    start_master(farm.directory)
+    deadline = time.monotonic() + 60
+    while not {"master-local"} < connected_workers(farm.config):
+        assert time.monotonic() < deadline, "no worker came back to the new master"
+        time.sleep(0.5)
+
+    again = farm.push({}, "after the master's crash", files={"README": "crashed once\n"})
+    build, plan = farm.plan_of(again)
+    assert build["results"] == 0, build["state_string"]
+    assert "kiln.dev/beside" in plan["published"]  # published before the crash: kept
+    key = plan["keys"]["kiln.dev/base"]
+    # Whatever Buildbot did with the interrupted build, base was published once.
+    published = [b for b in package_builds(farm.config)
+                 if b["properties"].get("plan_key", [""])[0] == key and b["results"] == 0
+                 and not b["properties"].get("skipped")]
+    assert len(published) == 1, published
+    for name in ("kiln.dev/mid", "kiln.dev/top"):
+        assert plan_tag(plan["keys"][name]) in farm.tags(name)
+
+
+def test_a_worker_killed_mid_build_is_retried_elsewhere_and_published_once(
+        farm: Farm) -> None:
+    commit = farm.push({"beside": ("sleep 6; echo beside 3 > /out/beside", SHELL)},
+                       "beside takes its time")
+    deadline = time.monotonic() + PLAN_TIMEOUT
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        for build in package_builds(farm.config):
+            if build["properties"].get("package", [None])[0] == "kiln.dev/beside" \
+                    and not build["complete"] and build["properties"].get("commit", [""])[0] \
+                    == commit:
+                victim = build
+        time.sleep(0.2)
+    assert victim is not None
+    time.sleep(1.5)  # inside the build step
+    name = worker_names(farm.config)[victim["workerid"]]
+    assert name in ("w1", "w2")
+    kill_worker(farm.directory, name)
+    build, plan = farm.plan_of(commit)
+    assert build["results"] == 0, build["state_string"]
+    attempts = farm.builds_of(plan)["kiln.dev/beside"]
+    assert sorted(b["results"] for b in attempts) == [0, 4] or \
+        sorted(b["results"] for b in attempts) == [0, 5]  # EXCEPTION or RETRY, then success
+    survivor = next(b for b in attempts if b["results"] == 0)
+    assert survivor["workerid"] != victim["workerid"]
+    assert plan_tag(plan["keys"]["kiln.dev/beside"]) in farm.tags("kiln.dev/beside")
