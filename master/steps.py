@@ -6,7 +6,8 @@ master/ that runs (and is tested) without Buildbot.
 - WaveTrigger: one build request of the generic `package` builder per package of
   the wave, waiting for them all;
 - NeedsPublished (first step of a package build): skips the build, naming why,
-  when a recipe it builds with failed in an earlier wave;
+  when a recipe it builds with failed in an earlier wave, or when the package
+  itself was published meanwhile (nothing is published twice);
 - PublishStep (last step, on the master): checks what the worker pushed against
   its record, signs, attaches, tags. The key never leaves the master process.
 """
@@ -75,7 +76,8 @@ class WaveTrigger(Trigger):
 
 
 class NeedsPublished(BuildStep):
-    """Skip this package when a recipe it builds with was not published."""
+    """Skip this package when a recipe it builds with was not published, or when the
+    package itself was published since it was planned."""
 
     name = "needs published"
 
@@ -89,7 +91,7 @@ class NeedsPublished(BuildStep):
         package, key = self.getProperty("package"), self.getProperty("plan_key")
         found = await threads.deferToThread(published_keys, self.farm,
                                             {**needs, package: key})
-        missing = sorted(name for name, key in needs.items() if key not in found)
+        missing = sorted(name for name, need_key in needs.items() if need_key not in found)
         if key in found and not self.getProperty("forced"):
             # Published since it was planned (a plan re-run after a master's crash, a
             # request Buildbot resumed): publishing it again would publish it twice.
