@@ -14,6 +14,7 @@ builder-id: https://kiln.dev/builders/farm
 ports: {www: 8010, pb: 9989}       # both on 127.0.0.1 unless `listen` says otherwise
 listen: 127.0.0.1
 workers: [w1, w2]                  # their passwords in workers/<name>.password
+maintainers: [maintainer]          # may force rebuilds; passwords in users/<name>.password
 ```
 
 Relative paths are relative to the directory of farm.yaml. Every problem is
@@ -62,6 +63,7 @@ class FarmConfig:
     pb_port: int
     listen: str
     workers: tuple[str, ...]
+    maintainers: tuple[str, ...] = ("maintainer",)
 
     def path(self, relative: str) -> Path:
         return (self.directory / relative).resolve()
@@ -91,12 +93,15 @@ def load_farm(directory: Path) -> FarmConfig:
     root = load_yaml_file(file)
     reader = Reader(str(file), "bad-farm-config")
     top = reader.mapping(root, "the farm", {"name", "recipes", "registry", "database", "signer",
-                                           "builder-id", "ports", "listen", "workers"},
+                                           "builder-id", "ports", "listen", "workers",
+                                           "maintainers"},
                          {"recipes", "registry", "signer"})
     recipes = _recipes(reader, top.get("recipes"))
     registry = _registry(reader, top.get("registry"))
     ports = reader.mapping(top["ports"], "ports", {"www", "pb"}) if "ports" in top else {}
     workers = reader.parsed(top.get("workers"), "workers", _worker_name)
+    maintainers = (reader.parsed(top.get("maintainers"), "maintainers", _worker_name)
+                   if "maintainers" in top else ["maintainer"])
     if len(set(workers)) != len(workers) and "workers" in top:
         reader.problem(top["workers"].line, "a worker is named twice", "duplicate-worker")
     config = FarmConfig(
@@ -113,6 +118,7 @@ def load_farm(directory: Path) -> FarmConfig:
         pb_port=_port(reader, ports.get("pb"), 9989),
         listen=reader.string(top.get("listen"), "listen") or "127.0.0.1",
         workers=tuple(workers),
+        maintainers=tuple(maintainers),
     )
     if reader.problems:
         first = reader.problems[0]
@@ -155,8 +161,9 @@ def _port(reader: Reader, node: Node | None, default: int) -> int:
 
 
 def _worker_name(text: str) -> str:
+    """A worker's or a user's name: lower case, digits and -, as file names allow."""
     if not _NAME.fullmatch(text):
-        raise InputError(f"{text!r} is not a worker name (lower case, digits, -)",
+        raise InputError(f"{text!r} is not a name of lower case letters, digits and -",
                          reason="bad-value")
     return text
 

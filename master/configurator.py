@@ -25,7 +25,6 @@ from master.steps import (
 )
 
 LOCAL_WORKER = "master-local"
-MAINTAINERS = ("maintainer",)  # their passwords in users/NAME.password
 REBUILD_SCHEDULER = "rebuild"
 HOOK_USERS = "users/hook.passwd"  # user:password lines for the change hook
 
@@ -64,12 +63,12 @@ def build_config(farm: FarmConfig) -> dict[str, Any]:
             "plugins": {},
             # Anonymous users read; maintainers force rebuilds; nobody else controls.
             "auth": util.UserPasswordAuth({name: farm.user_password(name)
-                                           for name in MAINTAINERS}),
+                                           for name in farm.maintainers}),
             "authz": util.Authz(
                 allowRules=[util.ForceBuildEndpointMatcher(builder="plan", role="maintainers"),
                             util.AnyControlEndpointMatcher(role="admins")],
                 roleMatchers=[util.RolesFromUsername(roles=["maintainers"],
-                                                     usernames=list(MAINTAINERS))]),
+                                                     usernames=list(farm.maintainers))]),
             "change_hook_dialects": {"base": True},
             # Anonymous change posts are refused: the post-receive hook logs in.
             "change_hook_auth": [FilePasswordDB(str(farm.path(HOOK_USERS)))],

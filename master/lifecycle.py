@@ -96,6 +96,7 @@ def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
         "ports": {"www": str(options.www_port), "pb": str(options.pb_port)},
         "listen": "127.0.0.1",
         "workers": names,
+        "maintainers": ["maintainer"],
     }, indent=2) + "\n")
     farm = load_farm(directory)
     (directory / "registries.yaml").write_text(
@@ -108,17 +109,21 @@ def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
     return farm
 
 
-def start_farm(directory: Path, *, timeout: float = 60) -> FarmConfig:
-    """Start the master and its workers; return once every worker has connected."""
+def start_farm(directory: Path, *, timeout: float = 60, remote_workers: bool = False,
+               ) -> FarmConfig:
+    """Start the master and its workers; return once every worker started has connected.
+
+    With `remote_workers`, the build workers run on hosts of their own (started
+    there): only the master and its local worker start here."""
     farm = start_master(directory, timeout=timeout)
-    for name in (LOCAL_WORKER, *farm.workers):
+    here = (LOCAL_WORKER,) if remote_workers else (LOCAL_WORKER, *farm.workers)
+    for name in here:
         base = _worker_dir(farm, name)
         env = {"KILN_STORE": str(base / "store"), "KILN_CONFIG": str(base / "kiln.yaml"),
                "KILN_REGISTRIES": str(farm.path("registries.yaml"))}
         _spawn(farm, f"worker-{name}", [_tool("buildbot-worker"), "start", "--nodaemon",
                                         str(base)], env)
-    expected = {LOCAL_WORKER, *farm.workers}
-    _wait_for(lambda: expected <= connected_workers(farm), timeout,
+    _wait_for(lambda: set(here) <= connected_workers(farm), timeout,
               "every worker to connect")
     return farm
 

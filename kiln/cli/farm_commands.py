@@ -46,6 +46,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        ("status", "the console URL, workers and the last plan")):
         command = sub.add_parser(verb, help=what)
         command.add_argument("directory", type=Path, metavar="DIR")
+        if verb == "start":
+            command.add_argument("--remote-workers", action="store_true",
+                                 help="the build workers run on hosts of their own: start"
+                                      " only the master and its local worker here")
         add_json_flag(command)
         command.set_defaults(handler={"start": cmd_start, "stop": cmd_stop,
                                       "status": cmd_status}[verb])
@@ -105,7 +109,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from master.lifecycle import start_farm
 
-    farm = start_farm(args.directory)
+    farm = start_farm(args.directory, remote_workers=args.remote_workers)
     print(f"farm running: console {farm.www_url}, workers {', '.join(farm.workers)}")
     return 0
 
