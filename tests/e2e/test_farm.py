@@ -247,6 +247,7 @@ def test_a_failure_skips_only_its_dependants_and_a_published_change_builds_nothi
 def test_maintainers_force_rebuilds_with_a_login_and_anonymous_users_cannot(
         farm: Farm, tmp_path: Path) -> None:
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     # Anonymous: refused.
@@ -257,6 +258,12 @@ def test_maintainers_force_rebuilds_with_a_login_and_anonymous_users_cannot(
             f"{farm.config.www_url}api/v2/forceschedulers/rebuild", data=body,
             headers={"Content-Type": "application/json"}), timeout=10)
     assert refused.value.code == 403
+    # Nor may anyone post a change without the hook's login.
+    change = urllib.parse.urlencode({"revision": "0" * 40, "branch": "main"}).encode()
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{farm.config.www_url}change_hook/base", data=change,
+                               timeout=10)
+    assert anonymous.value.code == 401
     # A maintainer: the package alone, then with what builds with it.
     alone = run_kiln_process(tmp_path, "farm", "rebuild", farm.directory,
                              "kiln.dev/beside", "--wait", "240", "--json")
