@@ -55,11 +55,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from workers.backends import open_sandbox
     from workers.build import build
-    from workers.bwrap import BwrapSandbox
-    from workers.runc import RuncSandbox
 
-    sandbox = BwrapSandbox() if args.sandbox == "bwrap" else RuncSandbox()
+    sandbox = open_sandbox(args.sandbox)
     store = open_store(args)
     if args.deps:
         _build_needs(args, store, sandbox)

@@ -34,13 +34,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kiln.image.spec import load_image_spec
     from kiln.registry.config import load_config
     from kiln.registry.fetch import registry_fetcher
-    from workers.bwrap import BwrapSandbox
+    from workers.backends import open_sandbox
     from workers.run import run_image
-    from workers.runc import RuncSandbox
 
     store = open_store(args)
     config = load_config()
-    sandbox = BwrapSandbox() if args.sandbox == "bwrap" else RuncSandbox()
+    sandbox = open_sandbox(args.sandbox)
     with store.shared():
         if args.image.endswith((".yaml", ".yml")) and Path(args.image).is_file():
             spec = load_image_spec(Path(args.image))
