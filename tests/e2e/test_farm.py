@@ -299,10 +299,14 @@ def test_a_repository_the_farm_does_not_host_is_polled(farm: Farm, tmp_path: Pat
     try:
         start_farm(directory)
         time.sleep(3)  # a GitPoller's first poll only records where the branch stands
-        recipe(work / "recipes", "polled", "echo polled 2 > /out/polled", SHELL)
-        subprocess.run([*git, "commit", "-qam", "second"], check=True)
-        subprocess.run([*git, "push", "-q", str(upstream), "main"], check=True,
-                       capture_output=True)
+        # Two pushes, a moment apart: should the first poll come late and take the first
+        # as its starting point, the second is still news to it.
+        for edition in (2, 3):
+            recipe(work / "recipes", "polled", f"echo polled {edition} > /out/polled", SHELL)
+            subprocess.run([*git, "commit", "-qam", f"edition {edition}"], check=True)
+            subprocess.run([*git, "push", "-q", str(upstream), "main"], check=True,
+                           capture_output=True)
+            time.sleep(2)
         commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()
         build = wait_for_commit(config, commit, PLAN_TIMEOUT)
