@@ -60,7 +60,7 @@ class HostConfig:
                              f" {', '.join(above)}", reason="limit-too-high")
         return limits
 
-    def local_source_problem(self, uri: str, path: Path, beside: Path | None = None) -> str | None:
+    def host_path_problem(self, uri: str, path: Path, beside: Path | None = None) -> str | None:
         """Why a local file or repository may not be a source, or None if it may.
 
         Sources come from the recipe repository, https, git and Debian. A host path
@@ -95,12 +95,12 @@ def local_source_problem(source: UrlSource | GitSource, recipe_repository: Path 
         if recipe_repository is None:
             return None  # resolved by the caller against its own recipe repository
         resolved = Path(source.resolved(recipe_repository).url)
-        return host.local_source_problem(source.url, resolved,
+        return host.host_path_problem(source.url, resolved,
                                          beside=recipe_repository.resolve().parent)
     if source.url.startswith("file:"):
-        return host.local_source_problem(source.url, file_url_path(source.url))
+        return host.host_path_problem(source.url, file_url_path(source.url))
     if isinstance(source, GitSource) and source.url.startswith("/"):
-        return host.local_source_problem(source.url, Path(source.url))
+        return host.host_path_problem(source.url, Path(source.url))
     return None
 
 

@@ -58,9 +58,9 @@ def publish_build(farm: FarmConfig, record_file: Path, pushed_file: Path,
     registry = client(farm)
     try:
         published = publish(registry, pushed, record, open_signer(farm.signer), farm.builder_id)
-        manifest, _, _ = registry.get_manifest(pushed)
         for tag in (build_key_tag(record.build_key), plan_tag(plan_key)):
-            registry.put_manifest(pushed.repository, tag, manifest, MANIFEST_TYPE)
+            registry.put_manifest(pushed.repository, tag, published.manifest_bytes,
+                                  MANIFEST_TYPE)
     finally:
         registry.close()
     return published

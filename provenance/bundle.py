@@ -64,7 +64,7 @@ def parse_bundle(raw: bytes, where: str) -> ParsedBundle:
                          " bundle-size in the host configuration)", reason="bad-bundle")
     try:
         document = loads_strict(raw)
-        _fields(document, "the bundle", {"mediaType", "verificationMaterial"},
+        check_fields(document, "the bundle", {"mediaType", "verificationMaterial"},
                 {"dsseEnvelope", "messageSignature"})
         if document["mediaType"] not in BUNDLE_TYPES:
             raise _Malformed(f"media type {document['mediaType']!r}")
@@ -72,7 +72,7 @@ def parse_bundle(raw: bytes, where: str) -> ParsedBundle:
             raise InputError(f"{where} signs a message, not a DSSE envelope",
                              reason="bad-bundle")
         material = document["verificationMaterial"]
-        _fields(material, "verificationMaterial", set(),
+        check_fields(material, "verificationMaterial", set(),
                 {"publicKey", "x509CertificateChain", "certificate", "tlogEntries",
                  "timestampVerificationData"})
         kinds = [k for k in ("publicKey", "x509CertificateChain", "certificate") if k in material]
@@ -81,18 +81,18 @@ def parse_bundle(raw: bytes, where: str) -> ParsedBundle:
                              " x509CertificateChain and certificate")
         hint = None
         if "publicKey" in material:
-            _fields(material["publicKey"], "publicKey", set(), {"hint"})
+            check_fields(material["publicKey"], "publicKey", set(), {"hint"})
             hint = material["publicKey"].get("hint")
             if hint is not None and not isinstance(hint, str):
                 raise _Malformed("publicKey.hint is not a string")
         envelope = document["dsseEnvelope"]
-        _fields(envelope, "dsseEnvelope", {"payload", "payloadType", "signatures"}, set())
+        check_fields(envelope, "dsseEnvelope", {"payload", "payloadType", "signatures"}, set())
         if not isinstance(envelope["payloadType"], str) or not isinstance(
                 envelope["signatures"], list) or not envelope["signatures"]:
             raise _Malformed("dsseEnvelope needs a payloadType and signatures")
         signatures = []
         for signature in envelope["signatures"]:
-            _fields(signature, "a signature", {"sig"}, {"keyid"})
+            check_fields(signature, "a signature", {"sig"}, {"keyid"})
             signatures.append((str(signature.get("keyid") or ""), _base64(signature["sig"])))
         parsed = Envelope(envelope["payloadType"], _base64(envelope["payload"]),
                           tuple(signatures))
@@ -117,10 +117,6 @@ BUNDLE_TYPES = (BUNDLE_TYPE, "application/vnd.dev.sigstore.bundle+json;version=0
 
 class _Malformed(ValueError):
     pass
-
-
-def _fields(value: object, what: str, required: set[str], optional: set[str]) -> None:
-    check_fields(value, what, required, optional)
 
 
 def _base64(value: object) -> bytes:

@@ -34,6 +34,7 @@ class PublishRefused(CheckFailed):
 class Published:
     reference: Reference  # the version's tag, now pointing at the package
     manifest: Digest
+    manifest_bytes: bytes  # as the registry holds it, for tagging it again
     bundle: bytes
     referrer: str
 
@@ -72,4 +73,4 @@ def publish(client: RegistryClient, pushed: Reference, record: BuildRecord, sign
                               pushed.repository)
     tag = version_to_tag(record.output.version)
     client.put_manifest(pushed.repository, tag, manifest, MANIFEST_TYPE)
-    return Published(pushed.with_tag(tag), subject.digest, bundle, referrer)
+    return Published(pushed.with_tag(tag), subject.digest, manifest, bundle, referrer)

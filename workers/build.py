@@ -91,8 +91,8 @@ class BuildOutcome:
 class BuildPlan:
     """A recipe at a commit, its root and its build key: everything but the build.
 
-    Made without fetching a source (their pins are the key's inputs), so a planner
-    can ask for the keys of many recipes cheaply."""
+    Made without fetching a source or importing the toolchain (pins and locked
+    digests are the key's inputs), so a substitute can be asked for first."""
 
     checkout: Checkout
     recipe: Recipe
@@ -231,7 +231,6 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
                           + result.log_tail(20))
     check_output(out, limits, recipe.package.name)
     return out, log
-
 
 
 def _compare(recipe_file: Path, first: Path, second: Path) -> None:

@@ -78,8 +78,8 @@ def test_a_recipes_limits_are_read_with_their_lines(tmp_path: Path) -> None:
 def test_only_allowed_directories_hold_local_sources(tmp_path: Path) -> None:
     allowed = HostConfig(file_sources=tmp_path / "files")
     (tmp_path / "files").mkdir()
-    assert allowed.local_source_problem("file:x", tmp_path / "files" / "a.tar") is None
-    assert allowed.local_source_problem("file:x", tmp_path / "files" / ".." / "b") is not None
+    assert allowed.host_path_problem("file:x", tmp_path / "files" / "a.tar") is None
+    assert allowed.host_path_problem("file:x", tmp_path / "files" / ".." / "b") is not None
     (tmp_path / "files" / "escape").symlink_to("/etc")
-    assert allowed.local_source_problem("file:x",
+    assert allowed.host_path_problem("file:x",
                                         tmp_path / "files" / "escape" / "passwd") is not None
