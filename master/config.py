@@ -9,13 +9,19 @@ recipes:                       # the recipe repository the farm builds
   poll: 0                      # seconds between GitPoller polls; 0: the post-receive hook only
 registry: {host: 127.0.0.1:5000, prefix: kiln, http: true}
 database: sqlite:///state.sqlite   # Buildbot's; postgresql://... in production
+index: sqlite:///index.sqlite      # Kiln's own (master/index), never Buildbot's database
 signer: file:keys/farm.pem         # read by the master only
 builder-id: https://kiln.dev/builders/farm
 ports: {www: 8010, pb: 9989}       # both on 127.0.0.1 unless `listen` says otherwise
 listen: 127.0.0.1
 workers: [w1, w2]                  # their passwords in workers/<name>.password
-maintainers: [maintainer]          # may force rebuilds; passwords in users/<name>.password
+maintainers: [maintainer]          # force rebuilds, rebuild and stop builds
+admins: []                         # everything else the console controls
+console: {public: true, session: 28800}  # anonymous reads; a login lasts 8 hours
 ```
+
+Users log in with the passwords of users/console.passwd (master/users.py);
+this file only gives them roles.
 
 Relative paths are relative to the directory of farm.yaml. Every problem is
 reported at once, each with its file and line.
@@ -51,12 +57,19 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    public: bool = True  # anonymous users read builds and the dashboard
+    session: int = 8 * 3600  # seconds a login lasts
+
+
+@dataclass(frozen=True)
 class FarmConfig:
     directory: Path  # where farm.yaml lies: relative paths start here
     name: str
     recipes: RecipeSource
     registry: RegistrySettings
     database: str
+    index: str
     signer: str
     builder_id: str
     www_port: int
@@ -64,6 +77,8 @@ class FarmConfig:
     listen: str
     workers: tuple[str, ...]
     maintainers: tuple[str, ...] = ("maintainer",)
+    admins: tuple[str, ...] = ()
+    console: ConsoleSettings = ConsoleSettings()
 
     def path(self, relative: str) -> Path:
         return (self.directory / relative).resolve()
@@ -92,9 +107,9 @@ def load_farm(directory: Path) -> FarmConfig:
     file = directory / FARM_FILE
     root = load_yaml_file(file)
     reader = Reader(str(file), "bad-farm-config")
-    top = reader.mapping(root, "the farm", {"name", "recipes", "registry", "database", "signer",
-                                           "builder-id", "ports", "listen", "workers",
-                                           "maintainers"},
+    top = reader.mapping(root, "the farm", {"name", "recipes", "registry", "database", "index",
+                                           "signer", "builder-id", "ports", "listen", "workers",
+                                           "maintainers", "admins", "console"},
                          {"recipes", "registry", "signer"})
     recipes = _recipes(reader, top.get("recipes"))
     registry = _registry(reader, top.get("registry"))
@@ -102,6 +117,7 @@ def load_farm(directory: Path) -> FarmConfig:
     workers = reader.parsed(top.get("workers"), "workers", _worker_name)
     maintainers = (reader.parsed(top.get("maintainers"), "maintainers", _worker_name)
                    if "maintainers" in top else ["maintainer"])
+    admins = reader.parsed(top.get("admins"), "admins", _worker_name) if "admins" in top else []
     if len(set(workers)) != len(workers) and "workers" in top:
         reader.problem(top["workers"].line, "a worker is named twice", "duplicate-worker")
     config = FarmConfig(
@@ -111,6 +127,7 @@ def load_farm(directory: Path) -> FarmConfig:
         recipes=recipes or RecipeSource(""),
         registry=registry or RegistrySettings(""),
         database=reader.string(top.get("database"), "database") or "sqlite:///state.sqlite",
+        index=reader.string(top.get("index"), "index") or "sqlite:///index.sqlite",
         signer=reader.string(top.get("signer"), "signer") or "",
         builder_id=reader.string(top.get("builder-id"), "builder-id")
         or "https://kiln.dev/builders/farm",
@@ -119,6 +136,8 @@ def load_farm(directory: Path) -> FarmConfig:
         listen=reader.string(top.get("listen"), "listen") or "127.0.0.1",
         workers=tuple(workers),
         maintainers=tuple(maintainers),
+        admins=tuple(admins),
+        console=_console(reader, top.get("console")),
     )
     if reader.problems:
         first = reader.problems[0]
@@ -153,6 +172,17 @@ def _registry(reader: Reader, node: Node | None) -> RegistrySettings | None:
         return None
     return RegistrySettings(host, reader.string(fields.get("prefix"), "prefix") or "kiln",
                             http == "true")
+
+
+def _console(reader: Reader, node: Node | None) -> ConsoleSettings:
+    if node is None:
+        return ConsoleSettings()
+    fields = reader.mapping(node, "console", {"public", "session"})
+    public = reader.string(fields.get("public"), "console public",
+                           pattern_check(re.compile(r"true|false"), "true or false"))
+    session = reader.string(fields.get("session"), "console session",
+                            pattern_check(re.compile(r"[1-9][0-9]{0,6}"), "a number of seconds"))
+    return ConsoleSettings(public != "false", int(session) if session else 8 * 3600)
 
 
 def _port(reader: Reader, node: Node | None, default: int) -> int:

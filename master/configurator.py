@@ -8,14 +8,19 @@ per worker at a time, and never two builds of one package at once.
 
 from __future__ import annotations
 
+import datetime
 import sys
 from pathlib import Path
 from typing import Any
 
 from buildbot.plugins import changes, schedulers, steps, util, worker
+from buildbot.www.authz.roles import RolesFromBase
 from twisted.cred.checkers import FilePasswordDB
 
 from master.config import FarmConfig
+from master.dashboard.app import Dashboard
+from master.index.service import IndexService
+from master.rebuild import PackageNames, rebuild_scheduler
 from master.steps import (
     PACKAGE_SCHEDULER,
     NeedsPublished,
@@ -23,15 +28,17 @@ from master.steps import (
     PublishStep,
     not_skipped,
 )
+from master.users import USERS_FILE, PasswordFileAuth
 
 LOCAL_WORKER = "master-local"
-REBUILD_SCHEDULER = "rebuild"
 HOOK_USERS = "users/hook.passwd"  # user:password lines for the change hook
+DASHBOARD = "kiln"  # its path: /plugins/wsgi_dashboards/kiln/
 
 
 def build_config(farm: FarmConfig) -> dict[str, Any]:
     """BuildmasterConfig for `farm`."""
     handed_back = str(farm.path("master/handed-back"))
+    names = PackageNames.at_head(farm)
     config: dict[str, Any] = {
         "title": farm.name,
         "buildbotURL": farm.www_url,
@@ -47,35 +54,63 @@ def build_config(farm: FarmConfig) -> dict[str, Any]:
                 name="push", builderNames=["plan"], treeStableTimer=None,
                 change_filter=util.ChangeFilter(branch=farm.recipes.branch)),
             schedulers.Triggerable(name=PACKAGE_SCHEDULER, builderNames=["package"]),
-            _rebuild_scheduler(farm),
+            rebuild_scheduler(farm, names),
         ],
         "builders": [
             util.BuilderConfig(name="plan", workernames=[LOCAL_WORKER],
-                               factory=util.BuildFactory([PlanStep(farm)])),
+                               factory=util.BuildFactory([PlanStep(farm, names)])),
             util.BuilderConfig(name="package", workernames=list(farm.workers),
                                factory=util.BuildFactory(package_steps(farm, handed_back)),
                                locks=_package_lock),
         ],
         # Triggered package builds differ only in their properties: never merge them.
         "collapseRequests": False,
-        "www": {
-            "port": f"tcp:{farm.www_port}:interface={farm.listen}",
-            "plugins": {},
-            # Anonymous users read; maintainers force rebuilds; nobody else controls.
-            "auth": util.UserPasswordAuth({name: farm.user_password(name)
-                                           for name in farm.maintainers}),
-            "authz": util.Authz(
-                allowRules=[util.ForceBuildEndpointMatcher(builder="plan", role="maintainers"),
-                            util.AnyControlEndpointMatcher(role="admins")],
-                roleMatchers=[util.RolesFromUsername(roles=["maintainers"],
-                                                     usernames=list(farm.maintainers))]),
-            "change_hook_dialects": {"base": True},
-            # Anonymous change posts are refused: the post-receive hook logs in.
-            "change_hook_auth": [FilePasswordDB(str(farm.path(HOOK_USERS)))],
-        },
+        "www": _www(farm),
+        "services": [IndexService(farm)],
         "buildbotNetUsageData": None,
     }
     return config
+
+
+def _www(farm: FarmConfig) -> dict[str, Any]:
+    """The console: logins from the users file, roles from farm.yaml, the dashboard."""
+    readers = [util.AnyEndpointMatcher(role="users")] if not farm.console.public else []
+    return {
+        "port": f"tcp:{farm.www_port}:interface={farm.listen}",
+        "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {},
+                    "wsgi_dashboards": [{"name": DASHBOARD, "caption": "Packages",
+                                         "app": Dashboard(farm), "order": 0,
+                                         "icon": "box"}]},
+        "auth": PasswordFileAuth(farm.path(USERS_FILE)),
+        "authz": util.Authz(
+            allowRules=[
+                # Maintainers: a package's rebuild (the plan builder's only force),
+                # a build's rebuild, stopping a build or a queued request.
+                util.ForceBuildEndpointMatcher(builder="plan", role="maintainers"),
+                util.RebuildBuildEndpointMatcher(role="maintainers"),
+                util.StopBuildEndpointMatcher(role="maintainers"),
+                # Admins: every other control; everyone else: none (403).
+                util.AnyControlEndpointMatcher(role="admins"),
+                *readers,
+            ],
+            roleMatchers=[
+                util.RolesFromUsername(roles=["maintainers"],
+                                       usernames=[*farm.maintainers, *farm.admins]),
+                util.RolesFromUsername(roles=["admins"], usernames=list(farm.admins)),
+                LoggedIn(),
+            ]),
+        "cookie_expiration_time": datetime.timedelta(seconds=farm.console.session),
+        "change_hook_dialects": {"base": True},
+        # Anonymous change posts are refused: the post-receive hook logs in.
+        "change_hook_auth": [FilePasswordDB(str(farm.path(HOOK_USERS)))],
+    }
+
+
+class LoggedIn(RolesFromBase):
+    """Every user who logged in has the role `users` (a private console's readers)."""
+
+    def getRolesFromUser(self, userDetails: dict[str, Any]) -> list[str]:
+        return ["users"] if userDetails.get("username") else []
 
 
 def package_steps(farm: FarmConfig, handed_back: str) -> list[Any]:
@@ -107,21 +142,6 @@ def package_steps(farm: FarmConfig, handed_back: str) -> list[Any]:
                                  command=["rm", "-rf", master_dir], alwaysRun=True,
                                  doStepIf=not_skipped),
     ]
-
-
-def _rebuild_scheduler(farm: FarmConfig) -> Any:
-    """A maintainer's forced rebuild of one package, and, if asked, its dependants, at the
-    branch's head; the plan step reads `package` and `dependents`."""
-    fixed = {"branch": farm.recipes.branch, "revision": "", "repository": farm.recipes_url,
-             "project": ""}
-    return schedulers.ForceScheduler(
-        name=REBUILD_SCHEDULER, builderNames=["plan"], buttonName="rebuild",
-        codebases=[util.CodebaseParameter(
-            "", **{key: util.FixedParameter(key, default=value)
-                   for key, value in fixed.items()})],
-        properties=[util.StringParameter(name="package", label="package", required=True),
-                    util.BooleanParameter(name="dependents", label="with its dependants",
-                                          default=False)])
 
 
 @util.renderer

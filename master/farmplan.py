@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import InputError
@@ -27,6 +27,7 @@ class FarmPlan:
     directories: dict[str, str]  # package name -> its recipe's directory
     toolchain: tuple[str, ...] = ()  # locked Debian FileSets published for this plan
     forced: bool = False  # a maintainer's rebuild: build even what is published
+    requires: dict[str, tuple[str, ...]] = field(default_factory=dict)  # runtime, as written
 
     def packages(self) -> list[list[dict[str, object]]]:
         """Each wave's build requests: the properties of one package build."""
@@ -104,7 +105,10 @@ def plan_commit(farm: FarmConfig, revision: str, forced: str | None = None,
                      for group in _relations(repository.recipes[name])
                      for option in group.options if lock.get(option.name) is not None}
             toolchain = publish_toolchain(farm, lock, names)
-    return FarmPlan(commit, planned, inputs, directories, tuple(toolchain), forced is not None)
+        requires = {name: tuple(str(group) for group in recipe.requires)
+                    for name, recipe in repository.recipes.items()}
+    return FarmPlan(commit, planned, inputs, directories, tuple(toolchain), forced is not None,
+                    requires)
 
 
 def _relations(recipe: Recipe) -> tuple[Alternatives, ...]:

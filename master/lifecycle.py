@@ -35,6 +35,7 @@ from typing import Any
 from kiln.errors import CheckFailed, InputError
 from master.config import FARM_FILE, FarmConfig, load_farm
 from master.configurator import HOOK_USERS, LOCAL_WORKER
+from master.users import USERS_FILE, set_password
 
 MASTER_CFG = """\
 # Kiln's farm: everything is in ../farm.yaml, read and checked by master/config.py.
@@ -82,7 +83,8 @@ def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
     hook_password = _secret(directory / "users" / "hook.password")
     (directory / HOOK_USERS).write_text(f"hook:{hook_password}\n")
     os.chmod(directory / HOOK_USERS, 0o600)
-    _secret(directory / "users" / "maintainer.password")
+    maintainer = _secret(directory / "users" / "maintainer.password")
+    set_password(directory / USERS_FILE, "maintainer", maintainer)
     recipes = options.recipes or str(directory / "recipes.git")
     host = options.registry
     (directory / FARM_FILE).write_text(json.dumps({
@@ -258,6 +260,25 @@ def _tool(name: str) -> str:
 
 def _worker_dir(farm: FarmConfig, name: str) -> Path:
     return farm.path(f"worker-{name}")
+
+
+def set_user_password(farm: FarmConfig, user: str, password: str | None) -> str:
+    """A console login for `user`; with no password given, one is made and kept in
+    users/USER.password (0600) for `kiln farm rebuild`. Says where it is, if made."""
+    if not _is_name(user):
+        raise InputError(f"{user!r} is not a name of lower case letters, digits and -",
+                         reason="bad-value")
+    made = password is None
+    if password is None:
+        password = _secret(farm.path(f"users/{user}.password"))
+    set_password(farm.path(USERS_FILE), user, password)
+    return f"; password in {farm.path(f'users/{user}.password')}" if made else ""
+
+
+def _is_name(text: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[a-z][a-z0-9-]{0,40}", text) is not None
 
 
 def _secret(path: Path) -> str:

@@ -25,8 +25,13 @@ from twisted.internet import threads
 
 from kiln.errors import KilnError
 from master.config import FarmConfig
-from master.farmplan import plan_commit
-from master.publishing import publish_build, published_keys
+from master.farmplan import FarmPlan, plan_commit
+from master.index import writes
+from master.index.database import write_index
+from master.index.service import build_place
+from master.publication import publish_and_index
+from master.publishing import published_keys
+from master.rebuild import PackageNames
 
 PACKAGE_SCHEDULER = "package"
 
@@ -34,9 +39,11 @@ PACKAGE_SCHEDULER = "package"
 class PlanStep(BuildStep):
     name = "plan"
 
-    def __init__(self, farm: FarmConfig, **kwargs: Any) -> None:
+    def __init__(self, farm: FarmConfig, names: PackageNames | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.farm = farm
+        self.names = names or PackageNames()
 
     async def run(self) -> int:
         revision = self.getProperty("revision") or self.farm.recipes.branch
@@ -50,13 +57,31 @@ class PlanStep(BuildStep):
             self.descriptionDone = [f"plan failed: {exc.reason}"]
             return FAILURE
         await log.addStdout(planned.describe() + "\n")
+        if forced is None:  # a push: the rebuild form offers what is at the head now
+            self.names.update(planned.directories)
         self.setProperty("plan", json.dumps({"commit": planned.commit,
                                              **planned.plan.to_json()}), "plan")
         waves = planned.packages()
+        self.descriptionDone = [f"{len(planned.plan.to_build)} packages in {len(waves)} waves"]
+        plan_id = await self._index(planned)
+        if plan_id is not None:
+            self.setProperty("plan_id", plan_id, "plan")
+            waves = [[{**request, "plan_id": plan_id} for request in wave] for wave in waves]
         self.build.addStepsAfterCurrentStep(
             [WaveTrigger(index, requests) for index, requests in enumerate(waves, start=1)])
-        self.descriptionDone = [f"{len(planned.plan.to_build)} packages in {len(waves)} waves"]
         return SUCCESS if not planned.plan.broken else FAILURE
+
+    async def _index(self, planned: FarmPlan) -> int | None:
+        """The plan in the index, its packages queued; its id (None if not written)."""
+        builderid = await self.build.getBuilderId()
+        packages = writes.plan_packages(planned.plan.waves, planned.plan.keys, planned.requires,
+                                        planned.plan.broken, planned.plan.skipped)
+        plan_id: int | None = await threads.deferToThread(
+            write_index, self.farm, _record_plan, planned.commit, packages,
+            self.getProperty("package") or None, bool(self.getProperty("dependents")),
+            build_place(self.farm, builderid, self.build.number, "").build_url,
+            " ".join(self.descriptionDone))
+        return plan_id
 
 
 class WaveTrigger(Trigger):
@@ -86,6 +111,7 @@ class NeedsPublished(BuildStep):
         self.farm = farm
 
     async def run(self) -> int:
+        await self._index_start()
         needs: dict[str, str] = json.loads(self.getProperty("needs") or "{}")
         waves: dict[str, int] = json.loads(self.getProperty("need_waves") or "{}")
         package, key = self.getProperty("package"), self.getProperty("plan_key")
@@ -109,6 +135,15 @@ class NeedsPublished(BuildStep):
         await log.addStdout(f"skipped: {why}\n")
         return SKIPPED
 
+    async def _index_start(self) -> None:
+        if self.getProperty("plan_id") is None:
+            return
+        place = build_place(self.farm, await self.build.getBuilderId(), self.build.number,
+                            self.getProperty("workername") or "")
+        await threads.deferToThread(write_index, self.farm, writes.package_building,
+                                    int(self.getProperty("plan_id")),
+                                    self.getProperty("package"), place)
+
 
 class PublishStep(BuildStep):
     """Publish what the worker handed back, or say why not."""
@@ -123,10 +158,14 @@ class PublishStep(BuildStep):
     async def run(self) -> int:
         directory = Path(self.handed_back) / str(self.build.number)
         log = await self.addLog("publish")
+        plan_id = self.getProperty("plan_id")
+        place = build_place(self.farm, await self.build.getBuilderId(), self.build.number,
+                            self.getProperty("workername") or "")
         try:
             published = await threads.deferToThread(
-                publish_build, self.farm, directory / "record.json", directory / "pushed.txt",
-                self.getProperty("plan_key"))
+                publish_and_index, self.farm, directory / "record.json",
+                directory / "pushed.txt", self.getProperty("plan_key"),
+                None if plan_id is None else int(plan_id), place)
         except (KilnError, OSError) as exc:
             message = exc.message if isinstance(exc, KilnError) else str(exc)
             reason = exc.reason if isinstance(exc, KilnError) else "handed-back-missing"
@@ -136,6 +175,12 @@ class PublishStep(BuildStep):
         await log.addStdout(f"published {published.reference} ({published.manifest})\n")
         self.descriptionDone = [f"published {published.reference.tag}"]
         return SUCCESS
+
+
+def _record_plan(engine: Any, commit: str, packages: list[writes.PlannedPackage],
+                 forced: str | None, dependents: bool, build_url: str, summary: str) -> int:
+    return writes.record_plan(engine, commit, packages, forced=forced, dependents=dependents,
+                              build_url=build_url, summary=summary)
 
 
 def not_skipped(step: BuildStep) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from kiln.cli.common import add_json_flag
@@ -66,6 +67,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          help="wait for the rebuild's plan to end; exit 1 if it failed")
     add_json_flag(rebuild)
     rebuild.set_defaults(handler=cmd_rebuild)
+
+    passwd = sub.add_parser("passwd", help="set a console user's password (a new user, or"
+                                           " a new password); roles come from farm.yaml")
+    passwd.add_argument("directory", type=Path, metavar="DIR")
+    passwd.add_argument("user", metavar="NAME")
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from standard input; else one is made and"
+                             " written to DIR/users/NAME.password (0600)")
+    passwd.set_defaults(handler=cmd_passwd)
 
     wait = sub.add_parser("wait", help="until a commit's plan ends: exit 0 when all was"
                                        " published, 1 otherwise")
@@ -164,6 +174,20 @@ def cmd_wait(args: argparse.Namespace) -> int:
     else:
         print(f"plan #{build['number']}: {build.get('state_string')}")
     return 0 if ok else 1
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from master.config import load_farm
+    from master.lifecycle import set_user_password
+
+    farm = load_farm(args.directory)
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    where = set_user_password(farm, args.user, password)
+    roles = [role for role, names in (("maintainer", farm.maintainers),
+                                      ("admin", farm.admins)) if args.user in names]
+    print(f"{args.user} may log in to {farm.www_url} ({', '.join(roles) or 'reads only'};"
+          f" roles come from farm.yaml){where}")
+    return 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Kiln's dashboard in the farm's console: packages, provenance, plans and waves."""

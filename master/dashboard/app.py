@@ -1,0 +1,139 @@
+"""The dashboard as a WSGI application, mounted by Buildbot's wsgi_dashboards plugin
+at /plugins/wsgi_dashboards/kiln/ (its index.html is shown inside Buildbot's UI).
+
+Buildbot's authz does not cover a WSGI dashboard, so the app guards itself: it
+answers GET and HEAD only, and when the farm's console is not public it asks for
+the same login Buildbot's UI holds (the session cookie Buildbot signs). It reads
+the index and, on a package page, checks the latest provenance against the
+registry again; it never reads a password file or the signing key's bytes into
+a page.
+"""
+
+from __future__ import annotations
+
+import http.cookies
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import unquote
+
+from sqlalchemy import Engine
+
+from master.config import FarmConfig
+from master.dashboard import pages
+from master.index import reads, writes
+from master.index.database import farm_index
+from master.proof import ProvenanceState, check_publication, farm_trust
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+_HEADERS = [("Content-Type", "text/html; charset=utf-8"),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            # No script, no frame, no form: a page that carried injected markup
+            # could still do nothing with it.
+            ("Content-Security-Policy",
+             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self';"
+             " frame-ancestors 'self'; form-action 'none'; base-uri 'none'")]
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+
+
+class Dashboard:
+    """A WSGI app; Buildbot's plugin sets `buildbot_api` (which holds the master)."""
+
+    def __init__(self, farm: FarmConfig, engine: Engine | None = None,
+                 check: Callable[[str, str], ProvenanceState] | None = None) -> None:
+        self.farm = farm
+        self._engine = engine
+        self._check = check
+        self.buildbot_api: Any = None
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine or farm_index(self.farm.index, self.farm.path("master"))
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        site = pages.Site(environ.get("SCRIPT_NAME", ""), self.farm.www_url,
+                          f"{self.farm.registry.host}/{self.farm.registry.prefix}",
+                          self.farm.name, writes.now())
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return self._answer(start_response, 405, pages.message_page(
+                site, "Not allowed", "The dashboard only reads; rebuilds are forced from"
+                " the console, logged in."), [("Allow", "GET, HEAD")], method)
+        if not self.farm.console.public and self._user(environ) is None:
+            return self._answer(start_response, 401, pages.message_page(
+                site, "Log in first", "This farm's console is not public: log in to the"
+                " console, then come back."), [], method)
+        status, page = self._route(site, environ.get("PATH_INFO", "/"))
+        return self._answer(start_response, status, page, [], method)
+
+    def _route(self, site: pages.Site, path: str) -> tuple[int, str]:
+        if path in ("", "/", "/index.html"):
+            return 200, pages.overview(site, reads.package_lines(self.engine),
+                                       reads.recent_plans(self.engine))
+        if path.startswith("/packages/"):
+            name = unquote(path.removeprefix("/packages/"))
+            history = reads.package_history(self.engine, name)
+            if history is None:
+                return 404, pages.message_page(site, "No such package",
+                                               f"The farm never planned {name}.")
+            if history.publications:
+                self._check_again(history.publications[0])
+                history = reads.package_history(self.engine, name) or history
+            return 200, pages.package_page(site, history, self._verify_command(name))
+        if path.startswith("/plans/") and path.removeprefix("/plans/").isdigit():
+            plan = reads.plan_with_packages(self.engine, int(path.removeprefix("/plans/")))
+            if plan is not None:
+                return 200, pages.plan_page(site, plan)
+        return 404, pages.message_page(site, "Not found", "There is no such page.")
+
+    def _check_again(self, publication: Any) -> None:
+        """Verify the latest publication's provenance now, and remember what was found."""
+        check = self._check or self._check_registry
+        state = check(publication.name, publication.manifest)
+        writes.record_verification(self.engine, publication.manifest, state.verified,
+                                   state.problem)
+
+    def _check_registry(self, name: str, manifest: str) -> ProvenanceState:
+        return check_publication(self.farm, farm_trust(self.farm), name, manifest)
+
+    def _verify_command(self, name: str) -> str:
+        host = self.farm.registry.host
+        insecure = f"  # {host} is plain HTTP: list it under insecure: in registries.yaml\n" \
+            if self.farm.registry.http else ""
+        return (f"{insecure}kiln verify {host}/{self.farm.registry.prefix}/"
+                f"{name.rsplit('/', 1)[-1]}:VERSION --key farm.pub"
+                "   # farm.pub: the farm's public key, from its operators")
+
+    def _user(self, environ: dict[str, Any]) -> str | None:
+        """The logged-in user of Buildbot's session cookie, if it is valid and current."""
+        from buildbot.www.auth import parse_user_info_from_token
+
+        master = getattr(self.buildbot_api, "master", None)
+        secret = getattr(getattr(getattr(master, "www", None), "site", None),
+                         "session_secret", None)
+        if secret is None:
+            return None
+        cookies = http.cookies.SimpleCookie()
+        try:
+            cookies.load(environ.get("HTTP_COOKIE", ""))
+        except http.cookies.CookieError:
+            return None
+        for name, morsel in cookies.items():
+            if not name.startswith(("TWISTED_SESSION", "TWISTED_SECURE_SESSION")):
+                continue
+            try:
+                info = parse_user_info_from_token(morsel.value, secret)
+            except KeyError:  # expired, forged, or not a token
+                continue
+            if isinstance(info.get("username"), str):
+                return str(info["username"])
+        return None
+
+    @staticmethod
+    def _answer(start_response: StartResponse, status: int, page: str,
+                extra: list[tuple[str, str]], method: str) -> list[bytes]:
+        body = page.encode()
+        start_response(f"{status} {_REASONS[status]}",
+                       [*_HEADERS, ("Content-Length", str(len(body))), *extra])
+        return [] if method == "HEAD" else [body]
