@@ -71,7 +71,7 @@ def rebuild_scheduler(farm: FarmConfig, names: PackageNames) -> Any:
         name=REBUILD_SCHEDULER, builderNames=["plan"], buttonName="rebuild package",
         label="Rebuild a package",
         reason=util.FixedParameter("reason", default="a maintainer's rebuild"),
-        priority=util.FixedParameter("priority", default=0),
+        priority=util.IntParameter(name="priority", default=0, hide=True),
         codebases=[util.CodebaseParameter(
             "", **{key: util.FixedParameter(key, default=value)
                    for key, value in fixed.items()})],

@@ -86,7 +86,7 @@ class PasswordFileAuth(util.CustomAuth):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.path = path
         self._users: dict[str, str] = {}
-        self._read: tuple[int, int] | None = None
+        self._read: tuple[int, int, int] | None = None
 
     def requestAvatarId(self, cred: Any) -> defer.Deferred[Any]:
         # scrypt takes tens of milliseconds: never on the reactor's thread.
@@ -110,7 +110,8 @@ class PasswordFileAuth(util.CustomAuth):  # type: ignore[misc]
             status = self.path.stat()
         except FileNotFoundError:
             return {}
-        stamp = (status.st_mtime_ns, status.st_size)
+        # set_password replaces the file: a new inode, even within one clock tick.
+        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
         if stamp != self._read:
             self._users, self._read = read_users(self.path), stamp
         return self._users

@@ -22,7 +22,7 @@ from master.config import FarmConfig
 from master.dashboard import pages
 from master.index import reads, writes
 from master.index.database import farm_index
-from master.proof import ProvenanceState, check_publication, farm_trust
+from master.proof import ProvenanceState, check_publication, farm_trust, public_key_pem
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _HEADERS = [("Content-Type", "text/html; charset=utf-8"),
@@ -64,7 +64,11 @@ class Dashboard:
             return self._answer(start_response, 401, pages.message_page(
                 site, "Log in first", "This farm's console is not public: log in to the"
                 " console, then come back."), [], method)
-        status, page = self._route(site, environ.get("PATH_INFO", "/"))
+        path = environ.get("PATH_INFO", "/")
+        if path == "/farm.pub":  # the public half only: what consumers verify with
+            return self._answer(start_response, 200, public_key_pem(farm_trust(self.farm)).decode(),
+                                [("Content-Type", "text/plain; charset=utf-8")], method)
+        status, page = self._route(site, path)
         return self._answer(start_response, status, page, [], method)
 
     def _route(self, site: pages.Site, path: str) -> tuple[int, str]:
@@ -80,7 +84,8 @@ class Dashboard:
             if history.publications:
                 self._check_again(history.publications[0])
                 history = reads.package_history(self.engine, name) or history
-            return 200, pages.package_page(site, history, self._verify_command(name))
+            version = history.publications[0].version if history.publications else "VERSION"
+            return 200, pages.package_page(site, history, self._verify_command(name, version))
         if path.startswith("/plans/") and path.removeprefix("/plans/").isdigit():
             plan = reads.plan_with_packages(self.engine, int(path.removeprefix("/plans/")))
             if plan is not None:
@@ -97,13 +102,15 @@ class Dashboard:
     def _check_registry(self, name: str, manifest: str) -> ProvenanceState:
         return check_publication(self.farm, farm_trust(self.farm), name, manifest)
 
-    def _verify_command(self, name: str) -> str:
+    def _verify_command(self, name: str, version: str) -> str:
+        """What a consumer runs, from an empty store, to check this package."""
         host = self.farm.registry.host
-        insecure = f"  # {host} is plain HTTP: list it under insecure: in registries.yaml\n" \
-            if self.farm.registry.http else ""
-        return (f"{insecure}kiln verify {host}/{self.farm.registry.prefix}/"
-                f"{name.rsplit('/', 1)[-1]}:VERSION --key farm.pub"
-                "   # farm.pub: the farm's public key, from its operators")
+        insecure = f"insecure: [{host}]\n" if self.farm.registry.http else ""
+        return (f"curl -o farm.pub {self.farm.www_url}plugins/wsgi_dashboards/kiln/farm.pub\n"
+                "cat > farm-registries.yaml <<'EOF'\n"
+                f"registries:\n  - prefix: \"\"\n    location: {host}/{self.farm.registry.prefix}\n"
+                f"{insecure}EOF\n"
+                f"KILN_REGISTRIES=farm-registries.yaml kiln verify {name}@{version} --key farm.pub")
 
     def _user(self, environ: dict[str, Any]) -> str | None:
         """The logged-in user of Buildbot's session cookie, if it is valid and current."""
@@ -134,6 +141,8 @@ class Dashboard:
     def _answer(start_response: StartResponse, status: int, page: str,
                 extra: list[tuple[str, str]], method: str) -> list[bytes]:
         body = page.encode()
+        names = {name for name, _ in extra}
+        headers = [header for header in _HEADERS if header[0] not in names]
         start_response(f"{status} {_REASONS[status]}",
-                       [*_HEADERS, ("Content-Length", str(len(body))), *extra])
+                       [*headers, ("Content-Length", str(len(body))), *extra])
         return [] if method == "HEAD" else [body]

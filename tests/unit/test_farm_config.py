@@ -49,3 +49,27 @@ def test_a_farm_without_its_required_parts_is_refused(tmp_path: Path) -> None:
         load_farm(tmp_path)
     assert raised.value.reason == "missing-key"
     assert ":1:" in raised.value.message
+
+
+def test_roles_and_the_console_come_from_the_farm(tmp_path: Path) -> None:
+    (tmp_path / "farm.yaml").write_text(
+        GOOD + "admins: [carol]\nconsole: {public: false, session: 600}\n"
+               "index: postgresql://kiln@db/kiln-index\n")
+    farm = load_farm(tmp_path)
+    assert farm.admins == ("carol",)
+    assert not farm.console.public
+    assert farm.console.session == 600
+    assert farm.index == "postgresql://kiln@db/kiln-index"
+    # Defaults: anyone reads, a login lasts 8 hours, the index beside Buildbot's.
+    (tmp_path / "farm.yaml").write_text(GOOD)
+    farm = load_farm(tmp_path)
+    assert (farm.admins, farm.console.public, farm.console.session) == ((), True, 28800)
+    assert farm.index == "sqlite:///index.sqlite"
+
+
+def test_a_bad_console_setting_is_named_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "farm.yaml").write_text(GOOD + "console: {public: maybe, session: -5}\n")
+    with pytest.raises(InputError) as raised:
+        load_farm(tmp_path)
+    assert "farm.yaml:8: console public: " in raised.value.message
+    assert "(and 1 more)" in raised.value.message
