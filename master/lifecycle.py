@@ -243,14 +243,42 @@ def _wait_for(ready: Any, timeout: float, what: str) -> None:
                       reason="farm-timeout", temporary=True)
 
 
-def api(farm: FarmConfig, path: str) -> dict[str, Any] | None:
-    """GET the master's REST API (anonymous reads); None when it does not answer."""
+def api(farm: FarmConfig, path: str, *, log_in: bool = True) -> dict[str, Any] | None:
+    """GET the master's REST API; None when it does not answer. Anonymous, or, on a
+    farm whose console is private, logged in as its maintainer (this host's tools)."""
+    opener = _readers.get(farm.www_url) or urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(f"{farm.www_url}api/v2/{path}", timeout=5) as response:
+        with opener.open(f"{farm.www_url}api/v2/{path}", timeout=5) as response:
             answer: dict[str, Any] = json.loads(response.read())
             return answer
+    except urllib.error.HTTPError as exc:
+        if exc.code != 403 or not log_in:
+            return None
+        try:  # a private console, or a session that expired: log in (again)
+            _readers[farm.www_url] = _logged_in(farm, "maintainer")
+        except (OSError, ValueError):
+            return None
+        return api(farm, path, log_in=False)
     except (OSError, ValueError):
         return None
+
+
+_readers: dict[str, urllib.request.OpenerDirector] = {}
+
+
+def _logged_in(farm: FarmConfig, user: str) -> urllib.request.OpenerDirector:
+    """An opener holding `user`'s session cookie (a login at /auth/login)."""
+    import base64
+    import http.cookiejar
+
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    token = base64.b64encode(f"{user}:{farm.user_password(user)}".encode()).decode()
+    login = urllib.request.Request(f"{farm.www_url}auth/login",
+                                   headers={"Authorization": f"Basic {token}"})
+    with opener.open(login, timeout=30):
+        pass
+    return opener
 
 
 def _tool(name: str) -> str:
@@ -346,16 +374,7 @@ def force_rebuild(farm: FarmConfig, package: str, dependents: bool = False,
                   user: str = "maintainer") -> int:
     """A maintainer's rebuild of `package` (and its dependants): logged in, as the
     console would; the build request's id. Anonymous forces are refused (403)."""
-    import base64
-    import http.cookiejar
-
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    token = base64.b64encode(f"{user}:{farm.user_password(user)}".encode()).decode()
-    login = urllib.request.Request(f"{farm.www_url}auth/login",
-                                   headers={"Authorization": f"Basic {token}"})
-    with opener.open(login, timeout=30):
-        pass
+    opener = _logged_in(farm, user)
     builders = api(farm, "builders?name=plan") or {}
     builderid = builders["builders"][0]["builderid"]
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "force",

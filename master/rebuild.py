@@ -43,7 +43,8 @@ class PackageNames:
             with tempfile.TemporaryDirectory(prefix="kiln-farm-names-") as scratch:
                 repository = repository_in(repo, Path(farm.recipes.path), commit, Path(scratch))
                 return cls(repository.recipes)
-        except (KilnError, git.GitError, ValueError, OSError) as exc:
+        except (KilnError, git.GitError, git.BadName, ValueError, OSError) as exc:
+            # An empty repository (a farm made without recipes) has no branch yet.
             log.msg(f"kiln: no package names for the rebuild form yet ({exc})")
             return cls()
 

@@ -55,11 +55,13 @@ def kiln(store_dir: Path, capsys: pytest.CaptureFixture[str]) -> Kiln:
 
 
 def run_kiln_process(store_dir: Path, *args: str | Path, env: dict[str, str] | None = None,
-                     timeout: float = 120) -> subprocess.CompletedProcess[str]:
+                     timeout: float = 120, stdin: str | None = None,
+                     ) -> subprocess.CompletedProcess[str]:
     """`kiln` as a separate process, as crash and concurrency tests need."""
     return subprocess.run(
         [sys.executable, "-m", "kiln.cli.main", "--store", str(store_dir), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         env={**os.environ, **(env or {})}, check=False,
     )
 

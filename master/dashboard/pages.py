@@ -22,8 +22,9 @@ STYLE = """
 .kiln{font:14px/1.4 system-ui,sans-serif;color:#222;max-width:1400px;margin:0 auto;padding:8px}
 .kiln h1{font-size:20px;margin:4px 0 8px}.kiln h2{font-size:16px;margin:16px 0 6px}
 .kiln table{border-collapse:collapse;width:100%}
-.kiln th,.kiln td{text-align:left;padding:3px 8px;border-bottom:1px solid #e3e3e3;
-vertical-align:top}
+.kiln th,.kiln td{text-align:left;padding:3px 6px;border-bottom:1px solid #e3e3e3;
+vertical-align:top;overflow-wrap:break-word}
+.kiln th,.kiln .name{white-space:nowrap}
 .kiln th{background:#f4f4f4;font-weight:600}.kiln code{font-size:12px}
 .kiln .ok{color:#17692b}.kiln .bad{color:#b3261e}.kiln .busy{color:#8a5a00}
 .kiln .muted{color:#777}.kiln .state{font-weight:600}
@@ -62,7 +63,7 @@ def overview(site: Site, lines: list[PackageLine],
             f" {failing} failing</h1>"
             "<table><thead><tr><th>Package</th><th>Version</th><th>FileSet</th>"
             "<th>Recipe commit</th><th>Published</th><th>Worker</th><th>Provenance</th>"
-            "<th>Reproduced</th><th>Now</th><th>Build</th></tr></thead>"
+            "<th>Now</th><th>Build</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
             f"<h2>Plans</h2>{_plans_table(site, plans)}</div>")
 
@@ -139,13 +140,12 @@ def _page(site: Site, title: str, body: str) -> str:
 def _package_row(site: Site, line: PackageLine) -> str:
     p = line.latest
     if p is None:
-        cells = ["<span class='muted'>-</span>"] * 7
+        cells = ["<span class='muted'>-</span>"] * 6
     else:
         cells = [_e(p.version), _digest(p.fileset), _commit(p.recipe_commit),
-                 _e(_since(p.published, site.now)), _e(p.worker), _provenance(site, p),
-                 "<span class='muted'>not gated</span>"]
+                 _e(_since(p.published, site.now)), _e(p.worker), _provenance(site, p)]
     build = _build_links(line.build_url, None) if line.build_url else ""
-    return ("<tr>" + f"<td>{_link(site.package(line.name), line.name)}</td>"
+    return ("<tr>" + f"<td class='name'>{_link(site.package(line.name), line.name)}</td>"
             + "".join(f"<td>{cell}</td>" for cell in cells)
             + f"<td>{_state(line.state, line.reason)}</td><td>{build}</td></tr>")
 
@@ -183,12 +183,19 @@ def _inputs(publication: Publication) -> str:
 def _provenance(site: Site, publication: Publication) -> str:
     checked = _since(publication.verified_at, site.now)
     if publication.verified:
-        return (f"<span class='ok'>verifies</span>: signed by <code>{_e(publication.signer)}"
-                f"</code> <span class='muted'>(checked {_e(checked)})</span>")
+        return (f"<span class='ok'>verifies</span>, signed by {_signer(publication.signer)}"
+                f" <span class='muted'>(checked {_e(checked)})</span>")
     if publication.verified is None:
         return "<span class='muted'>not checked</span>"
     return (f"<span class='bad'>does not verify</span>: {_e(publication.verify_problem)}"
             f" <span class='muted'>(checked {_e(checked)})</span>")
+
+
+def _signer(signer: str) -> str:
+    """'key AbCdEf...' (a key's hint, whole in the title) or a keyless identity."""
+    if signer.startswith("key ") and len(signer) > 16:
+        return f"<code title='{_e(signer)}'>{_e(signer[:16])}…</code>"
+    return f"<code>{_e(signer)}</code>"
 
 
 def _state(state: str, reason: str) -> str:

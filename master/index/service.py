@@ -19,7 +19,7 @@ from buildbot.process.results import (
     WARNINGS,
 )
 from buildbot.util import service
-from twisted.internet import threads
+from twisted.internet import defer, threads
 
 from master.config import FarmConfig
 from master.index import writes
@@ -41,8 +41,12 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
 
     async def startService(self) -> None:
         await super().startService()
+        # The bus calls plain functions: a coroutine must be made a Deferred to run.
+        def finished(key: tuple[str, ...], build: dict[str, Any]) -> Any:
+            return defer.ensureDeferred(self._finished(key, build))
+
         self._consumers = [
-            await self.master.mq.startConsuming(self._finished, ("builds", None, "finished")),
+            await self.master.mq.startConsuming(finished, ("builds", None, "finished")),
         ]
 
     async def stopService(self) -> None:
@@ -62,9 +66,22 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
             reason = str((skipped or {}).get("skipped", ("",))[0] or "")
         elif state == writes.RETRYING:
             reason = "the worker was lost; Buildbot builds it again"
-        elif state in (writes.FAILED, writes.STOPPED):
-            reason = build.get("state_string") or ""
+        elif state == writes.STOPPED:
+            reason = "stopped from the console"
+        elif state == writes.FAILED:
+            reason = await self._failed_step(build["buildid"])
         await self._write(writes.package_finished, plan_id, package, state, reason)
+
+    async def _failed_step(self, buildid: int) -> str:
+        """Which step failed, in words a maintainer reads (never the worker's command
+        line, which names the worker's own paths)."""
+        steps = await self.master.data.get(("builds", buildid, "steps")) or []
+        for step in steps:
+            if step.get("results") in (FAILURE, EXCEPTION):
+                if step["name"] == "build":
+                    return "the build failed: see its log"
+                return f"{step['name']}: {step.get('state_string') or 'failed'}"
+        return "failed"
 
     async def _properties(self, build: dict[str, Any]) -> tuple[int, str] | None:
         """(plan id, package) of a package build; None for other builds."""
