@@ -171,9 +171,14 @@ commit=$(git -C "$state/maintainer" rev-parse HEAD)
 run kiln farm plan --recipes "$state/maintainer/recipes" --from HEAD~1
 run kiln farm status "$farm"
 run kiln farm wait "$farm" --commit "$commit" --timeout 600
-# A consumer with an empty store verifies the top of the chain against the farm key.
+# A consumer with an empty store takes the farm's public key from its console and
+# verifies the top of the chain with it.
+console=$(kiln farm status "$farm" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["console"])')
+printf '\n$ %s\n' "fetch ${console}plugins/wsgi_dashboards/kiln/farm.pub > $state/farm.pub"
+python3 -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1]).read())' \
+  "${console}plugins/wsgi_dashboards/kiln/farm.pub" > "$state/farm.pub"
 run env KILN_REGISTRIES="$PWD/$farm/registries.yaml" kiln --store "$state/consumer-farm" \
-  verify kiln.dev/demo-top@1 --key "$farm/keys/farm.pub"
+  verify kiln.dev/demo-top@1 --key "$state/farm.pub"
 run env KILN_REGISTRIES="$PWD/$farm/registries.yaml" kiln --store "$state/consumer-farm" \
   fileset materialize kiln.dev/demo-top@1 "$state/demo-top"
 run cat "$state/demo-top/usr/share/demo/top"

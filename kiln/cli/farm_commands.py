@@ -143,7 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     plan = {}
     if last is not None and "plan" in last.get("properties", {}):
         plan = json.loads(last["properties"]["plan"][0])
-    report = {"console": farm.www_url, "workers": workers,
+    report = {"console": farm.www_url, "dashboard": f"{farm.www_url}#/kiln", "workers": workers,
               "last_plan": None if last is None else {
                   "number": last["number"], "complete": last["complete"],
                   "state": last.get("state_string"),
@@ -152,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print(f"console: {farm.www_url}")
+        print(f"console: {farm.www_url} (packages: {farm.www_url}#/kiln)")
         print(f"workers connected: {', '.join(workers) or 'none'}")
         if last is not None:
             print(f"last plan: #{last['number']} {last.get('state_string')}")

@@ -40,10 +40,13 @@ class Dashboard:
     """A WSGI app; Buildbot's plugin sets `buildbot_api` (which holds the master)."""
 
     def __init__(self, farm: FarmConfig, engine: Engine | None = None,
-                 check: Callable[[str, str], ProvenanceState] | None = None) -> None:
+                 check: Callable[[str, str], ProvenanceState] | None = None,
+                 recheck_after: float = 10.0) -> None:
         self.farm = farm
         self._engine = engine
         self._check = check
+        # Anyone may open a package page: its registry check runs at most this often.
+        self.recheck_after = recheck_after
         self.buildbot_api: Any = None
 
     @property
@@ -52,9 +55,8 @@ class Dashboard:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
-        site = pages.Site(environ.get("SCRIPT_NAME", ""), self.farm.www_url,
-                          f"{self.farm.registry.host}/{self.farm.registry.prefix}",
-                          self.farm.name, writes.now())
+        site = pages.Site(environ.get("SCRIPT_NAME", ""), self.farm.www_url, self.farm.name,
+                          writes.now())
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
             return self._answer(start_response, 405, pages.message_page(
@@ -68,6 +70,11 @@ class Dashboard:
         if path == "/farm.pub":  # the public half only: what consumers verify with
             return self._answer(start_response, 200, public_key_pem(farm_trust(self.farm)).decode(),
                                 [("Content-Type", "text/plain; charset=utf-8")], method)
+        if path.startswith("/records/") and path.removeprefix("/records/").isdigit():
+            found = reads.publication_by_id(self.engine, int(path.removeprefix("/records/")))
+            if found is not None:  # the build record, as JSON, never as a page
+                return self._answer(start_response, 200, found.record,
+                                    [("Content-Type", "application/json")], method)
         status, page = self._route(site, path)
         return self._answer(start_response, status, page, [], method)
 
@@ -94,6 +101,10 @@ class Dashboard:
 
     def _check_again(self, publication: Any) -> None:
         """Verify the latest publication's provenance now, and remember what was found."""
+        checked = publication.verified_at
+        if checked is not None and \
+                (writes.now() - checked).total_seconds() < self.recheck_after:
+            return
         check = self._check or self._check_registry
         state = check(publication.name, publication.manifest)
         writes.record_verification(self.engine, publication.manifest, state.verified,

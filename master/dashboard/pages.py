@@ -41,7 +41,6 @@ class Site:
 
     root: str  # the dashboard's own path, e.g. /plugins/wsgi_dashboards/kiln
     console: str  # Buildbot's UI, e.g. http://127.0.0.1:8010/
-    registry: str  # HOST/PREFIX, for the consumer's verify command
     farm: str  # the farm's name
     now: datetime
 
@@ -50,6 +49,9 @@ class Site:
 
     def plan(self, plan_id: int) -> str:
         return f"{self.root}/plans/{plan_id}"
+
+    def record(self, publication_id: int) -> str:
+        return f"{self.root}/records/{publication_id}"
 
 
 def overview(site: Site, lines: list[PackageLine],
@@ -82,7 +84,8 @@ def package_page(site: Site, history: PackageHistory, verify_command: str) -> st
          "Provenance", "Build"],
         ([_e(p.version), _digest(p.fileset), _digest(p.manifest), _commit(p.recipe_commit),
           _e(_since(p.published, site.now)), _e(p.worker), _provenance(site, p),
-          _build_links(p.build_url, p.log_url)] for p in history.publications),
+          _build_links(p.build_url, p.log_url) + " " + _link(site.record(p.id), "record")]
+         for p in history.publications),
         "nothing published yet"))
     if latest is not None:
         body.append(_inputs(latest))

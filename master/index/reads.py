@@ -91,3 +91,10 @@ def publication(engine: Engine, manifest: str) -> Publication | None:
                                 .order_by(Publication.id.desc()).limit(1)).one_or_none()
         session.expunge_all()
     return found
+
+
+def publication_by_id(engine: Engine, publication_id: int) -> Publication | None:
+    with Session(engine) as session:
+        found = session.get(Publication, publication_id)
+        session.expunge_all()
+    return found

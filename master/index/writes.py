@@ -81,7 +81,8 @@ def package_finished(engine: Engine, plan_id: int, name: str, state: str,
 
 
 def record_publication(engine: Engine, record: BuildRecord, *, reference: str, manifest: str,
-                       signer: str, plan_id: int | None, place: BuildPlace) -> int:
+                       signer: str, plan_id: int | None, place: BuildPlace,
+                       verified: bool = True, problem: str = "") -> int:
     """A published package, and its plan package marked published, together."""
     with Session(engine) as session, session.begin():
         planned = None
@@ -97,7 +98,8 @@ def record_publication(engine: Engine, record: BuildRecord, *, reference: str, m
             plan_id=plan_id, worker=place.worker, build_url=place.build_url,
             log_url=place.log_url, published=now(), signer=signer,
             requires=planned.requires if planned is not None else "",
-            record=record.to_bytes().decode(), verified=True, verified_at=now())
+            record=record.to_bytes().decode(), verified=verified, verified_at=now(),
+            verify_problem=problem)
         session.add(publication)
         if planned is not None:
             planned.state, planned.reason, planned.updated = PUBLISHED, "", now()

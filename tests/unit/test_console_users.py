@@ -56,3 +56,21 @@ def test_the_login_checks_the_file_as_it_is_now(tmp_path: Path) -> None:
     set_password(path, "alice", "changed")  # no restart needed
     assert not auth.check_credentials(b"alice", b"one")
     assert auth.check_credentials(b"alice", b"changed")
+
+
+def test_an_operator_adds_a_user_with_a_made_password_kept_private(tmp_path: Path) -> None:
+    from master.config import load_farm
+    from master.lifecycle import set_user_password
+    from master.users import USERS_FILE
+
+    (tmp_path / "users").mkdir()
+    (tmp_path / "farm.yaml").write_text("recipes: {repository: r.git}\n"
+                                        "registry: {host: 127.0.0.1:5000}\nsigner: file:k\n")
+    farm = load_farm(tmp_path)
+    said = set_user_password(farm, "carol", None)
+    made = tmp_path / "users" / "carol.password"
+    assert str(made) in said
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    assert password_matches(made.read_text().strip(), read_users(tmp_path / USERS_FILE)["carol"])
+    with pytest.raises(InputError, match="not a name"):
+        set_user_password(farm, "../../etc/x", "pw")

@@ -5,6 +5,7 @@ guards a private console itself."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -69,7 +70,7 @@ def dashboard(tmp_path: Path) -> Dashboard:
         checks.append(name)
         return ProvenanceState(False, "", "signed by key X, which is not trusted here")
 
-    app = Dashboard(config, engine, check)
+    app = Dashboard(config, engine, check, recheck_after=0)
     app.checks = checks  # type: ignore[attr-defined]
     return app
 
@@ -95,6 +96,13 @@ def test_the_overview_and_a_package_page_show_what_the_index_holds(
     _, _, overview = get(dashboard, "/")
     assert "does not verify" in overview
 
+    # Its build record, as JSON (never a page a browser would render).
+    assert "href='/plugins/wsgi_dashboards/kiln/records/1'" in page
+    status, headers, record = get(dashboard, "/records/1")
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(record)["output"]["name"] == "kiln.dev/hello"
+
     status, _, page = get(dashboard, "/plans/1")
     assert status == "200 OK"
     assert "Wave 1" in page
@@ -110,6 +118,26 @@ def test_what_a_recipe_or_a_worker_wrote_is_escaped_never_markup(dashboard: Dash
         assert "javascript:" not in page, path
     _, _, page = get(dashboard, "/packages/kiln.dev/odd")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_package_page_checks_the_registry_at_most_so_often(tmp_path: Path) -> None:
+    engine = open_index("sqlite:///index.sqlite", tmp_path)
+    writes.record_publication(engine, record("kiln.dev/hello", "1"), reference="r",
+                              manifest="sha256:" + "1" * 64, signer="key K", plan_id=None,
+                              place=PLACE)
+    checks: list[str] = []
+
+    def check(name: str, manifest: str) -> ProvenanceState:
+        checks.append(name)
+        return ProvenanceState(True, "key K")
+
+    app = Dashboard(farm(tmp_path), engine, check, recheck_after=3600)
+    for _ in range(5):  # anyone may open it: a flood of views is no flood of checks
+        assert get(app, "/packages/kiln.dev/hello")[0] == "200 OK"
+    assert checks == []  # checked when published, a moment ago
+    app.recheck_after = 0
+    get(app, "/packages/kiln.dev/hello")
+    assert checks == ["kiln.dev/hello"]
 
 
 def test_the_dashboard_only_reads(dashboard: Dashboard) -> None:
