@@ -55,9 +55,11 @@ def fill_index(engine: Any, packages: int, seed: int = 1) -> None:
             document = record_json()
             document["output"].update(name=name, version=f"1.{edition}")
             record = BuildRecord.from_bytes(json.dumps(document).encode(), "bench")
+            manifest = f"sha256:{edition:02x}{index:062x}"
             writes.record_publication(
-                engine, record, reference=f"127.0.0.1:5000/kiln/p{index}:1.{edition}",
-                manifest=f"sha256:{edition:02x}{index:062x}", signer="key bench",
+                engine, record, writes.Published(
+                    f"127.0.0.1:5000/kiln/p{index}", f"1.{edition}", manifest,
+                    f"sha256:{edition + 10:02x}{index:062x}", "key bench", True),
                 plan_id=everything, place=place)
     for plan in range(30):
         chosen = rng.sample(names, 50)

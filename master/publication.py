@@ -1,16 +1,20 @@
-"""A worker's build published and written to the index: the publish step's work."""
+"""A worker's build published, and what the index keeps of it: the publish step's
+work. The registry comes first (it is the truth); the index entry is written after,
+and may wait for a database that is down (the step retries it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
+from kiln.canonical import sha256_digest
 from kiln.errors import KilnError
 from kiln.record import BuildRecord
 from master.config import FarmConfig
-from master.index.database import write_index
-from master.index.writes import BuildPlace, record_publication
+from master.index import writes
+from master.index.database import farm_index
 from master.proof import farm_trust
 from master.publishing import publish_build
 from provenance.bundle import parse_bundle
@@ -18,10 +22,22 @@ from provenance.publish import Published
 from provenance.verify import verify_bundle
 
 
-def publish_and_index(farm: FarmConfig, record_file: Path, pushed_file: Path, plan_key: str,
-                      plan_id: int | None, place: BuildPlace) -> Published:
-    """Publish, then write the publication to the index with who signed it (its own
-    bundle verified against the farm's key: what the console shows)."""
+@dataclass(frozen=True)
+class IndexEntry:
+    """Everything the index keeps of one publication, ready to be written (again)."""
+
+    record: BuildRecord
+    published: writes.Published
+    plan_id: int | None
+    place: writes.BuildPlace
+    builder: str
+
+
+def publish_for_index(farm: FarmConfig, record_file: Path, pushed_file: Path, plan_key: str,
+                      plan_id: int | None, place: writes.BuildPlace
+                      ) -> tuple[Published, IndexEntry]:
+    """Publish; then the index entry, with who signed (the bundle just made, verified
+    against the farm's key: what the console shows)."""
     published = publish_build(farm, record_file, pushed_file, plan_key)
     record = BuildRecord.from_bytes(record_file.read_bytes(), str(record_file))
     try:
@@ -31,13 +47,21 @@ def publish_and_index(farm: FarmConfig, record_file: Path, pushed_file: Path, pl
         problem = ""
     except KilnError as exc:  # published all the same: the console says why it does not verify
         signer, problem = "", f"{exc.message} [{exc.reason}]"
-    write_index(farm, _record, record, str(published.reference), published.manifest,
-                signer, problem, plan_id, place)
-    return published
+    reference = published.reference
+    entry = IndexEntry(record, writes.Published(
+        f"{reference.host}/{reference.repository}", reference.tag or record.output.version,
+        published.manifest, sha256_digest(published.bundle), signer, not problem, problem),
+        plan_id, place, farm.builder_id)
+    return published, entry
 
 
-def _record(engine: Engine, record: BuildRecord, reference: str, manifest: str, signer: str,
-            problem: str, plan_id: int | None, place: BuildPlace) -> int:
-    return record_publication(engine, record, reference=reference, manifest=manifest,
-                              signer=signer, plan_id=plan_id, place=place,
-                              verified=not problem, problem=problem)
+def write_entry(farm: FarmConfig, entry: IndexEntry) -> int:
+    """Write one publication to the index; raises while the database is unreachable."""
+    return writes.record_publication(farm_index(farm.index, farm.path("master")),
+                                     entry.record, entry.published, plan_id=entry.plan_id,
+                                     place=entry.place, builder=entry.builder)
+
+
+def index_name(farm: FarmConfig) -> str:
+    """The index's URL without its password, for messages."""
+    return make_url(farm.index).render_as_string(hide_password=True)

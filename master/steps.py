@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from buildbot.process.buildstep import BuildStep
-from buildbot.process.results import FAILURE, SKIPPED, SUCCESS
+from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
 from buildbot.steps.trigger import Trigger
+from buildbot.util import asyncSleep
+from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import threads
 
 from kiln.errors import KilnError
@@ -29,11 +31,12 @@ from master.farmplan import FarmPlan, plan_commit
 from master.index import writes
 from master.index.database import write_index
 from master.index.service import build_place
-from master.publication import publish_and_index
+from master.publication import IndexEntry, index_name, publish_for_index, write_entry
 from master.publishing import published_keys
 from master.rebuild import PackageNames
 
 PACKAGE_SCHEDULER = "package"
+INDEX_PATIENCE = 600.0  # seconds a publication waits for the index before it gives up
 
 
 class PlanStep(BuildStep):
@@ -162,8 +165,8 @@ class PublishStep(BuildStep):
         place = build_place(self.farm, await self.build.getBuilderId(), self.build.number,
                             self.getProperty("workername") or "")
         try:
-            published = await threads.deferToThread(
-                publish_and_index, self.farm, directory / "record.json",
+            published, entry = await threads.deferToThread(
+                publish_for_index, self.farm, directory / "record.json",
                 directory / "pushed.txt", self.getProperty("plan_key"),
                 None if plan_id is None else int(plan_id), place)
         except (KilnError, OSError) as exc:
@@ -174,7 +177,31 @@ class PublishStep(BuildStep):
             return FAILURE
         await log.addStdout(f"published {published.reference} ({published.manifest})\n")
         self.descriptionDone = [f"published {published.reference.tag}"]
-        return SUCCESS
+        return await self._index(entry, log)
+
+    async def _index(self, entry: IndexEntry, log: Any) -> int:
+        """Write the publication to the index; while the database is down, wait and try
+        again (the registry already holds it: nothing is lost, nothing is doubled)."""
+        delay, waited = 1.0, 0.0
+        while True:
+            try:
+                await threads.deferToThread(write_entry, self.farm, entry)
+                if waited:
+                    await log.addStdout(f"indexed after waiting {waited:.0f} s\n")
+                return SUCCESS
+            except (SQLAlchemyError, KilnError) as exc:
+                if waited >= INDEX_PATIENCE:
+                    await log.addStderr(f"not indexed after {waited:.0f} s; the master's"
+                                        " registry sync will index it\n")
+                    self.descriptionDone = [f"published {entry.published.tag}; not indexed"]
+                    return WARNINGS
+                await log.addStderr(
+                    f"the index at {index_name(self.farm)} is unreachable"
+                    f" ({exc.__class__.__name__}): the publication waits; trying again in"
+                    f" {delay:.0f} s\n")
+            await asyncSleep(delay)
+            waited += delay
+            delay = min(delay * 2, 15.0)
 
 
 def _record_plan(engine: Any, commit: str, packages: list[writes.PlannedPackage],

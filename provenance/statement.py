@@ -69,14 +69,15 @@ def _statement(subject: list[dict[str, Any]], build_type: str, external: dict[st
 
 
 
-def _repository_uri(repo: str) -> str:
+def repository_uri(repo: str) -> str:
+    """A recipe repository as statements name it."""
     return repo if "://" in repo or repo.startswith(LOCAL_REPOSITORY) else f"git+file://{repo}"
 
 
 def package_statement(record: BuildRecord, builder: str | None = None) -> bytes:
     """The provenance of a package built by `kiln build`, from its build record."""
     recipe = record.recipe
-    repo = _repository_uri(recipe.repo)
+    repo = repository_uri(recipe.repo)
     dependencies: list[dict[str, Any]] = [
         {"uri": f"{repo}@{recipe.commit}", "name": "recipes",
          "digest": {"gitCommit": recipe.commit},

@@ -71,8 +71,8 @@ class Dashboard:
             return self._answer(start_response, 200, public_key_pem(farm_trust(self.farm)).decode(),
                                 [("Content-Type", "text/plain; charset=utf-8")], method)
         if path.startswith("/records/") and path.removeprefix("/records/").isdigit():
-            found = reads.publication_by_id(self.engine, int(path.removeprefix("/records/")))
-            if found is not None:  # the build record, as JSON, never as a page
+            found = reads.publication_view(self.engine, int(path.removeprefix("/records/")))
+            if found is not None and found.record is not None:  # JSON, never a page
                 return self._answer(start_response, 200, found.record,
                                     [("Content-Type", "application/json")], method)
         status, page = self._route(site, path)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
-from master.index.models import Plan, PlanPackage, Publication
-from master.index.reads import PackageHistory, PackageLine
+from master.index.models import BuildInput, Image, Plan, PlanPackage
+from master.index.reads import PackageHistory, PackageLine, PublicationView
 
 STYLE = """
 .kiln{font:14px/1.4 system-ui,sans-serif;color:#222;max-width:1400px;margin:0 auto;padding:8px}
@@ -88,14 +88,16 @@ def package_page(site: Site, history: PackageHistory, verify_command: str) -> st
          for p in history.publications),
         "nothing published yet"))
     if latest is not None:
-        body.append(_inputs(latest))
+        body.append(_inputs(latest, history.inputs))
         requires = [line for line in latest.requires.splitlines() if line]
         body.append("<h2>Runtime requirements</h2>" + (
             "<ul>" + "".join(f"<li><code>{_e(r)}</code></li>" for r in requires) + "</ul>"
             if requires else "<p class='muted'>none</p>"))
-    body.append("<h2>Images that carry it</h2><p class='muted'>The image index is not"
-                " built yet: images composed from the farm's packages appear here once"
-                " it is.</p>")
+    body.append("<h2>Images that carry it</h2>" + _table(
+        ["Image", "Name", "Version", "Carries", "Digest", "Indexed"],
+        ([_e(f"{i.repository}:{i.tag}"), _e(i.name), _e(i.version), _carried(i, history.name),
+          _digest(i.digest), _e(_since(i.indexed, site.now))] for i in history.images),
+        "no image in the farm's registry carries it"))
     body.append("<h2>In plans</h2>" + _table(
         ["Plan", "Recipe commit", "Wave", "State", "Worker", "Build"],
         ([_link(site.plan(p.plan_id), f"#{p.plan_id}"), _commit(p.plan.commit),
@@ -166,31 +168,38 @@ def _plans_table(site: Site, plans: list[tuple[Plan, dict[str, int]]]) -> str:
         "no plan yet")
 
 
-def _inputs(publication: Publication) -> str:
-    record = json.loads(publication.record)
-    rows = [[_e(d["name"]), _e(d["version"]), _digest(d["digest"])]
-            for d in record.get("build_requires", [])]
-    sources = [f"<li><code>{_e(s['uri'])}</code> "
-               f"{_digest('sha256:' + s['sha256']) if 'sha256' in s else _commit(s['commit'])}"
-               "</li>" for s in record.get("sources", [])]
-    return ("<h2>Build inputs</h2>"
-            f"<p>Build key <code>{_e(publication.build_key)}</code>; recipe"
+def _inputs(publication: PublicationView, inputs: list[BuildInput]) -> str:
+    rows = [[_e(i.name), _e(i.version), _digest(i.digest)] for i in inputs]
+    text = (f"<p>Build key <code>{_e(publication.build_key)}</code>; recipe"
             f" <code>{_e(publication.recipe_path)}</code> at"
-            f" {_commit(publication.recipe_commit)}; lock <code>{_e(record['lock'])}</code>;"
-            f" sandbox {_e(record['sandbox']['backend'])} {_e(record['sandbox']['version'])};"
-            f" Kiln {_e(record['kiln']['version'])}</p>"
+            f" {_commit(publication.recipe_commit)}")
+    sources: list[str] = []
+    if publication.record is not None:  # the farm's own build: its whole record
+        record = json.loads(publication.record)
+        sources = [f"<li><code>{_e(s['uri'])}</code> "
+                   f"{_digest('sha256:' + s['sha256']) if 'sha256' in s else _commit(s['commit'])}"
+                   "</li>" for s in record.get("sources", [])]
+        text += (f"; lock <code>{_e(record['lock'])}</code>; sandbox"
+                 f" {_e(record['sandbox']['backend'])} {_e(record['sandbox']['version'])};"
+                 f" Kiln {_e(record['kiln']['version'])}")
+    return ("<h2>Build inputs</h2>" + text + "</p>"
             + ("<ul>" + "".join(sources) + "</ul>" if sources else "")
             + _table(["Toolchain package", "Version", "FileSet"], rows, "no build inputs"))
 
 
-def _provenance(site: Site, publication: Publication) -> str:
+def _carried(image: Image, name: str) -> str:
+    carried = [p for p in image.packages if p.name == name]
+    return ", ".join(_e(p.version) + (" (override)" if p.overridden else "") for p in carried)
+
+
+def _provenance(site: Site, publication: PublicationView) -> str:
     checked = _since(publication.verified_at, site.now)
     if publication.verified:
         return (f"<span class='ok'>verifies</span>, signed by {_signer(publication.signer)}"
                 f" <span class='muted'>(checked {_e(checked)})</span>")
     if publication.verified is None:
         return "<span class='muted'>not checked</span>"
-    return (f"<span class='bad'>does not verify</span>: {_e(publication.verify_problem)}"
+    return (f"<span class='bad'>does not verify</span>: {_e(publication.problem)}"
             f" <span class='muted'>(checked {_e(checked)})</span>")
 
 

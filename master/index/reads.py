@@ -3,11 +3,51 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from master.index.models import Plan, PlanPackage, Publication
+from master.index.models import (
+    Build,
+    BuildInput,
+    Image,
+    ImagePackage,
+    Package,
+    Plan,
+    PlanPackage,
+    Provenance,
+    Publication,
+)
+
+
+@dataclass(frozen=True)
+class PublicationView:
+    """A publication with its package, its build and its newest provenance, flat."""
+
+    id: int
+    name: str
+    version: str
+    fileset: str
+    archive: str
+    manifest: str
+    repository: str
+    tag: str
+    published: datetime
+    requires: str
+    build_key: str
+    recipe_commit: str
+    recipe_path: str
+    worker: str
+    build_url: str
+    log_url: str
+    record: str | None  # the build record, when the farm built it here
+    build_id: int | None
+    signer: str
+    verified: bool | None
+    verified_at: datetime | None
+    problem: str
 
 
 @dataclass(frozen=True)
@@ -16,7 +56,7 @@ class PackageLine:
     latest plan is doing with it now."""
 
     name: str
-    latest: Publication | None
+    latest: PublicationView | None
     state: str  # of the newest plan that had it
     reason: str
     build_url: str | None
@@ -24,10 +64,9 @@ class PackageLine:
 
 def package_lines(engine: Engine) -> list[PackageLine]:
     with Session(engine) as session:
-        newest_publication = (select(func.max(Publication.id))
-                              .group_by(Publication.name).scalar_subquery())
-        latest = {p.name: p for p in session.scalars(
-            select(Publication).where(Publication.id.in_(newest_publication)))}
+        newest = (select(func.max(Publication.id)).join(Package)
+                  .group_by(Package.name).scalar_subquery())
+        latest = {view.name: view for view in _views(session, Publication.id.in_(newest))}
         newest_planned = (select(func.max(PlanPackage.id))
                           .group_by(PlanPackage.name).scalar_subquery())
         planned = {p.name: p for p in session.scalars(
@@ -43,23 +82,66 @@ def package_lines(engine: Engine) -> list[PackageLine]:
 @dataclass(frozen=True)
 class PackageHistory:
     name: str
-    publications: list[Publication]  # newest first
+    publications: list[PublicationView]  # newest first
     planned: list[PlanPackage]  # newest first, with their plans
+    inputs: list[BuildInput]  # of the newest publication's build
+    images: list[Image]  # that carry any version of it, newest first
 
 
 def package_history(engine: Engine, name: str, limit: int = 50) -> PackageHistory | None:
     with Session(engine) as session:
-        publications = list(session.scalars(
-            select(Publication).where(Publication.name == name)
-            .order_by(Publication.id.desc()).limit(limit)))
+        publications = _views(session, Package.name == name, limit)
         planned = list(session.scalars(
             select(PlanPackage).where(PlanPackage.name == name)
             .options(selectinload(PlanPackage.plan))
             .order_by(PlanPackage.id.desc()).limit(limit)))
+        newest_build = publications[0].build_id if publications else None
+        inputs = list(session.scalars(select(BuildInput).where(
+            BuildInput.build_id == newest_build).order_by(BuildInput.name)))
+        images = list(session.scalars(
+            select(Image).join(ImagePackage).where(ImagePackage.name == name)
+            .options(selectinload(Image.packages))
+            .order_by(Image.indexed.desc()).limit(limit)).unique())
         session.expunge_all()
     if not publications and not planned:
         return None
-    return PackageHistory(name, publications, planned)
+    return PackageHistory(name, publications, planned, inputs, images)
+
+
+def publication_view(engine: Engine, publication_id: int) -> PublicationView | None:
+    with Session(engine) as session:
+        found = _views(session, Publication.id == publication_id, 1)
+    return found[0] if found else None
+
+
+def _views(session: Session, where: Any, limit: int | None = None) -> list[PublicationView]:
+    newest_proof = (select(func.max(Provenance.id)).group_by(Provenance.subject)
+                    .scalar_subquery())
+    query = (select(Publication, Package, Build, Provenance)
+             .join(Package, Publication.package_id == Package.id)
+             .outerjoin(Build, Publication.build_id == Build.id)
+             .outerjoin(Provenance, (Provenance.subject == Publication.manifest)
+                        & Provenance.id.in_(newest_proof))
+             .where(where).order_by(Publication.id.desc()))
+    if limit is not None:
+        query = query.limit(limit)
+    views = []
+    for publication, package, build, proof in session.execute(query):
+        views.append(PublicationView(
+            id=publication.id, name=package.name, version=package.version,
+            fileset=package.fileset, archive=package.archive, manifest=publication.manifest,
+            repository=publication.repository, tag=publication.tag,
+            published=publication.published, requires=publication.requires,
+            build_key=build.build_key if build else "",
+            recipe_commit=build.recipe_commit if build else "",
+            recipe_path=build.recipe_path if build else "",
+            worker=build.worker if build else "", build_url=build.build_url if build else "",
+            log_url=build.log_url if build else "", record=build.record if build else None,
+            build_id=build.id if build else None,
+            signer=proof.signer if proof else "", verified=proof.verified if proof else None,
+            verified_at=proof.verified_at if proof else None,
+            problem=proof.problem if proof else ""))
+    return views
 
 
 def recent_plans(engine: Engine, limit: int = 15) -> list[tuple[Plan, dict[str, int]]]:
@@ -83,18 +165,3 @@ def plan_with_packages(engine: Engine, plan_id: int) -> Plan | None:
                                .options(selectinload(Plan.packages))).one_or_none()
         session.expunge_all()
     return plan
-
-
-def publication(engine: Engine, manifest: str) -> Publication | None:
-    with Session(engine) as session:
-        found = session.scalars(select(Publication).where(Publication.manifest == manifest)
-                                .order_by(Publication.id.desc()).limit(1)).one_or_none()
-        session.expunge_all()
-    return found
-
-
-def publication_by_id(engine: Engine, publication_id: int) -> Publication | None:
-    with Session(engine) as session:
-        found = session.get(Publication, publication_id)
-        session.expunge_all()
-    return found

@@ -12,7 +12,16 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from kiln.record import BuildRecord
-from master.index.models import Plan, PlanPackage, Publication
+from master.index.models import (
+    Build,
+    BuildInput,
+    Package,
+    Plan,
+    PlanPackage,
+    Provenance,
+    Publication,
+)
+from provenance.statement import repository_uri
 
 # What a package of a plan can be; the last four are final.
 QUEUED, BUILDING, RETRYING = "queued", "building", "retrying"
@@ -80,38 +89,110 @@ def package_finished(engine: Engine, plan_id: int, name: str, state: str,
                         .values(state=state, reason=reason, updated=now()))
 
 
-def record_publication(engine: Engine, record: BuildRecord, *, reference: str, manifest: str,
-                       signer: str, plan_id: int | None, place: BuildPlace,
-                       verified: bool = True, problem: str = "") -> int:
-    """A published package, and its plan package marked published, together."""
+@dataclass(frozen=True)
+class Published:
+    """Where a package landed in the registry, and the bundle attached to it."""
+
+    repository: str  # HOST/REPOSITORY
+    tag: str
+    manifest: str
+    bundle: str  # the bundle blob's digest
+    signer: str = ""
+    verified: bool | None = None
+    problem: str = ""
+
+
+def record_publication(engine: Engine, record: BuildRecord, published: Published, *,
+                       plan_id: int | None, place: BuildPlace, builder: str = "") -> int:
+    """A package the farm published, its build (record, inputs, worker), its provenance
+    and its plan package marked published: one transaction. Written again (a retry
+    after a commit whose answer was lost), it changes nothing."""
     with Session(engine) as session, session.begin():
+        package = package_row(session, record.output.name, record.output.version,
+                              record.output.digest, record.output.archive)
+        build = session.scalars(select(Build).where(
+            Build.package_id == package.id, Build.build_key == record.build_key,
+            Build.started == record.started)).one_or_none()
+        if build is None:
+            build = Build(package_id=package.id, build_key=record.build_key,
+                          recipe_repo=repository_uri(record.recipe.repo),
+                          recipe_commit=record.recipe.commit, recipe_path=record.recipe.path,
+                          builder=builder, started=record.started, finished=record.finished)
+            build.inputs = [BuildInput(name=d.name, version=d.version, digest=d.digest)
+                            for d in record.build_requires]
+            session.add(build)
+        build.worker, build.plan_id = place.worker, plan_id
+        build.build_url, build.log_url = place.build_url, place.log_url
+        build.record = record.to_bytes().decode()
         planned = None
         if plan_id is not None:
             planned = session.scalars(select(PlanPackage).where(
                 PlanPackage.plan_id == plan_id,
                 PlanPackage.name == record.output.name)).one_or_none()
-        publication = Publication(
-            name=record.output.name, version=record.output.version,
-            fileset=record.output.digest, archive=record.output.archive, manifest=manifest,
-            reference=reference, recipe_commit=record.recipe.commit,
-            recipe_path=record.recipe.path, build_key=record.build_key,
-            plan_id=plan_id, worker=place.worker, build_url=place.build_url,
-            log_url=place.log_url, published=now(), signer=signer,
-            requires=planned.requires if planned is not None else "",
-            record=record.to_bytes().decode(), verified=verified, verified_at=now(),
-            verify_problem=problem)
-        session.add(publication)
+        session.flush()
+        publication = publication_row(session, package, published, build_id=build.id,
+                                      requires=planned.requires if planned else None)
+        provenance_row(session, published)
         if planned is not None:
             planned.state, planned.reason, planned.updated = PUBLISHED, "", now()
         session.flush()
         return publication.id
 
 
-def record_verification(engine: Engine, manifest: str, verified: bool, problem: str) -> None:
-    """What checking a publication's provenance again found."""
+def package_row(session: Session, name: str, version: str, fileset: str,
+                archive: str) -> Package:
+    found = session.scalars(select(Package).where(
+        Package.name == name, Package.version == version,
+        Package.fileset == fileset)).one_or_none()
+    if found is None:
+        found = Package(name=name, version=version, fileset=fileset, archive=archive)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def publication_row(session: Session, package: Package, published: Published, *,
+                    build_id: int | None, requires: str | None) -> Publication:
+    """The repository's tag now names this package (a rebuild moves the tag)."""
+    found = session.scalars(select(Publication).where(
+        Publication.repository == published.repository,
+        Publication.tag == published.tag)).one_or_none()
+    if found is None:
+        found = Publication(repository=published.repository, tag=published.tag)
+        session.add(found)
+    if found.manifest != published.manifest or found.package_id != package.id:
+        found.published = now()
+    found.package_id, found.manifest = package.id, published.manifest
+    if build_id is not None:
+        found.build_id = build_id
+    if requires is not None:
+        found.requires = requires
+    return found
+
+
+def provenance_row(session: Session, published: Published) -> Provenance:
+    found = session.scalars(select(Provenance).where(
+        Provenance.subject == published.manifest,
+        Provenance.bundle == published.bundle)).one_or_none()
+    if found is None:
+        found = Provenance(subject=published.manifest, bundle=published.bundle)
+        session.add(found)
+    found.signer, found.verified, found.problem = (published.signer, published.verified,
+                                                   published.problem)
+    found.verified_at = now() if published.verified is not None else None
+    return found
+
+
+def record_verification(engine: Engine, manifest: str, verified: bool, problem: str,
+                        signer: str = "") -> None:
+    """What checking a manifest's provenance again found."""
     with Session(engine) as session, session.begin():
-        session.execute(update(Publication).where(Publication.manifest == manifest)
-                        .values(verified=verified, verified_at=now(), verify_problem=problem))
+        values: dict[str, object] = {"verified": verified, "verified_at": now(),
+                                     "problem": problem}
+        if signer:
+            values["signer"] = signer
+        session.execute(update(Provenance).where(Provenance.subject == manifest)
+                        .values(**values))
 
 
 def plan_packages(waves: Sequence[Sequence[str]], keys: Mapping[str, str],

@@ -21,7 +21,7 @@ from master.index import writes
 from master.index.database import open_index
 from master.proof import ProvenanceState
 from tests.fixtures.keys import write_key
-from tests.unit.test_index import PLACE, record
+from tests.unit.test_index import PLACE, published, record
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -57,9 +57,8 @@ def dashboard(tmp_path: Path) -> Dashboard:
         [["kiln.dev/hello", "kiln.dev/odd"]], {}, {"kiln.dev/hello": ["kiln.dev/libc (>= 2)"]},
         {}, {}))
     writes.record_publication(engine, record("kiln.dev/hello", "2.10-1"),
-                              reference="127.0.0.1:5000/kiln/hello:2.10-1",
-                              manifest="sha256:" + "9" * 64, signer="key K", plan_id=plan,
-                              place=PLACE)
+                              published("kiln.dev/hello", "2.10-1", "sha256:" + "9" * 64),
+                              plan_id=plan, place=PLACE)
     # What a hostile recipe or worker could put in front of a maintainer's browser.
     writes.package_building(engine, plan, "kiln.dev/odd",
                             writes.BuildPlace(HOSTILE, "javascript:alert(1)", HOSTILE))
@@ -122,9 +121,9 @@ def test_what_a_recipe_or_a_worker_wrote_is_escaped_never_markup(dashboard: Dash
 
 def test_a_package_page_checks_the_registry_at_most_so_often(tmp_path: Path) -> None:
     engine = open_index("sqlite:///index.sqlite", tmp_path)
-    writes.record_publication(engine, record("kiln.dev/hello", "1"), reference="r",
-                              manifest="sha256:" + "1" * 64, signer="key K", plan_id=None,
-                              place=PLACE)
+    writes.record_publication(engine, record("kiln.dev/hello", "1"),
+                              published("kiln.dev/hello", "1", "sha256:" + "1" * 64),
+                              plan_id=None, place=PLACE)
     checks: list[str] = []
 
     def check(name: str, manifest: str) -> ProvenanceState:
