@@ -6,12 +6,15 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.python import log
 
 from kiln.errors import KilnError
-from master.index.models import Base
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 if TYPE_CHECKING:
     from master.config import FarmConfig
@@ -25,12 +28,31 @@ def open_index(url: str, base: Path | None = None) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        Base.metadata.create_all(engine)
+        upgrade(engine)
     except SQLAlchemyError as exc:
         raise KilnError(f"the index at {engine.url.render_as_string(hide_password=True)}"
                         f" cannot be opened: {exc.__class__.__name__}",
                         reason="index-unreachable", temporary=True) from exc
     return engine
+
+
+def migrations(connection: Connection) -> Config:
+    """Alembic's configuration for the index's migrations, on `connection`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the index's schema to `revision` (the newest by default)."""
+    with engine.begin() as connection:
+        command.upgrade(migrations(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    with engine.begin() as connection:
+        command.downgrade(migrations(connection), revision)
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
