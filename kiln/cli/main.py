@@ -7,6 +7,7 @@ must not pay for modules they do not use (Python alone takes ~0.14 s to start).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from kiln.cli import (
     farm_commands,
     fileset_commands,
     image_commands,
+    index_commands,
     provenance_commands,
     recipe_commands,
     registry_commands,
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_commands.register(commands)
     provenance_commands.register(commands)
     farm_commands.register(commands)
+    index_commands.register(commands)
     return parser
 
 
@@ -74,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         later = " (temporary: try again later)" if exc.temporary else ""
         print(f"kiln: error: {exc.message} [{exc.reason}]{later}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading --json gets the failure too
+            print(json.dumps({"error": exc.message, "reason": exc.reason,
+                              "temporary": exc.temporary}))
         return exc.exit_status
     except OSError as exc:
         if args.debug:
