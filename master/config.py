@@ -10,6 +10,7 @@ recipes:                       # the recipe repository the farm builds
 registry: {host: 127.0.0.1:5000, prefix: kiln, http: true}
 database: sqlite:///state.sqlite   # Buildbot's; postgresql://... in production
 index: sqlite:///index.sqlite      # Kiln's own (master/index), never Buildbot's database
+index-sync: 5                      # seconds between the master's syncs of the registry; 0: off
 signer: file:keys/farm.pem         # read by the master only
 builder-id: https://kiln.dev/builders/farm
 ports: {www: 8010, pb: 9989}       # both on 127.0.0.1 unless `listen` says otherwise
@@ -70,6 +71,7 @@ class FarmConfig:
     registry: RegistrySettings
     database: str
     index: str
+    index_sync: int
     signer: str
     builder_id: str
     www_port: int
@@ -108,8 +110,9 @@ def load_farm(directory: Path) -> FarmConfig:
     root = load_yaml_file(file)
     reader = Reader(str(file), "bad-farm-config")
     top = reader.mapping(root, "the farm", {"name", "recipes", "registry", "database", "index",
-                                           "signer", "builder-id", "ports", "listen", "workers",
-                                           "maintainers", "admins", "console"},
+                                           "index-sync", "signer", "builder-id", "ports",
+                                           "listen", "workers", "maintainers", "admins",
+                                           "console"},
                          {"recipes", "registry", "signer"})
     recipes = _recipes(reader, top.get("recipes"))
     registry = _registry(reader, top.get("registry"))
@@ -128,6 +131,9 @@ def load_farm(directory: Path) -> FarmConfig:
         registry=registry or RegistrySettings(""),
         database=reader.string(top.get("database"), "database") or "sqlite:///state.sqlite",
         index=reader.string(top.get("index"), "index") or "sqlite:///index.sqlite",
+        index_sync=int(reader.string(top.get("index-sync"), "index-sync",
+                                     pattern_check(re.compile(r"[0-9]{1,5}"),
+                                                   "a number of seconds")) or 5),
         signer=reader.string(top.get("signer"), "signer") or "",
         builder_id=reader.string(top.get("builder-id"), "builder-id")
         or "https://kiln.dev/builders/farm",

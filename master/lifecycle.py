@@ -64,6 +64,8 @@ class InitOptions:
     www_port: int = 8010
     pb_port: int = 9989
     poll: int = 0
+    database: str = "sqlite:///state.sqlite"  # Buildbot's
+    index: str = "sqlite:///index.sqlite"  # Kiln's
 
 
 def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
@@ -92,7 +94,8 @@ def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
         "recipes": {"repository": recipes, "branch": "main", "path": "recipes",
                     "poll": str(options.poll)},
         "registry": {"host": host, "prefix": "kiln", "http": "true"},
-        "database": "sqlite:///state.sqlite",
+        "database": options.database,
+        "index": options.index,
         "signer": signer,
         "builder-id": "https://kiln.dev/builders/farm",
         "ports": {"www": str(options.www_port), "pb": str(options.pb_port)},
@@ -360,6 +363,14 @@ def _create_master(farm: FarmConfig) -> None:
                    capture_output=True)
     (master / "master.cfg").write_text(MASTER_CFG)
     (master / "handed-back").mkdir()
+    if not farm.database.startswith("sqlite:"):
+        # create-master made its tables in SQLite: make them where farm.yaml says.
+        upgraded = subprocess.run([_tool("buildbot"), "upgrade-master", str(master)],
+                                  capture_output=True, text=True, check=False)
+        if upgraded.returncode != 0:
+            raise InputError(f"Buildbot's database {farm.database.split('@')[-1]} cannot be"
+                             f" made ready: {upgraded.stdout.strip()[-400:]}",
+                             reason="database-unreachable")
 
 
 def _create_worker(farm: FarmConfig, name: str) -> None:

@@ -38,6 +38,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     init.add_argument("--signer", metavar="URI", help="default: a farm key made in DIR/keys")
     init.add_argument("--www-port", type=int, default=8010)
     init.add_argument("--pb-port", type=int, default=9989)
+    init.add_argument("--database", default="sqlite:///state.sqlite", metavar="URL",
+                      help="Buildbot's database (postgresql+psycopg://USER:PASS@HOST/DB in"
+                           " production)")
+    init.add_argument("--index", default="sqlite:///index.sqlite", metavar="URL",
+                      help="Kiln's index, in a database of its own")
     init.add_argument("--poll", type=int, default=0, metavar="SECONDS",
                       help="poll the recipe repository (GitPoller) instead of its hook")
     init.set_defaults(handler=cmd_init)
@@ -110,7 +115,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     farm = init_farm(args.directory, InitOptions(
         workers=args.workers, registry=args.registry, recipes=args.recipes,
         seed=args.seed if args.recipes is None else None, signer=args.signer,
-        www_port=args.www_port, pb_port=args.pb_port, poll=args.poll))
+        www_port=args.www_port, pb_port=args.pb_port, poll=args.poll,
+        database=args.database, index=args.index))
     print(f"farm made in {farm.directory}: recipes at {farm.recipes_url}, workers"
           f" {', '.join(farm.workers)}, console {farm.www_url}")
     return 0

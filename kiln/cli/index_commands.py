@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from kiln.cli.common import add_json_flag
@@ -18,7 +19,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sync = sub.add_parser("sync", help="index everything a registry holds (the registry is"
                                        " the truth: run it again at any time)")
     sync.add_argument("registry", metavar="HOST[:PORT]")
-    sync.add_argument("--key", metavar="PUB.pem",
+    sync.add_argument("--key", type=Path, metavar="PUB.pem",
                       help="verify every bundle against this key (else: signer recorded,"
                            " verification unknown)")
     _index_option(sync)
@@ -51,8 +52,6 @@ def _index_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_index_for(args: argparse.Namespace) -> Any:
-    from pathlib import Path
-
     from kiln.store import default_store_path
     from master.index.database import open_index
 

@@ -24,7 +24,9 @@ def open_index(url: str, base: Path | None = None) -> Engine:
     """The index at `url`; a relative SQLite path is relative to `base`."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and base is not None:
         url = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
-    engine = create_engine(url)
+    # A database restarted under the master leaves dead connections in the pool: each
+    # is checked before use instead of failing the first write after a restart.
+    engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:

@@ -1,6 +1,8 @@
 """The index service: a Buildbot service on the master that follows the end of every
 package build (published, failed, skipped, retried after a lost worker, stopped)
-into the index. A build's start is written by its first step (NeedsPublished).
+into the index, and syncs the index with the farm's registry every few seconds, so
+that an image anyone pushes there is in the index (and its blast radius) at once.
+A build's start is written by its first step (NeedsPublished).
 
 Its last step could write the end too, but a build whose worker dies runs no
 further step; the message bus sees every build end, whatever ended it."""
@@ -19,11 +21,13 @@ from buildbot.process.results import (
     WARNINGS,
 )
 from buildbot.util import service
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
+from twisted.python import failure, log
 
 from master.config import FarmConfig
 from master.index import writes
-from master.index.database import write_index
+from master.index.database import farm_index, write_index
+from master.index.sync import SyncReport, sync_registry
 
 _STATES = {SUCCESS: writes.PUBLISHED, WARNINGS: writes.PUBLISHED, FAILURE: writes.FAILED,
            SKIPPED: writes.SKIPPED, EXCEPTION: writes.FAILED, RETRY: writes.RETRYING,
@@ -48,10 +52,17 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         self._consumers = [
             await self.master.mq.startConsuming(finished, ("builds", None, "finished")),
         ]
+        self._syncing = False
+        self._sync_problem: str | None = None
+        self._sync = task.LoopingCall(self._sync_registry)
+        if self.farm.index_sync > 0:
+            self._sync.start(self.farm.index_sync, now=True)
 
     async def stopService(self) -> None:
         for consumer in getattr(self, "_consumers", []):
             consumer.stopConsuming()
+        if getattr(self, "_sync", None) is not None and self._sync.running:
+            self._sync.stop()
         await super().stopService()
 
     async def _finished(self, _key: tuple[str, ...], build: dict[str, Any]) -> None:
@@ -71,6 +82,22 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         elif state == writes.FAILED:
             reason = await self._failed_step(build["buildid"])
         await self._write(writes.package_finished, plan_id, package, state, reason)
+
+    def _sync_registry(self) -> Any:
+        if self._syncing:  # the last sync still runs (a large registry, a slow one)
+            return None
+        self._syncing = True
+        deferred = threads.deferToThread(sync_farm_registry, self.farm)
+        deferred.addBoth(self._synced)
+        return None
+
+    def _synced(self, outcome: Any) -> None:
+        self._syncing = False
+        problem = outcome.getErrorMessage() if isinstance(outcome, failure.Failure) else None
+        if problem != self._sync_problem:  # said once when it fails, once when it mends
+            log.msg(f"kiln index: registry sync failed: {problem}" if problem
+                    else "kiln index: registry sync works again")
+            self._sync_problem = problem
 
     async def _failed_step(self, buildid: int) -> str:
         """Which step failed, in words a maintainer reads (never the worker's command
@@ -92,6 +119,19 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
 
     async def _write(self, write: Any, *args: Any) -> None:
         await threads.deferToThread(write_index, self.farm, write, *args)
+
+
+def sync_farm_registry(farm: FarmConfig) -> SyncReport:
+    """Sync the farm's index with the farm's registry (verified with the farm's key)."""
+    from master.proof import farm_trust
+    from master.publishing import client
+
+    registry = client(farm)
+    try:
+        return sync_registry(farm_index(farm.index, farm.path("master")), registry,
+                             farm.registry.host, farm_trust(farm))
+    finally:
+        registry.close()
 
 
 def build_place(farm: FarmConfig, builderid: int, number: int, worker: str) -> writes.BuildPlace:
