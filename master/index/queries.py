@@ -25,18 +25,6 @@ from master.index.models import (
 
 
 @dataclass(frozen=True)
-class Carrier:
-    """An image that carries a package."""
-
-    image: str  # HOST/REPOSITORY:TAG
-    digest: str
-    name: str
-    version: str
-    carries: str  # the version of the package it carries
-    overridden: bool  # an override of the image put that version there
-
-
-@dataclass(frozen=True)
 class BuiltWith:
     """A package built with a toolchain package, and who built it."""
 
@@ -51,23 +39,29 @@ class BuiltWith:
 
 
 def affected(engine: Engine, name: str, below: str) -> dict[str, Any]:
-    """Images that carry `name` below `below`, and packages built with it below."""
+    """Images that carry `name` below `below` (image: HOST/REPOSITORY:TAG, digest, name,
+    version, the version it carries, whether an override put it there), and packages
+    built with it below."""
     limit = version_key(validate_version(below))
     with Session(engine) as session:
         carried = session.scalars(select(ImagePackage.version).where(
             ImagePackage.name == name).distinct()).all()
         lower = [v for v in carried if _below(v, limit)]
+        # Columns, not ORM objects: thousands of images may carry a common library.
         rows = session.execute(
-            select(Image, ImagePackage).join(ImagePackage)
+            select(Image.repository, Image.tag, Image.digest, Image.name, Image.version,
+                   ImagePackage.version, ImagePackage.overridden)
+            .join(ImagePackage, ImagePackage.image_id == Image.id)
             .where(ImagePackage.name == name, ImagePackage.version.in_(lower))
             .order_by(Image.repository, Image.tag)).all() if lower else []
-        images = [Carrier(f"{image.repository}:{image.tag}", image.digest, image.name,
-                          image.version, package.version, package.overridden)
-                  for image, package in rows]
+        images = [{"image": f"{repository}:{tag}", "digest": digest, "name": image_name,
+                   "version": image_version, "carries": carries, "overridden": overridden}
+                  for repository, tag, digest, image_name, image_version, carries, overridden
+                  in rows]
         used = session.scalars(select(BuildInput.version).where(
             BuildInput.name == name).distinct()).all()
         packages = _built_with(session, name, [v for v in used if _below(v, limit)])
-    return {"name": name, "below": below, "images": [asdict(c) for c in images],
+    return {"name": name, "below": below, "images": images,
             "packages": [asdict(b) for b in packages]}
 
 
