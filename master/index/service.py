@@ -54,6 +54,7 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         ]
         self._syncing = False
         self._sync_problem: str | None = None
+        self._not_ours: set[tuple[str, str, str]] = set()  # foreign manifests, read once
         self._sync = task.LoopingCall(self._sync_registry)
         if self.farm.index_sync > 0:
             self._sync.start(self.farm.index_sync, now=True)
@@ -87,7 +88,7 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         if self._syncing:  # the last sync still runs (a large registry, a slow one)
             return None
         self._syncing = True
-        deferred = threads.deferToThread(sync_farm_registry, self.farm)
+        deferred = threads.deferToThread(sync_farm_registry, self.farm, self._not_ours)
         deferred.addBoth(self._synced)
         return None
 
@@ -121,7 +122,8 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         await threads.deferToThread(write_index, self.farm, write, *args)
 
 
-def sync_farm_registry(farm: FarmConfig) -> SyncReport:
+def sync_farm_registry(farm: FarmConfig,
+                       not_ours: set[tuple[str, str, str]] | None = None) -> SyncReport:
     """Sync the farm's index with the farm's registry (verified with the farm's key)."""
     from master.proof import farm_trust
     from master.publishing import client
@@ -129,7 +131,7 @@ def sync_farm_registry(farm: FarmConfig) -> SyncReport:
     registry = client(farm)
     try:
         return sync_registry(farm_index(farm.index, farm.path("master")), registry,
-                             farm.registry.host, farm_trust(farm))
+                             farm.registry.host, farm_trust(farm), not_ours)
     finally:
         registry.close()
 

@@ -62,18 +62,21 @@ class SyncReport:
 
 
 def sync_registry(engine: Engine, client: RegistryClient, host: str,
-                  trust: Trust | None = None) -> SyncReport:
+                  trust: Trust | None = None,
+                  not_ours: set[tuple[str, str, str]] | None = None) -> SyncReport:
     """Index every repository of the registry at `host`; what is indexed already at the
-    same digest is not read again. With `trust`, bundles are verified; without, the
-    signer is recorded as the bundle names it and `verified` stays unknown."""
+    same digest is not read again, nor (with `not_ours`, kept between syncs) what was
+    found not to be Kiln's. With `trust`, bundles are verified; without, the signer is
+    recorded as the bundle names it and `verified` stays unknown."""
     report = SyncReport()
+    not_ours = set() if not_ours is None else not_ours
     for repository in catalog(client):
         report.repositories += 1
         for tag in tags(client, repository):
             if _OWN_TAGS.fullmatch(tag):
                 continue
             try:
-                sync_tag(engine, client, host, repository, tag, trust, report)
+                sync_tag(engine, client, host, repository, tag, trust, report, not_ours)
             except KilnError as exc:
                 if exc.temporary:
                     raise  # the registry went away: say so, index nothing half
@@ -82,10 +85,12 @@ def sync_registry(engine: Engine, client: RegistryClient, host: str,
 
 
 def sync_tag(engine: Engine, client: RegistryClient, host: str, repository: str, tag: str,
-             trust: Trust | None, report: SyncReport) -> None:
+             trust: Trust | None, report: SyncReport,
+             not_ours: set[tuple[str, str, str]]) -> None:
     digest = client.manifest_exists(repository, tag)
     where = f"{host}/{repository}"
-    if digest is None or _indexed(engine, where, tag, digest):
+    if digest is None or (where, tag, digest) in not_ours or \
+            _indexed(engine, where, tag, digest):
         report.unchanged += digest is not None
         return
     manifest, _, digest = client.get_manifest(Reference(host, repository, tag=tag))
@@ -93,6 +98,7 @@ def sync_tag(engine: Engine, client: RegistryClient, host: str, repository: str,
         raise InputError(f"{where}:{tag}: manifest too large", reason="bad-manifest")
     kind = _kind(manifest)
     if kind is None:
+        not_ours.add((where, tag, digest))
         report.skipped.append(f"{where}:{tag}: not a Kiln package or image")
         return
     bundles = [(sha256_digest(raw), raw) for raw in fetch_bundles(client, repository, digest)]

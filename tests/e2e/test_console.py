@@ -35,7 +35,7 @@ from master.lifecycle import (
     wait_for_commit,
 )
 from tests.conftest import REPO, run_kiln_process
-from tests.e2e.test_farm import SHELL, recipe
+from tests.fixtures.farms import BASE, SHELL, TOP, push, seed
 from tests.fixtures.packages import ensure_apt_lists
 from tests.fixtures.registry import free_port, run_registry
 
@@ -104,14 +104,7 @@ class Console:
         return client
 
     def push(self, name: str, build: str, requires: list[str], message: str) -> str:
-        recipe(self.clone / "recipes", name, build, requires)
-        git = ["git", "-C", str(self.clone), "-c", "user.name=maintainer",
-               "-c", "user.email=maintainer@kiln.invalid"]
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-q", "-m", message], check=True)
-        subprocess.run([*git, "push", "-q", "origin", "main"], check=True, capture_output=True)
-        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return push(self.clone, {name: (build, requires)}, message)
 
     def builderid(self, name: str) -> int:
         return int((api(self.config, f"builders?name={name}") or {})["builders"][0]
@@ -133,15 +126,10 @@ def artefacts() -> Path:
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     ensure_apt_lists()
     root = tmp_path_factory.mktemp("console")
-    seed = root / "seed"
-    seed.mkdir()
-    shutil.copy(REPO / "recipes" / "kiln.lock", seed / "kiln.lock")
-    recipe(seed, "base", "mkdir -p /out/usr/share/base; echo base > /out/usr/share/base/d",
-           SHELL)
-    recipe(seed, "top", "cat /usr/share/base/d > /out/copied", [*SHELL, "kiln.dev/base"])
+    seeded = seed(root / "seed", {"base": BASE, "top": TOP})
     with run_registry(root / "registry") as registry:
         directory = root / "farm"
-        init_farm(directory, InitOptions(workers=1, registry=registry.host, seed=seed,
+        init_farm(directory, InitOptions(workers=1, registry=registry.host, seed=seeded,
                                          www_port=free_port(), pb_port=free_port()))
         settings = json.loads((directory / "farm.yaml").read_text())
         settings.update(admins=["boss"], console={"public": "true", "session": str(SESSION)})

@@ -34,6 +34,7 @@ from master.lifecycle import (
 )
 from master.publishing import client, plan_tag
 from tests.conftest import REPO, run_kiln_process
+from tests.fixtures.farms import SHELL, push, recipe
 from tests.fixtures.keys import write_key
 from tests.fixtures.packages import ensure_apt_lists
 from tests.fixtures.registry import Registry, free_port, run_registry
@@ -44,15 +45,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-SHELL = ["debian.org/bookworm/dash", "debian.org/bookworm/coreutils"]
 PLAN_TIMEOUT = 240
-
-
-def recipe(directory: Path, name: str, build: str, requires: list[str]) -> None:
-    (directory / name).mkdir(parents=True, exist_ok=True)
-    (directory / name / "recipe.yaml").write_text(
-        f"package: {{name: kiln.dev/{name}, version: '1'}}\n"
-        f"build-requires: {json.dumps(requires)}\nbuild: {json.dumps(build)}\n")
 
 
 @dataclass
@@ -65,17 +58,7 @@ class Farm:
     def push(self, change: dict[str, tuple[str, list[str]]], message: str,
              files: dict[str, str] | None = None) -> str:
         """Commit recipe changes (name -> build, requires) and files, push; the commit."""
-        for name, (build, requires) in change.items():
-            recipe(self.clone / "recipes", name, build, requires)
-        for path, text in (files or {}).items():
-            (self.clone / path).write_text(text)
-        git = ["git", "-C", str(self.clone), "-c", "user.name=maintainer",
-               "-c", "user.email=maintainer@kiln.invalid"]
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-q", "-m", message], check=True)
-        subprocess.run([*git, "push", "-q", "origin", "main"], check=True, capture_output=True)
-        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return push(self.clone, change, message, files)
 
     def plan_of(self, commit: str) -> tuple[dict[str, Any], dict[str, Any]]:
         build = wait_for_commit(self.config, commit, PLAN_TIMEOUT)

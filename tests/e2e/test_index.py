@@ -38,9 +38,9 @@ from master.lifecycle import (
     stop_farm,
     wait_for_commit,
 )
-from tests.conftest import REPO, run_kiln_process
+from tests.conftest import run_kiln_process
 from tests.e2e.test_console import _running_build
-from tests.e2e.test_farm import SHELL, recipe
+from tests.fixtures.farms import BASE, SHELL, TOP, push, seed
 from tests.fixtures.packages import ensure_apt_lists
 from tests.fixtures.postgres import Postgres, run_postgres
 from tests.fixtures.registry import Registry, free_port, run_registry
@@ -65,14 +65,7 @@ class PostgresFarm:
     root: Path
 
     def push(self, name: str, build: str, requires: list[str], message: str) -> str:
-        recipe(self.clone / "recipes", name, build, requires)
-        git = ["git", "-C", str(self.clone), "-c", "user.name=maintainer",
-               "-c", "user.email=maintainer@kiln.invalid"]
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-q", "-m", message], check=True)
-        subprocess.run([*git, "push", "-q", "origin", "main"], check=True, capture_output=True)
-        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return push(self.clone, {name: (build, requires)}, message)
 
     def kiln(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
         """A consumer's `kiln`, its registries.yaml pointing at the farm's registry."""
@@ -84,12 +77,7 @@ class PostgresFarm:
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresFarm]:
     ensure_apt_lists()
     root = tmp_path_factory.mktemp("pgfarm")
-    seed = root / "seed"
-    seed.mkdir()
-    shutil.copy(REPO / "recipes" / "kiln.lock", seed / "kiln.lock")
-    recipe(seed, "base", "mkdir -p /out/usr/share/base; echo base > /out/usr/share/base/d",
-           SHELL)
-    recipe(seed, "top", "cat /usr/share/base/d > /out/copied", [*SHELL, "kiln.dev/base"])
+    seeded = seed(root / "seed", {"base": BASE, "top": TOP})
     with run_registry(root / "registry") as registry, \
             run_postgres(root / "pg-buildbot") as buildbot_db, \
             run_postgres(root / "pg-index") as index_db:
@@ -103,7 +91,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresFarm]:
         directory = root / "farm"
         index_url = index_db.url("kiln_index", with_password=False)
         config = init_farm(directory, InitOptions(
-            workers=1, registry=registry.host, seed=seed, www_port=free_port(),
+            workers=1, registry=registry.host, seed=seeded, www_port=free_port(),
             pb_port=free_port(), database=buildbot_db.url("buildbot", with_password=False),
             index=index_url))
         settings = json.loads((directory / "farm.yaml").read_text())
