@@ -62,16 +62,28 @@ class BuildFailed(CheckFailed):
 
 @dataclass(frozen=True)
 class Variation:
-    """What `--check` varies between its two builds; none of it may change the output.
-    The clock varies by itself: the second build runs later."""
+    """What `--check` varies between its two builds, as reprotest does; none of it may
+    change the output. Time zone and locale vary only where the recipe sets none."""
 
     directory: str = "/build"
     umask: str = "022"
     jobs: int | None = None  # None: the build's own
     reverse_env: bool = False
+    hostname: str = "kiln-build"
+    timezone: str = "UTC"
+    locale: str = "C.UTF-8"
+    # The clock moved ahead by days (Debian's libfaketime, preloaded): a build that
+    # writes today's date differs, which the seconds between two runs would not show.
+    clock_days: int = 0
 
 
-CHECK_VARIATIONS = (Variation(), Variation("/var/elsewhere/build", "002", 1, reverse_env=True))
+CHECK_VARIATIONS = (
+    Variation(),
+    Variation("/var/elsewhere/build", "002", 1, reverse_env=True,
+              hostname="kiln-check-elsewhere", timezone="KLN-14", locale="fr_FR.UTF-8",
+              clock_days=398),
+)
+FAKETIME_MOUNT = "/.kiln-check/faketime"  # where the library's directory is mounted
 
 
 # Given a package name and a build key: the published package of that key, or None.
@@ -216,21 +228,54 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
                                               sandbox.host_uid))
     log = scratch / "build.log"
     env = _environment(checkout, variation.jobs or jobs, build_root, recipe)
+    varied = _varied_environment(variation, recipe)
+    env.update(varied.env)
     if variation.reverse_env:
         env = dict(reversed(env.items()))
     root = compose_root(store, build_root)
     prologue = f"umask {variation.umask}\ncd {variation.directory}\n"
     result = sandbox.run(bounded(RunSpec(
         argv=("/bin/sh", "-ec", prologue + recipe.build), env=env, log=log,
-        mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True)),
+        mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True),
+                *varied.mounts),
         scratch=(Scratch(variation.directory, limits.build_size),),
-        links=root.links, links_key=root.key), limits))
+        links=root.links, links_key=root.key, hostname=variation.hostname), limits))
     if not result.ok:
         raise BuildFailed(f"{recipe.package.name}: the build "
                           f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
                           + result.log_tail(20))
     check_output(out, limits, recipe.package.name)
     return out, log
+
+
+@dataclass(frozen=True)
+class _Varied:
+    env: dict[str, str]
+    mounts: tuple[Mount, ...]
+
+
+def _varied_environment(variation: Variation, recipe: Recipe) -> _Varied:
+    """The variation's environment (and the clock's library, mounted read-only)."""
+    env: dict[str, str] = {}
+    if "TZ" not in recipe.env:
+        env["TZ"] = variation.timezone
+    if not {"LANG", "LC_ALL"} & set(recipe.env):
+        env["LANG"] = env["LC_ALL"] = variation.locale
+    if not variation.clock_days:
+        return _Varied(env, ())
+    library = faketime_library()
+    env.update(LD_PRELOAD=f"{FAKETIME_MOUNT}/{library.name}",
+               FAKETIME=f"+{variation.clock_days}d", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    return _Varied(env, (Mount(FAKETIME_MOUNT, library.parent),))
+
+
+def faketime_library() -> Path:
+    """Debian's libfaketime on this host; `--check` refuses to run without it."""
+    for found in sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1")):
+        return found
+    raise InputError("kiln build --check moves the clock of its second build with Debian's"
+                     " libfaketime, which is not installed here (apt-get install"
+                     " libfaketime)", reason="missing-tool")
 
 
 def _compare(recipe_file: Path, first: Path, second: Path) -> None:

@@ -179,6 +179,24 @@ def test_check_names_the_files_of_a_nondeterministic_build(
     assert "differ in 3 paths: mask, stamp, where" in result.err
 
 
+def test_check_varies_what_reprotest_varies_and_names_each_leak(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    # Each file leaks one thing a build must not depend on; the second build of
+    # --check moves the clock 398 days ahead, runs elsewhere, on another host name,
+    # in another time zone and locale.
+    write_tiny(recipes.parent, "printf 'stable\\n' > /out/stable; "
+                               "date +%F > /out/day; "
+                               "head -c 16 /dev/urandom | od -An -tx1 > /out/random; "
+                               "pwd > /out/where; uname -n > /out/host; "
+                               "date -d @0 +%H > /out/zone; echo $LANG > /out/lang; "
+                               "date -u -d @$SOURCE_DATE_EPOCH +%F > /out/epoch-day",
+               requires=WITH_COREUTILS)
+    result = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty", "--check")
+    assert result.code == 1
+    assert "[not-reproducible]" in result.err
+    assert "differ in 6 paths: day, host, lang, random, where, zone" in result.err
+
+
 def write_recipe(top: Path, name: str, build: str, requires: list[str]) -> None:
     (top / "recipes" / name).mkdir(parents=True, exist_ok=True)
     (top / "recipes" / name / "recipe.yaml").write_text(textwrap.dedent(f"""\
