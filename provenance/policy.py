@@ -65,6 +65,9 @@ class AnyOf:
     rules: tuple[Rule, ...]
 
     def verify(self, evidence: Evidence) -> None:
+        if not self.rules:  # as sigstore-python's AnyOf: nothing listed admits nothing
+            raise CheckFailed(f"{evidence.name}: the policy's any-of lists no rule, so no"
+                              " package can satisfy it", reason="empty-policy")
         failures = []
         for rule in self.rules:
             try:

@@ -5,6 +5,8 @@ the subject's digest. Each failure is a CheckFailed with its own reason."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,19 @@ def _verify_key(bundle: ParsedBundle, trust: Trust, where: str) -> tuple[str, by
                       f" (trusted: {trust.describe()})", reason="untrusted-signer")
 
 
+@contextmanager
+def _offline_quietly() -> Iterator[None]:
+    """sigstore-python announces offline TUF use as a warning on every call (it is the
+    point here): quiet while the verifier is made, and the caller's level given back."""
+    logger = logging.getLogger("sigstore")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def _verify_keyless(bundle: ParsedBundle, trust: Trust, where: str) -> tuple[str, bytes, str]:
     from sigstore.errors import Error as SigstoreError
     from sigstore.errors import VerificationError
@@ -181,15 +196,14 @@ def _verify_keyless(bundle: ParsedBundle, trust: Trust, where: str) -> tuple[str
     except SigstoreError as exc:
         raise CheckFailed(f"{where}: not a valid Sigstore bundle: {exc}",
                           reason="bad-bundle") from exc
-    # sigstore-python announces offline TUF use as a warning on every call; it is the point.
-    logging.getLogger("sigstore").setLevel(logging.ERROR)
-    if trust.trusted_root == "production":
-        verifier = Verifier.production(offline=True)
-    elif trust.trusted_root == "staging":
-        verifier = Verifier.staging(offline=True)
-    else:
-        root = TrustedRoot.from_file(trust.trusted_root)
-        verifier = Verifier(trusted_root=root)
+    with _offline_quietly():
+        if trust.trusted_root == "production":
+            verifier = Verifier.production(offline=True)
+        elif trust.trusted_root == "staging":
+            verifier = Verifier.staging(offline=True)
+        else:
+            root = TrustedRoot.from_file(trust.trusted_root)
+            verifier = Verifier(trusted_root=root)
     policy = AnyOf([IdentityPolicy(identity=i.identity, issuer=i.issuer)
                     for i in trust.identities])
     try:

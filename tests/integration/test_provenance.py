@@ -403,9 +403,13 @@ def statement_subject(bundle: bytes) -> Digest:
 
 
 def test_a_keyless_bundle_verifies_offline_against_its_identity(staging_dsse: bytes) -> None:
+    import logging
+
     trust = Trust(identities=(Identity(BEACON, ACTIONS),), trusted_root="staging")
     subject = statement_subject(staging_dsse)
+    logging.getLogger("sigstore").setLevel(logging.DEBUG)  # a caller's own choice
     verified = verify_bundle(parse_bundle(staging_dsse, "a.dsse"), trust, subject, "a.dsse")
+    assert logging.getLogger("sigstore").level == logging.DEBUG  # left as it was
     assert verified.subject_name == "a.txt"
     assert verified.statement["predicateType"] == SLSA_PROVENANCE
     with pytest.raises(CheckFailed) as other_subject:

@@ -27,6 +27,10 @@ def test_all_of_needs_every_rule_and_any_of_one() -> None:
         AnyOf((denying("debian.org/bookworm/libc6"),
                denying("debian.org/bookworm/libc6 (= 2.36-9)"))).verify(old_libc)
     denying("debian.org/bookworm/libc6 (<< 2.36)").verify(old_libc)
+    # An any-of of nothing admits nothing, as sigstore-python's does.
+    with pytest.raises(CheckFailed) as empty:
+        AnyOf(()).verify(old_libc)
+    assert empty.value.reason == "empty-policy"
 
 
 def test_a_malformed_policy_names_file_and_line(tmp_path: Path) -> None:
