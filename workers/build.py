@@ -134,7 +134,11 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
         if not check:
             previous = _previous(store, plan.build_key)
             if previous is not None:
-                return BuildOutcome(previous[0], previous[1], True, plan.build_key)
+                record, fileset = previous
+                # Built before, perhaps since unnamed (`kiln fileset rm`): a build that
+                # says it succeeded leaves its name resolvable.
+                store.set_ref(fileset.name, fileset.version, fileset.digest)
+                return BuildOutcome(record, fileset, True, plan.build_key)
             published = (substitute(plan.recipe.package.name, plan.build_key)
                          if substitute is not None else None)
             if published is not None:

@@ -58,18 +58,16 @@ def check_store(store: Store, *, jobs: int | None = None,
                    for path in sorted(prefix.iterdir())]
         progress.start("checking objects", sum(p.lstat().st_size for p in objects))
 
-        def check(path: Path) -> Problem | None:
+        def check(path: Path) -> list[Problem]:
             return _check_object(path, progress)
 
         with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-            for path, problem in zip(objects, pool.map(check, objects), strict=True):
+            for path, problems in zip(objects, pool.map(check, objects), strict=True):
                 report.objects_checked += 1
                 report.bytes_checked += path.lstat().st_size
-                if problem is not None:
-                    report.problems.append(Problem(
-                        problem.reason, problem.path, problem.message,
-                        tuple(sorted(set(users.get(path.name, [])))),
-                    ))
+                report.problems += [Problem(problem.reason, problem.path, problem.message,
+                                            tuple(sorted(set(users.get(path.name, [])))))
+                                    for problem in problems]
         progress.finish()
         _check_materialized(store, report)
     return report
@@ -112,22 +110,27 @@ def _check_names(store: Store, report: FsckReport) -> None:
                 f"pin {digest} names a FileSet that is missing"))
 
 
-def _check_object(path: Path, progress: Progress) -> Problem | None:
+def _check_object(path: Path, progress: Progress) -> list[Problem]:
+    """Every problem of one object: a wrong mode does not hide corrupt content."""
     name = path.name
     sha, _, suffix = name.partition(".")
     executable = suffix == "x"
     info = path.lstat()
     expected_mode = EXECUTABLE_OBJECT_MODE if executable else OBJECT_MODE
+    problems = []
     if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != expected_mode:
-        return Problem("object-mode", str(path),
-                       f"object {name} has mode {stat.filemode(info.st_mode)}")
+        problems.append(Problem("object-mode", str(path),
+                                f"object {name} has mode {stat.filemode(info.st_mode)}"))
+    if not stat.S_ISREG(info.st_mode):
+        return problems  # nothing to hash
     with open(path, "rb") as handle:
         actual = hashlib.file_digest(handle, "sha256").hexdigest()
     progress.advance(info.st_size)
     if actual != sha or suffix not in ("", "x"):
-        return Problem("object-corrupt", str(path),
-                       f"object {name} is corrupt: its content hashes to sha256:{actual}")
-    return None
+        problems.append(Problem("object-corrupt", str(path),
+                                f"object {name} is corrupt: its content hashes to"
+                                f" sha256:{actual}"))
+    return problems
 
 
 def _check_materialized(store: Store, report: FsckReport) -> None:

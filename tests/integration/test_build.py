@@ -167,6 +167,18 @@ def test_check_passes_a_deterministic_build(recipes: Path, kiln: Kiln,
     assert "built twice, identical" in result.out
 
 
+def test_a_build_found_built_before_names_its_package_again(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    write_tiny(recipes.parent, "echo same > /out/made")
+    assert kiln("build", "tiny", "--recipes", recipes, "--allow-dirty").code == 0
+    assert kiln("fileset", "rm", "kiln.dev/tiny@1").code == 0
+    assert kiln("fileset", "show", "kiln.dev/tiny@1").code != 0
+    again = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty")
+    assert again.code == 0, again.err
+    assert "already built" in again.out
+    assert kiln("fileset", "show", "kiln.dev/tiny@1").code == 0  # resolvable again
+
+
 def test_check_names_the_files_of_a_nondeterministic_build(
         recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
     write_tiny(recipes.parent, "printf 'stable\\n' > /out/stable; "

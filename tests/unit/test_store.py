@@ -189,6 +189,17 @@ def test_fsck_names_a_corrupted_object_and_its_filesets(tmp_path: Path, store: S
     assert corrupt[0].filesets == ("kiln.dev/one@1", "kiln.dev/two@1")
 
 
+def test_fsck_reports_a_wrong_mode_and_corrupt_content_both(tmp_path: Path,
+                                                            store: Store) -> None:
+    fileset = add(store, tmp_path, "kiln.dev/one", {"a": File(b"content")})
+    entry = next(e for e in store.tree(fileset).files() if isinstance(e, FileEntry))
+    victim = store.object_path(entry.sha256, entry.executable)
+    os.chmod(victim, 0o644)
+    victim.write_bytes(b"tampered")  # and left writable: two problems, two reports
+    reasons = sorted(p.reason for p in check_store(store).problems)
+    assert reasons == ["object-corrupt", "object-mode"]
+
+
 def test_fsck_finds_missing_objects_and_bad_records(tmp_path: Path, store: Store) -> None:
     fileset = add(store, tmp_path, "kiln.dev/one", {"a": File(b"a"), "b": File(b"b")})
     entry = next(store.tree(fileset).files())
