@@ -73,9 +73,15 @@ def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str |
         shutil.copytree(location, into, symlinks=True)
     else:
         _extract(repo, rev_sha, relative, into)
-    epoch = int(repo.git.log("-1", "--format=%ct", rev_sha, "--", str(relative / name)) or 0) \
-        or int(repo.commit(rev_sha).committed_date)
-    return Checkout(load_repository(into), rev_sha, origin, dirty, epoch, location)
+    repository = load_repository(into)
+    # The recipe's own last commit, whether it was asked for by directory or by package
+    # name (the same build either way: the epoch is in the build key).
+    directory = next((recipe.directory.name for recipe in repository.recipes.values()
+                      if name in (recipe.package.name, recipe.directory.name)), None)
+    epoch = int(repo.git.log("-1", "--format=%ct", rev_sha, "--",
+                             str(relative / directory)) or 0) if directory else 0
+    epoch = epoch or int(repo.commit(rev_sha).committed_date)
+    return Checkout(repository, rev_sha, origin, dirty, epoch, location)
 
 
 def repository_at(recipes: Path, rev: str, into: Path) -> tuple[RecipeRepository, str]:

@@ -179,6 +179,23 @@ def test_a_build_found_built_before_names_its_package_again(
     assert kiln("fileset", "show", "kiln.dev/tiny@1").code == 0  # resolvable again
 
 
+def test_the_epoch_is_the_recipes_own_commit_by_directory_or_package_name(
+        recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None) -> None:  # noqa: F811
+    repo = git.Repo(recipes.parent)
+    (recipes.parent / "README").write_text("a later change elsewhere\n")
+    repo.index.add(["README"])
+    later = repo.index.commit("later", commit_date="2030-01-01T00:00:00",
+                              author_date="2030-01-01T00:00:00")
+    recipe_time = repo.commit(later.parents[0]).committed_date
+    by_directory = kiln("build", "tiny", "--recipes", recipes, "--json")
+    assert by_directory.code == 0, by_directory.err
+    assert json.loads(by_directory.out)["source_date_epoch"] == recipe_time
+    by_name = kiln("build", "kiln.dev/tiny", "--recipes", recipes, "--json")
+    assert by_name.code == 0, by_name.err
+    assert json.loads(by_name.out)["reused"] is True  # the same key: not built again
+    assert json.loads(by_name.out)["source_date_epoch"] == recipe_time
+
+
 def test_check_names_the_files_of_a_nondeterministic_build(
         recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
     write_tiny(recipes.parent, "printf 'stable\\n' > /out/stable; "
