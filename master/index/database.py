@@ -1,4 +1,4 @@
-"""Opening the index: an engine for its URL, the schema made if it is not there."""
+"""Opening the index: an engine for its URL, its schema brought to the newest migration."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
-from twisted.python import log
 
 from kiln.errors import KilnError
 
@@ -76,6 +75,8 @@ def farm_index(url: str, base: Path) -> Engine:
 def write_index(farm: FarmConfig, write: Any, *args: Any) -> Any:
     """Run one of master.index.writes on the farm's index; None if it could not be
     written (the console shows a stale state; the builds and the registry go on)."""
+    from twisted.python import log  # the master's log; `kiln query` never gets here
+
     try:
         return write(farm_index(farm.index, farm.path("master")), *args)
     except (SQLAlchemyError, KilnError) as exc:

@@ -23,10 +23,9 @@ from master.index.models import (
 )
 from provenance.statement import repository_uri
 
-# What a package of a plan can be; the last four are final.
+# What a package of a plan can be: on its way, or where it ended.
 QUEUED, BUILDING, RETRYING = "queued", "building", "retrying"
 PUBLISHED, FAILED, SKIPPED, STOPPED, BROKEN = "published", "failed", "skipped", "stopped", "broken"
-FINAL = frozenset({PUBLISHED, FAILED, SKIPPED, STOPPED, BROKEN})
 
 
 @dataclass(frozen=True)

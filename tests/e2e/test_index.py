@@ -288,11 +288,15 @@ def _wait_for_log(farm: PostgresFarm, buildid: int, step: str, text: str) -> str
 
 
 def _raw_log(farm: PostgresFarm, logid: int) -> str:
+    """A log as far as it is written; "" while the master cannot answer (it is polled)."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{farm.config.www_url}api/v2/logs/{logid}/raw",
-                                timeout=10) as response:
-        return str(response.read().decode())
+    try:
+        with urllib.request.urlopen(f"{farm.config.www_url}api/v2/logs/{logid}/raw",
+                                    timeout=10) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
 
 
 def _wait(ready: Any, what: str, timeout: float = TIMEOUT) -> Any:
