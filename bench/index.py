@@ -106,7 +106,7 @@ def engines(scratch: Path, postgres: bool) -> Iterator[list[tuple[str, Any]]]:
         return
     from tests.fixtures.postgres import run_postgres
 
-    with run_postgres(scratch / "pg") as pg:
+    with run_postgres() as pg:
         found.append(("PostgreSQL", open_index(pg.url("kiln_index"))))
         try:
             yield found

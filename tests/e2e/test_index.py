@@ -79,8 +79,8 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresFarm]:
     root = tmp_path_factory.mktemp("pgfarm")
     seeded = seed(root / "seed", {"base": BASE, "top": TOP})
     with run_registry(root / "registry") as registry, \
-            run_postgres(root / "pg-buildbot") as buildbot_db, \
-            run_postgres(root / "pg-index") as index_db:
+            run_postgres() as buildbot_db, \
+            run_postgres() as index_db:
         # No password in farm.yaml: libpq reads them from the operator's password file.
         passfile = root / "pgpass"
         passfile.write_text(f"127.0.0.1:{buildbot_db.port}:*:kiln:{buildbot_db.password}\n"

@@ -39,8 +39,8 @@ def test_the_index_migrates_up_and_down_on_sqlite(tmp_path: Path) -> None:
     assert set(inspect(engine).get_table_names()) == TABLES
 
 
-def test_the_index_migrates_up_and_down_on_postgresql(tmp_path: Path) -> None:
-    with run_postgres(tmp_path / "pg") as pg:
+def test_the_index_migrates_up_and_down_on_postgresql() -> None:
+    with run_postgres() as pg:
         engine = create_engine(pg.url("kiln_index"))
         try:
             up_and_down(engine)
