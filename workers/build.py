@@ -382,6 +382,7 @@ def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
     """Each source fetched, verified and laid into `src`, in order."""
     cache = SourceCache(store.layout.root / "sources")
     src.mkdir()
+    repositories = 0
     for source in recipe.sources:
         if isinstance(source, UrlSource):
             fetched = fetch_url(cache, source, host, limits.source_size)
@@ -398,11 +399,27 @@ def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
             # A relative URL names a repository beside the recipe repository.
             git_source = fetch_git(cache, source, recipe_repository=checkout.recipes,
                                    host=host)
-            target = src / "git"
+            # The first repository at /src/git, the next at /src/git-2, /src/git-3 ...
+            repositories += 1
+            target = src / ("git" if repositories == 1 else f"git-{repositories}")
             target.mkdir()
-            archive = subprocess.run(["git", "-C", str(git_source.mirror), "archive",
-                                      git_source.commit], capture_output=True, check=True)
-            subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+            _extract_commit(git_source.mirror, git_source.commit, target,
+                            f"{recipe.file}:{source.line}")
+
+
+def _extract_commit(mirror: Path, commit: str, target: Path, where: str) -> None:
+    """The tree of `commit` laid into `target`; a failure is an error naming the source."""
+    archive = subprocess.run(["git", "-C", str(mirror), "archive", commit],
+                             capture_output=True, check=False)
+    if archive.returncode == 0:
+        unpacked = subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout,
+                                  capture_output=True, check=False)
+        if unpacked.returncode == 0:
+            return
+        archive = unpacked
+    raise InputError(f"{where}: the git source at {commit} cannot be laid out:"
+                     f" {archive.stderr.decode(errors='replace').strip()[-300:]}",
+                     reason="bad-source")
 
 
 def _place(source: Path, target: Path) -> None:

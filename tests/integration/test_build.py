@@ -196,6 +196,33 @@ def test_the_epoch_is_the_recipes_own_commit_by_directory_or_package_name(
     assert json.loads(by_name.out)["source_date_epoch"] == recipe_time
 
 
+def test_a_recipe_with_two_git_sources_gets_each_in_its_own_directory(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    repo = git.Repo(recipes.parent)
+    first = repo.head.commit.hexsha
+    (recipes.parent / "NOTES").write_text("the second commit\n")
+    repo.index.add(["NOTES"])
+    second = repo.index.commit("second").hexsha
+    (recipes / "tiny/recipe.yaml").write_text(textwrap.dedent(f"""\
+        package: {{name: kiln.dev/tiny, version: '1'}}
+        sources:
+          - git: ..
+            commit: {first}
+          - git: ..
+            commit: {second}
+        build-requires: [{WITH_COREUTILS}]
+        build: ls /src/git > /out/first; ls /src/git-2 > /out/second
+        """))
+    repo.index.add(["recipes"])
+    repo.index.commit("two git sources")
+    built = kiln("build", "tiny", "--recipes", recipes)
+    assert built.code == 0, built.err
+    fileset = kiln("fileset", "materialize", "kiln.dev/tiny@1", recipes.parent / "made")
+    assert fileset.code == 0, fileset.err
+    assert "NOTES" not in (recipes.parent / "made/first").read_text()
+    assert "NOTES" in (recipes.parent / "made/second").read_text()
+
+
 def test_check_names_the_files_of_a_nondeterministic_build(
         recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
     write_tiny(recipes.parent, "printf 'stable\\n' > /out/stable; "
