@@ -182,6 +182,11 @@ run env KILN_REGISTRIES="$PWD/$farm/registries.yaml" kiln --store "$state/consum
 run env KILN_REGISTRIES="$PWD/$farm/registries.yaml" kiln --store "$state/consumer-farm" \
   fileset materialize kiln.dev/demo-top@1 "$state/demo-top"
 run cat "$state/demo-top/usr/share/demo/top"
+# The farm's index: what it built (worker, inputs, provenance), and the blast radius of
+# a libc fix across every image in its registry (the hello image pushed above included).
+index="sqlite:///$PWD/$farm/master/index.sqlite"
+run kiln query package kiln.dev/demo-top --index "$index"
+run kiln query affected debian.org/bookworm/libc6 --below 2.37 --index "$index"
 run kiln farm stop "$farm"
 echo
 echo "demo finished: the stores are under $state"

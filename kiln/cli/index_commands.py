@@ -112,17 +112,18 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def _print(question: str, answer: dict[str, Any]) -> None:
     if question == "affected":
-        print(f"{len(answer['images'])} images carry {answer['name']} below {answer['below']}:")
+        print(f"{_count(answer['images'], 'image')} carry {answer['name']} below"
+              f" {answer['below']}:")
         for c in answer["images"]:
             override = " (an override)" if c["overridden"] else ""
             print(f"  {c['image']}  {c['name']}@{c['version']}  carries {c['carries']}"
                   f"{override}  {c['digest']}")
-        print(f"{len(answer['packages'])} packages were built with it:")
+        print(f"{_count(answer['packages'], 'package')} built with it:")
         for b in answer["packages"]:
             print(f"  {b['name']}@{b['version']}  with {b['input']}  by {b['builder']}"
                   f"{' on ' + b['worker'] if b['worker'] else ''}")
     elif question == "built-with":
-        print(f"{len(answer['packages'])} packages were built with {answer['input']}:")
+        print(f"{_count(answer['packages'], 'package')} built with {answer['input']}:")
         for b in answer["packages"]:
             print(f"  {b['name']}@{b['version']}  {b['fileset']}  by {b['builder']}")
     elif question == "package":
@@ -145,6 +146,10 @@ def _print(question: str, answer: dict[str, Any]) -> None:
             signed = ", ".join(_proof(s) for s in p["provenance"]) or "no provenance indexed"
             override = " (override)" if p["overridden"] else ""
             print(f"  {p['name']}@{p['version']}{override}  {p['fileset']}  {signed}")
+
+
+def _count(items: list[Any], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _proof(state: dict[str, Any]) -> str:

@@ -121,6 +121,7 @@ def test_the_questions_from_the_command_line(index: Engine, kiln: Kiln) -> None:
     assert len(json.loads(result.out)["images"]) == 3
     text = kiln("query", "affected", "openssl", "--below", "3.0.13-1", "--index", url)
     assert "3 images carry openssl below 3.0.13-1" in text.out
+    assert "0 packages built with it" in text.out
     assert "(an override)" in text.out
     built = kiln("query", "built-with", "debian.org/bookworm/gcc-12@12.2.0-14", "--index", url)
     assert "kiln.dev/hello@2.10-3" in built.out
