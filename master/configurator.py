@@ -1,5 +1,6 @@
 """From a FarmConfig to Buildbot's BuildmasterConfig: workers, change sources,
-schedulers, the two generic builders (`plan` and `package`) and the web server.
+schedulers, the two generic builders (`plan` and `package`), the index service,
+and the console (logins, roles, Buildbot's views and the Kiln dashboard).
 
 Builders are never one per recipe: `plan` runs on the master's own local worker
 and appends a trigger per wave; `package` runs on the build workers, one build

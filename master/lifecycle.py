@@ -7,9 +7,11 @@ Ansible roles lay out the same pieces, one per host.
 
     DIR/farm.yaml            the farm (master/config.py)
     DIR/keys/farm.pem        the signing key: the master's only (0600)
-    DIR/users/               the change hook's login, the maintainer's password (0600)
+    DIR/users/               console.passwd (scrypt hashes of the console's users), the
+                             change hook's login, the maintainer's password (0600)
     DIR/recipes.git          the recipe repository, with its post-receive hook
-    DIR/master/              Buildbot's base directory (master.cfg, its database)
+    DIR/master/              Buildbot's base directory (master.cfg, its database, and
+                             Kiln's index when it is SQLite)
     DIR/worker-NAME/         a worker: Buildbot's base directory, its own store,
                              kiln.yaml (toolchain from the registry), registries.yaml
     DIR/run/                 pid files and logs

@@ -1,15 +1,16 @@
 """The farm's own Buildbot steps: each overrides only `run`, thin over a function of
 master/ that runs (and is tested) without Buildbot.
 
-- PlanStep (the `plan` builder): plans the pushed commit and appends one
-  WaveTrigger per wave to its own build;
+- PlanStep (the `plan` builder): plans the pushed commit, writes the plan to the
+  index, and appends one WaveTrigger per wave to its own build;
 - WaveTrigger: one build request of the generic `package` builder per package of
   the wave, waiting for them all;
 - NeedsPublished (first step of a package build): skips the build, naming why,
   when a recipe it builds with failed in an earlier wave, or when the package
   itself was published meanwhile (nothing is published twice);
 - PublishStep (last step, on the master): checks what the worker pushed against
-  its record, signs, attaches, tags. The key never leaves the master process.
+  its record, signs, attaches, tags; then writes the publication to the index,
+  waiting while its database is down. The key never leaves the master process.
 """
 
 from __future__ import annotations
