@@ -59,7 +59,13 @@ class SandboxRef:
 @dataclass(frozen=True)
 class KilnRef:
     version: str
-    commit: str | None
+    commit: str | None  # of Kiln's own checkout, when Kiln runs from one
+    dirty: bool = False  # that checkout had uncommitted changes to Kiln's sources
+
+    def to_json(self) -> dict[str, Any]:
+        # `dirty` only when true: the records of clean checkouts keep their bytes.
+        return {"version": self.version, "commit": self.commit,
+                **({"dirty": True} if self.dirty else {})}
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class BuildRecord:
             "build_requires": [dependency_json(d) for d in self.build_requires],
             "lock": self.lock,
             "sandbox": {"backend": self.sandbox.backend, "version": self.sandbox.version},
-            "kiln": {"version": self.kiln.version, "commit": self.kiln.commit},
+            "kiln": self.kiln.to_json(),
             "output": {"name": self.output.name, "version": self.output.version,
                        "digest": self.output.digest, "archive": self.output.archive},
             "log": self.log,
@@ -196,7 +202,10 @@ def _record(document: object, raw: bytes) -> BuildRecord:
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
         raise ValueError("source_date_epoch is not a whole number of seconds")
     sandbox = _Fields(top.value["sandbox"], "sandbox", {"backend", "version"})
-    kiln = _Fields(top.value["kiln"], "kiln", {"version", "commit"})
+    kiln = _Fields(top.value["kiln"], "kiln", {"version", "commit"}, frozenset({"dirty"}))
+    kiln_dirty = kiln.value.get("dirty", False)
+    if not isinstance(kiln_dirty, bool):
+        raise ValueError("kiln.dirty is not true or false")
     output = _Fields(top.value["output"], "output", {"name", "version", "digest", "archive"})
     return BuildRecord(
         recipe=RecipeRef(recipe.text("repo"), recipe.text("commit", _COMMIT),
@@ -205,7 +214,7 @@ def _record(document: object, raw: bytes) -> BuildRecord:
         build_requires=tuple(_dependency(item) for item in top.items("build_requires")),
         lock=top.digest("lock"),
         sandbox=SandboxRef(sandbox.text("backend"), sandbox.text("version")),
-        kiln=KilnRef(kiln.text("version"), kiln.optional_text("commit", _COMMIT)),
+        kiln=KilnRef(kiln.text("version"), kiln.optional_text("commit", _COMMIT), kiln_dirty),
         output=Output(output.text("name"), output.text("version"), output.digest("digest"),
                       output.digest("archive")),
         log=top.digest("log"),

@@ -100,7 +100,7 @@ def package_statement(record: BuildRecord, builder: str | None = None) -> bytes:
         BUILD_TYPE,
         {"recipes": {"repository": repo, "path": recipe.path, "commit": recipe.commit}},
         {"sandbox": {"backend": sandbox.backend, "version": sandbox.version},
-         "kiln": {"version": record.kiln.version, "commit": record.kiln.commit},
+         "kiln": record.kiln.to_json(),
          "buildKey": record.build_key, "dirty": recipe.dirty,
          "archive": output.archive, "version": output.version},
         dependencies,

@@ -210,7 +210,7 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
         build_requires=plan.build_requires,
         lock=sha256_digest(plan.lock.to_bytes()),
         sandbox=SandboxRef(sandbox.name, sandbox.version),
-        kiln=KilnRef(__version__, _kiln_commit()),
+        kiln=KilnRef(__version__, *kiln_source(KILN_ROOT)),
         output=Output(package.name, package.version, package.digest,
                       _archive_digest(store, package)),
         log=Digest("sha256:" + file_sha256(log)),
@@ -495,14 +495,27 @@ def forget_dead_builds(store: Store, live: set[Digest]) -> int:
     return removed
 
 
-def _kiln_commit() -> str | None:
-    """The commit of the Kiln checkout running, when it runs from one."""
-    try:
-        result = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
-                                 "HEAD"], capture_output=True, text=True, check=False)
-    except OSError:
-        return None
-    return result.stdout.strip() or None
+KILN_ROOT = Path(__file__).resolve().parent.parent  # where kiln/, workers/ ... lie
+KILN_SOURCES = ("kiln", "workers", "provenance", "master", "pyproject.toml")
+
+
+def kiln_source(root: Path) -> tuple[str | None, bool]:
+    """(commit, dirty) of the Kiln checkout at `root`; (None, False) when Kiln does not
+    run from a checkout of its own (installed, or inside some other repository)."""
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                    text=True, check=False)
+        except OSError:
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root.resolve():
+        return None, False  # the enclosing repository is not Kiln's
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--", *KILN_SOURCES)
+    return commit or None, bool(changes)
 
 
 def _archive_digest(store: Store, fileset: FileSet) -> Digest:

@@ -4,6 +4,8 @@ and the build key it carries pinned by a golden digest."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,6 +57,7 @@ def test_a_record_round_trips_as_canonical_bytes_and_keeps_what_it_was_read_from
     lambda r: r.update(source_date_epoch="yesterday"),
     lambda r: r.update(source_date_epoch=True),
     lambda r: r["recipe"].update(dirty="no"),
+    lambda r: r["kiln"].update(dirty="yes"),
     lambda r: r.update(build_requires={"name": "x"}),
 ])
 def test_a_malformed_record_is_refused(damage: Any) -> None:
@@ -97,3 +100,36 @@ def test_the_build_key_is_pinned_and_covers_every_input() -> None:
     reordered = (Dependency("debian.org/bookworm/make", "4.3-4.1", D),
                  Dependency("debian.org/bookworm/gcc-12", "12.2.0-14", D))
     assert key(build_requires=reordered) == key()
+
+
+def test_the_kiln_commit_is_kilns_own_and_says_when_it_was_dirty(tmp_path: Path) -> None:
+    from workers.build import kiln_source
+
+    # Kiln's sources inside some other project's repository: no commit is Kiln's.
+    other = tmp_path / "project"
+    (other / "vendor" / "kiln" / "kiln").mkdir(parents=True)
+    (other / "vendor" / "kiln" / "kiln" / "x.py").write_text("x = 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(other)], check=True)
+    subprocess.run([*git, "-C", str(other), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(other), "commit", "-qm", "x"], check=True)
+    assert kiln_source(other / "vendor" / "kiln") == (None, False)
+    # Kiln's own checkout: its commit, and dirty once its sources change.
+    root = other / "vendor" / "kiln"
+    subprocess.run([*git, "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "-C", str(root), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(root), "commit", "-qm", "kiln"], check=True)
+    commit, dirty = kiln_source(root)
+    assert commit is not None
+    assert len(commit) == 40
+    assert dirty is False
+    (root / "kiln" / "x.py").write_text("x = 2\n")
+    assert kiln_source(root) == (commit, True)
+    # The record carries it; a clean checkout's record keeps its bytes.
+    document = record_json()
+    document["kiln"]["dirty"] = True
+    parsed = BuildRecord.from_bytes(json.dumps(document).encode(), "r.json")
+    assert parsed.kiln.dirty is True
+    assert json.loads(parsed.to_bytes())["kiln"]["dirty"] is True
+    clean = BuildRecord.from_bytes(json.dumps(record_json()).encode(), "r.json")
+    assert "dirty" not in json.loads(clean.to_bytes())["kiln"]
