@@ -34,6 +34,7 @@ class RecipeRepository:
     recipes: dict[str, Recipe]  # by package name
     problems: tuple[Problem, ...]
     lock: Lock | None = None
+    unreadable: tuple[str, ...] = ()  # recipe files that could not be read
 
 
 def load_repository(root: Path) -> RecipeRepository:
@@ -42,10 +43,12 @@ def load_repository(root: Path) -> RecipeRepository:
         raise InputError(f"{root} is not a directory of recipes", reason="not-found")
     recipes: dict[str, Recipe] = {}
     problems: list[Problem] = []
+    unreadable: list[str] = []
     for file in sorted(root.glob(f"*/{RECIPE_FILE}")):
         recipe, found = load_recipe(file)
         problems.extend(found)
         if recipe is None:
+            unreadable.append(str(file))
             continue
         name = recipe.package.name
         line = recipe.lines.get("package", 1)
@@ -63,7 +66,7 @@ def load_repository(root: Path) -> RecipeRepository:
     except InputError as exc:
         problems.append(Problem(str(root / LOCK_FILE), 1, exc.message, exc.reason))
         lock = None
-    return RecipeRepository(root, recipes, tuple(problems), lock)
+    return RecipeRepository(root, recipes, tuple(problems), lock, tuple(unreadable))
 
 
 def debian_requirements(repository: RecipeRepository) -> set[str]:
@@ -169,7 +172,9 @@ def _unsatisfied(repository: RecipeRepository, group: Alternatives, key: str) ->
 
 
 def _check_stale_lock(repository: RecipeRepository) -> list[Problem]:
-    if repository.lock is None:
+    if repository.lock is None or repository.unreadable:
+        # What an unreadable recipe needs is unknown: its packages are not stale, and
+        # saying so would bury its own error under drift that is not there.
         return []
     needed = repository.lock.closure(debian_requirements(repository))
     return [Problem(str(repository.root / LOCK_FILE), 1,

@@ -203,3 +203,20 @@ def test_a_local_git_source_must_hold_its_commit(tmp_path: Path) -> None:
     assert [(Path(p.file).parent.name, p.line, p.reason) for p in problems] == [
         ("bad", 4, "source-commit-missing"), ("elsewhere", 4, "source-commit-missing")]
     assert "is not a git repository" in problems[1].message
+
+
+def test_a_broken_recipe_is_not_buried_under_drift_it_does_not_cause(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copy(REPO / "recipes" / "kiln.lock", tmp_path / "kiln.lock")
+    write(tmp_path, "small", "package: {name: kiln.dev/small, version: '1'}\n"
+                             "build-requires: [debian.org/bookworm/dash]\nbuild: 'true'\n")
+    # The only recipe that needs gcc has a schema error: its packages are not stale.
+    write(tmp_path, "big", "package: {name: kiln.dev/big, version: '1'}\n"
+                           "build-requires: [debian.org/bookworm/gcc-12]\nbuild: make\n"
+                           "colour: blue\n")
+    _repository, problems = check_repository(tmp_path)
+    assert [p.reason for p in problems] == ["unknown-key"]
+    assert problems[0].line == 4
