@@ -109,8 +109,13 @@ def file_body(path: Path, size: int) -> Body:
 
 def push_fileset(store: Store, fileset: FileSet, client: RegistryClient, target: Reference,
                  *, mount_from: str | None = None) -> Pushed:
-    """Push `fileset` to `target` (a repository and tag): blobs first, then the manifest."""
+    """Push `fileset` to `target` (a repository and tag): blobs first, then the manifest.
+
+    Blobs this store pushed to another repository of the same registry are mounted
+    from there (`mount_from`, or where the store remembers pushing them)."""
     layer, path = ArchiveCache(store).layer(fileset)
+    pushed_to = PushedBlobs(store, client.host)
+    mount_from = mount_from or pushed_to.repository_of(layer.digest)
     blobs = {
         fileset.digest: client.push_blob(target.repository, fileset.digest,
                                          bytes_body(fileset.manifest_bytes), mount_from),
@@ -120,7 +125,42 @@ def push_fileset(store: Store, fileset: FileSet, client: RegistryClient, target:
     manifest = fileset_manifest(fileset, layer)
     digest = sha256_digest(manifest)
     client.put_manifest(target.repository, target.tag or digest, manifest, MANIFEST_TYPE)
+    pushed_to.remember(target.repository, (fileset.digest, layer.digest))
     return Pushed(target.with_digest(digest), fileset, layer, blobs)
+
+
+class PushedBlobs:
+    """Where this store last pushed each blob on one registry, so that the next push to
+    another repository there mounts it instead of sending it again. A hint only: a
+    mount the registry refuses becomes an upload."""
+
+    _LIMIT = 100_000  # entries kept per registry; the oldest go first
+
+    def __init__(self, store: Store, host: str) -> None:
+        name = hashlib.sha256(host.encode()).hexdigest()[:32]
+        self.path = store.layout.cache / "pushed" / f"{name}.json"
+
+    def repository_of(self, digest: Digest) -> str | None:
+        found = self._read().get(digest)
+        return found if isinstance(found, str) else None
+
+    def remember(self, repository: str, digests: tuple[Digest, ...]) -> None:
+        known = self._read()
+        for digest in digests:
+            known.pop(digest, None)
+            known[digest] = repository
+        kept = dict(list(known.items())[-self._LIMIT:])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.path.with_name(f"{self.path.name}.{os.getpid()}.new")
+        scratch.write_text(json.dumps(kept))
+        os.replace(scratch, self.path)  # a concurrent push may win: a hint lost, no harm
+
+    def _read(self) -> dict[str, object]:
+        try:
+            known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return known if isinstance(known, dict) else {}
 
 
 @dataclass(frozen=True)

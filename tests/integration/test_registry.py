@@ -104,6 +104,19 @@ def test_a_blob_present_in_another_repository_is_mounted_not_uploaded(
     assert client.traffic.bytes_sent - sent_before < 2000, "only the manifest travelled"
 
 
+def test_a_second_push_of_a_fileset_mounts_what_this_store_pushed_before(
+        store: Store, tmp_path: Path, registry: Registry) -> None:
+    fileset = make_package(store, tmp_path, "kiln.dev/again", "1-1", {"data": "z" * 5000})
+    client = RegistryClient(registry.host, plain_http=True)
+    first = push_fileset(store, fileset, client, parse_reference(f"{registry.host}/one/x:1-1"))
+    assert set(first.blobs.values()) == {"uploaded"}
+    sent_before = client.traffic.bytes_sent
+    # Nobody says where the blobs are: the store remembers.
+    second = push_fileset(store, fileset, client, parse_reference(f"{registry.host}/two/x:1-1"))
+    assert set(second.blobs.values()) == {"mounted"}
+    assert client.traffic.bytes_sent - sent_before < 2000, "only the manifest travelled"
+
+
 def corrupt_blob(registry: Registry, digest: str) -> None:
     data = registry.root / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
     content = bytearray(data.read_bytes())
