@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from kiln.errors import KilnError
 from master.config import FarmConfig
 from master.dashboard import pages
 from master.index import reads, writes
@@ -33,7 +35,8 @@ _HEADERS = [("Content-Type", "text/html; charset=utf-8"),
             ("Content-Security-Policy",
              "default-src 'none'; style-src 'unsafe-inline'; img-src 'self';"
              " frame-ancestors 'self'; form-action 'none'; base-uri 'none'")]
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}
 
 
 class Dashboard:
@@ -67,6 +70,16 @@ class Dashboard:
                 site, "Log in first", "This farm's console is not public: log in to the"
                 " console, then come back."), [], method)
         path = environ.get("PATH_INFO", "/")
+        try:
+            return self._serve(site, path, start_response, method)
+        except (SQLAlchemyError, KilnError) as exc:  # the index's database is down
+            message = exc.message if isinstance(exc, KilnError) else exc.__class__.__name__
+            return self._answer(start_response, 503, pages.message_page(
+                site, "The index is unreachable", f"{message}; builds go on, and this page"
+                " will answer again when the index's database is back."), [], method)
+
+    def _serve(self, site: pages.Site, path: str, start_response: StartResponse,
+               method: str) -> list[bytes]:
         if path == "/farm.pub":  # the public half only: what consumers verify with
             return self._answer(start_response, 200, public_key_pem(farm_trust(self.farm)).decode(),
                                 [("Content-Type", "text/plain; charset=utf-8")], method)

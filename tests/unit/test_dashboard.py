@@ -189,3 +189,12 @@ def test_a_private_console_asks_for_buildbots_login(tmp_path: Path) -> None:
     assert get(app, "/index.html", cookie="TWISTED_SESSION=not-a-token")[0] \
         == "401 Unauthorized"
     assert get(app, "/index.html", cookie=cookie({"username": "alice"}, later))[0] == "200 OK"
+
+
+def test_an_unreachable_index_is_a_clear_503_not_a_traceback(tmp_path: Path) -> None:
+    from tests.fixtures.registry import free_port
+
+    config = farm(tmp_path, f"index: postgresql+psycopg://kiln@127.0.0.1:{free_port()}/idx\n")
+    status, _, page = get(Dashboard(config), "/index.html")
+    assert status == "503 Service Unavailable"
+    assert "cannot be opened" in page
