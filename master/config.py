@@ -117,10 +117,10 @@ def load_farm(directory: Path) -> FarmConfig:
     recipes = _recipes(reader, top.get("recipes"))
     registry = _registry(reader, top.get("registry"))
     ports = reader.mapping(top["ports"], "ports", {"www", "pb"}) if "ports" in top else {}
-    workers = reader.parsed(top.get("workers"), "workers", _worker_name)
-    maintainers = (reader.parsed(top.get("maintainers"), "maintainers", _worker_name)
+    workers = reader.parsed(top.get("workers"), "workers", check_name)
+    maintainers = (reader.parsed(top.get("maintainers"), "maintainers", check_name)
                    if "maintainers" in top else ["maintainer"])
-    admins = reader.parsed(top.get("admins"), "admins", _worker_name) if "admins" in top else []
+    admins = reader.parsed(top.get("admins"), "admins", check_name) if "admins" in top else []
     if len(set(workers)) != len(workers) and "workers" in top:
         reader.problem(top["workers"].line, "a worker is named twice", "duplicate-worker")
     config = FarmConfig(
@@ -196,7 +196,7 @@ def _port(reader: Reader, node: Node | None, default: int) -> int:
     return int(text) if text else default
 
 
-def _worker_name(text: str) -> str:
+def check_name(text: str) -> str:
     """A worker's or a user's name: lower case, digits and -, as file names allow."""
     if not _NAME.fullmatch(text):
         raise InputError(f"{text!r} is not a name of lower case letters, digits and -",

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import CheckFailed, InputError
-from master.config import FARM_FILE, FarmConfig, load_farm
+from master.config import FARM_FILE, FarmConfig, check_name, load_farm
 from master.configurator import HOOK_USERS, LOCAL_WORKER
 from master.users import USERS_FILE, set_password
 
@@ -298,20 +298,12 @@ def _worker_dir(farm: FarmConfig, name: str) -> Path:
 def set_user_password(farm: FarmConfig, user: str, password: str | None) -> str:
     """A console login for `user`; with no password given, one is made and kept in
     users/USER.password (0600) for `kiln farm rebuild`. Says where it is, if made."""
-    if not _is_name(user):
-        raise InputError(f"{user!r} is not a name of lower case letters, digits and -",
-                         reason="bad-value")
+    check_name(user)  # it names a file in users/
     made = password is None
     if password is None:
         password = _secret(farm.path(f"users/{user}.password"))
     set_password(farm.path(USERS_FILE), user, password)
     return f"; password in {farm.path(f'users/{user}.password')}" if made else ""
-
-
-def _is_name(text: str) -> bool:
-    import re
-
-    return re.fullmatch(r"[a-z][a-z0-9-]{0,40}", text) is not None
 
 
 def _secret(path: Path) -> str:

@@ -38,8 +38,8 @@ def publish_for_index(farm: FarmConfig, record_file: Path, pushed_file: Path, pl
                       ) -> tuple[Published, IndexEntry]:
     """Publish; then the index entry, with who signed (the bundle just made, verified
     against the farm's key: what the console shows)."""
-    published = publish_build(farm, record_file, pushed_file, plan_key)
     record = BuildRecord.from_bytes(record_file.read_bytes(), str(record_file))
+    published = publish_build(farm, record, pushed_file, plan_key)
     try:
         signer = verify_bundle(parse_bundle(published.bundle, "the bundle just signed"),
                                farm_trust(farm), record.output.digest,

@@ -49,10 +49,10 @@ def published_keys(farm: FarmConfig, keys: Mapping[str, str]) -> set[str]:
     return found
 
 
-def publish_build(farm: FarmConfig, record_file: Path, pushed_file: Path,
+def publish_build(farm: FarmConfig, record: BuildRecord, pushed_file: Path,
                   plan_key: str) -> Published:
-    """Check, sign, attach and tag what a worker pushed; then mark it with its plan key."""
-    record = BuildRecord.from_bytes(record_file.read_bytes(), str(record_file))
+    """Check, sign, attach and tag what a worker pushed (its record already read); then
+    mark it with its plan key."""
     pushed = parse_reference(pushed_file.read_text().strip())
     _check_place(farm, record, pushed)
     registry = client(farm)

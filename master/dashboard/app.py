@@ -101,8 +101,7 @@ class Dashboard:
             if history is None:
                 return 404, pages.message_page(site, "No such package",
                                                f"The farm never planned {name}.")
-            if history.publications:
-                self._check_again(history.publications[0])
+            if history.publications and self._check_again(history.publications[0]):
                 history = reads.package_history(self.engine, name) or history
             version = history.publications[0].version if history.publications else "VERSION"
             return 200, pages.package_page(site, history, self._verify_command(name, version))
@@ -112,16 +111,18 @@ class Dashboard:
                 return 200, pages.plan_page(site, plan)
         return 404, pages.message_page(site, "Not found", "There is no such page.")
 
-    def _check_again(self, publication: Any) -> None:
-        """Verify the latest publication's provenance now, and remember what was found."""
+    def _check_again(self, publication: Any) -> bool:
+        """Verify the latest publication's provenance now, and remember what was found;
+        False when it was checked a moment ago (nothing new to show)."""
         checked = publication.verified_at
         if checked is not None and \
                 (writes.now() - checked).total_seconds() < self.recheck_after:
-            return
+            return False
         check = self._check or self._check_registry
         state = check(publication.name, publication.manifest)
         writes.record_verification(self.engine, publication.manifest, state.verified,
                                    state.problem)
+        return True
 
     def _check_registry(self, name: str, manifest: str) -> ProvenanceState:
         return check_publication(self.farm, farm_trust(self.farm), name, manifest)

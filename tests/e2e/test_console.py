@@ -199,7 +199,7 @@ def test_only_maintainers_rebuild_and_stop_and_only_admins_control_the_rest(
 
     # Maintainers stop a build: a recipe that takes its time, pushed, stopped mid-build.
     slow = console.push("slow", "sleep 300; echo late > /out/late", SHELL, "slow")
-    running = _running_build(console, "kiln.dev/slow")
+    running = _running_build(console.config, "kiln.dev/slow")
     assert reader.control(f"builds/{running['buildid']}", "stop")[0] == 403
     status, answer = maintainer.control(f"builds/{running['buildid']}", "stop",
                                         reason="not today")
@@ -401,13 +401,13 @@ def _finished_build(console: Console, buildid: int) -> dict[str, Any]:
     return found
 
 
-def _running_build(console: Console, package: str) -> dict[str, Any]:
+def _running_build(farm: FarmConfig, package: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     def running() -> bool:
-        for build in package_builds(console.config):
+        for build in package_builds(farm):
             if build["properties"]["package"][0] == package and not build.get("complete"):
-                steps = api(console.config, f"builds/{build['buildid']}/steps") or {}
+                steps = api(farm, f"builds/{build['buildid']}/steps") or {}
                 if any(s["name"] == "build" and s.get("started_at") and not s.get("complete")
                        for s in steps.get("steps", [])):
                     found.update(build)

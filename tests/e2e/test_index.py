@@ -165,7 +165,7 @@ def test_a_farm_on_postgresql_indexes_what_it_publishes_and_what_anyone_pushes(
 def test_the_index_down_during_a_publication_loses_nothing_and_doubles_nothing(
         farm: PostgresFarm) -> None:
     commit = farm.push("slow", "sleep 4; echo slow > /out/slow", SHELL, "slow")
-    running = _running_build_of(farm, "kiln.dev/slow")
+    running = _running_build(farm.config, "kiln.dev/slow")
     farm.index_db.stop()
     try:
         # While it is down: the package reaches the registry, the publication waits,
@@ -248,12 +248,6 @@ def comparable(engine: Engine) -> dict[str, Any]:
                                     for p in i.packages))
                              for i in session.scalars(select(Image))),
         }
-
-
-def _running_build_of(farm: PostgresFarm, package: str) -> dict[str, Any]:
-    from tests.e2e.test_console import Console
-
-    return _running_build(Console(farm.config, farm.directory, farm.clone, {}), package)
 
 
 def _tag_exists(farm: PostgresFarm, name: str, tag: str) -> bool:
