@@ -19,6 +19,7 @@ workers: [w1, w2]                  # their passwords in workers/<name>.password
 maintainers: [maintainer]          # force rebuilds, rebuild and stop builds
 admins: []                         # everything else the console controls
 console: {public: true, session: 28800}  # anonymous reads; a login lasts 8 hours
+reproducibility: {builds: 2, agree: 2}   # the gate (master/gate_config.py)
 ```
 
 Users log in with the passwords of users/console.passwd (master/users.py);
@@ -31,11 +32,12 @@ reported at once, each with its file and line.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import InputError
 from kiln.recipes.yamldoc import Node, Reader, load_yaml_file, pattern_check
+from master.gate_config import Reproducibility, read_reproducibility
 
 FARM_FILE = "farm.yaml"
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
@@ -81,6 +83,7 @@ class FarmConfig:
     maintainers: tuple[str, ...] = ("maintainer",)
     admins: tuple[str, ...] = ()
     console: ConsoleSettings = ConsoleSettings()
+    reproducibility: Reproducibility = field(default_factory=Reproducibility)
 
     def path(self, relative: str) -> Path:
         return (self.directory / relative).resolve()
@@ -112,7 +115,7 @@ def load_farm(directory: Path) -> FarmConfig:
     top = reader.mapping(root, "the farm", {"name", "recipes", "registry", "database", "index",
                                            "index-sync", "signer", "builder-id", "ports",
                                            "listen", "workers", "maintainers", "admins",
-                                           "console"},
+                                           "console", "reproducibility"},
                          {"recipes", "registry", "signer"})
     recipes = _recipes(reader, top.get("recipes"))
     registry = _registry(reader, top.get("registry"))
@@ -144,6 +147,8 @@ def load_farm(directory: Path) -> FarmConfig:
         maintainers=tuple(maintainers),
         admins=tuple(admins),
         console=_console(reader, top.get("console")),
+        reproducibility=read_reproducibility(reader, top.get("reproducibility"),
+                                             len(set(workers))),
     )
     if reader.problems:
         first = reader.problems[0]

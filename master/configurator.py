@@ -24,9 +24,9 @@ from master.index.service import IndexService
 from master.rebuild import PackageNames, rebuild_scheduler
 from master.steps import (
     PACKAGE_SCHEDULER,
+    GateStep,
     NeedsPublished,
     PlanStep,
-    PublishStep,
     not_skipped,
 )
 from master.users import USERS_FILE, PasswordFileAuth
@@ -62,7 +62,7 @@ def build_config(farm: FarmConfig) -> dict[str, Any]:
                                factory=util.BuildFactory([PlanStep(farm, names)])),
             util.BuilderConfig(name="package", workernames=list(farm.workers),
                                factory=util.BuildFactory(package_steps(farm, handed_back)),
-                               locks=_package_lock),
+                               locks=_package_lock, canStartBuild=GATE_WORKERS.can_start),
         ],
         # Triggered package builds differ only in their properties: never merge them.
         "collapseRequests": False,
@@ -116,40 +116,74 @@ class LoggedIn(RolesFromBase):
 
 def package_steps(farm: FarmConfig, handed_back: str) -> list[Any]:
     """The package builder's steps: skip if a need failed, build and push by digest on
-    the worker (its log streaming into the step), hand back, publish on the master."""
+    the worker under the attempt's variation (its log streaming into the step), hand
+    back into the gate's directory, pass the gate on the master."""
     kiln = [sys.executable, "-m", "kiln.cli.main"]
     build = [*kiln, "build", util.Property("recipe"), "--recipes",
              f"{farm.recipes_url}#{farm.recipes.path}", "--commit", util.Property("commit"),
+             "--attempt", util.Property("attempt", default=1),
              "--record", "record.json", "--push-by-digest", "pushed.txt"]
-    master_dir = util.Interpolate(f"{handed_back}/%(prop:buildnumber)s")
+    attempt_dir = util.Interpolate(f"{handed_back}/gates/%(prop:gate)s/%(prop:attempt)s")
     return [
-        NeedsPublished(farm),
+        NeedsPublished(farm, handed_back),
+        # A build handed back before (a rebuild of this attempt) is not this build's.
+        steps.MasterShellCommand(name="clear the hand-back", command=["rm", "-rf", attempt_dir],
+                                 doStepIf=not_skipped, hideStepIf=True),
         steps.ShellCommand(name="build", command=build, workdir="build", haltOnFailure=True,
                            doStepIf=not_skipped,
                            # kiln's temporary errors (registry, sources, apt): try again.
                            decodeRC={0: util.SUCCESS, 75: util.RETRY}),
         steps.FileUpload(name="hand back the record", workersrc="record.json",
-                         masterdest=util.Interpolate(f"{handed_back}/%(prop:buildnumber)s/"
-                                                     "record.json"),
+                         masterdest=util.Interpolate(
+                             f"{handed_back}/gates/%(prop:gate)s/%(prop:attempt)s/record.json"),
                          workdir="build", haltOnFailure=True, doStepIf=not_skipped),
         steps.FileUpload(name="hand back the reference", workersrc="pushed.txt",
-                         masterdest=util.Interpolate(f"{handed_back}/%(prop:buildnumber)s/"
-                                                     "pushed.txt"),
+                         masterdest=util.Interpolate(
+                             f"{handed_back}/gates/%(prop:gate)s/%(prop:attempt)s/pushed.txt"),
                          workdir="build", haltOnFailure=True, doStepIf=not_skipped),
-        PublishStep(farm, handed_back, doStepIf=not_skipped),
+        # Always: a failed build is an outcome the gate counts (it may be the variation).
+        GateStep(farm, handed_back, doStepIf=not_skipped, alwaysRun=True),
         steps.RemoveDirectory(name="clean", dir="build", doStepIf=not_skipped,
                               alwaysRun=True),
-        steps.MasterShellCommand(name="forget the hand-back",
-                                 command=["rm", "-rf", master_dir], alwaysRun=True,
-                                 doStepIf=not_skipped),
     ]
 
 
 @util.renderer
 def _package_lock(props: Any) -> list[Any]:
-    # One build of a package at a time, whatever worker and plan asked for it.
-    lock = util.MasterLock(f"package {props.getProperty('package')}")
+    # One build of a package's attempt at a time, whatever worker and plan asked for it;
+    # a gate's attempts run side by side, each on a worker of its own.
+    lock = util.MasterLock(f"package {props.getProperty('package')}"
+                           f" attempt {props.getProperty('attempt')}")
     return [lock.access("exclusive")]
+
+
+class GateWorkers:
+    """Which worker each attempt of a gate claimed: the builder's canStartBuild gives an
+    attempt only a worker no other attempt of its gate has, so N builds of a package are
+    N builders' word. Claims live in the master's memory; should a master's crash lose
+    them, the gate itself counts agreeing workers, not builds."""
+
+    def __init__(self) -> None:
+        self.claims: dict[str, dict[int, str]] = {}
+
+    def can_start(self, _builder: Any, worker_for_builder: Any, request: Any) -> bool:
+        properties = request.properties
+        gate = properties.getProperty("gate")
+        if not gate:
+            return True
+        attempt = int(properties.getProperty("attempt") or 1)
+        worker = worker_for_builder.worker.workername
+        claimed = self.claims.setdefault(str(gate), {})
+        if any(other == worker for number, other in claimed.items() if number != attempt):
+            return False
+        claimed[attempt] = worker
+        if len(self.claims) > 10_000:  # a master runs for months: keep the newest gates
+            for old in list(self.claims)[:-1000]:
+                del self.claims[old]
+        return True
+
+
+GATE_WORKERS = GateWorkers()
 
 
 def _change_sources(farm: FarmConfig) -> list[Any]:

@@ -3,8 +3,10 @@ registry holds: what the master's plan step runs (in a thread, no Buildbot here)
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from kiln.errors import InputError
 from kiln.recipes.model import Recipe
 from kiln.relations import Alternatives
 from master.config import FarmConfig
+from master.gate_config import GateRule
 from master.inputs import recipe_inputs
 from master.plan import Plan, RecipeInputs, plan, plan_keys
 from master.publishing import published_keys
@@ -28,6 +31,10 @@ class FarmPlan:
     toolchain: tuple[str, ...] = ()  # locked Debian FileSets published for this plan
     forced: bool = False  # a maintainer's rebuild: build even what is published
     requires: dict[str, tuple[str, ...]] = field(default_factory=dict)  # runtime, as written
+    # What the reproducibility gate asks of each package, and the reason of a recipe
+    # that declares itself not reproducible (built once, where the farm allows it).
+    gates: dict[str, GateRule] = field(default_factory=dict)
+    unreproducible: dict[str, str] = field(default_factory=dict)
 
     def packages(self) -> list[list[dict[str, object]]]:
         """Each wave's build requests: the properties of one package build."""
@@ -43,6 +50,8 @@ class FarmPlan:
                     "need_waves": {need: self.plan.wave_of(need) for need in needs
                                    if need in self.plan.to_build},
                     "forced": self.forced,
+                    "builds": self.gates[name].builds, "agree": self.gates[name].agree,
+                    "unreproducible": self.unreproducible.get(name, ""),
                 })
             waves.append(requests)
         return waves
@@ -85,6 +94,7 @@ def plan_commit(farm: FarmConfig, revision: str, forced: str | None = None,
     with tempfile.TemporaryDirectory(prefix="kiln-farm-plan-") as scratch:
         repository = repository_in(repo, Path(farm.recipes.path), commit, Path(scratch))
         inputs = recipe_inputs(repository)
+        gates, unreproducible = _gates(farm, repository.recipes.values(), inputs)
         keys, _ = plan_keys(inputs)
         if forced is not None:
             if forced not in keys:
@@ -108,7 +118,31 @@ def plan_commit(farm: FarmConfig, revision: str, forced: str | None = None,
         requires = {name: tuple(str(group) for group in recipe.requires)
                     for name, recipe in repository.recipes.items()}
     return FarmPlan(commit, planned, inputs, directories, tuple(toolchain), forced is not None,
-                    requires)
+                    requires, gates, unreproducible)
+
+
+def _gates(farm: FarmConfig, recipes: Iterable[Recipe], inputs: dict[str, RecipeInputs]
+           ) -> tuple[dict[str, GateRule], dict[str, str]]:
+    """Each recipe's gate. A recipe that declares itself not reproducible is built once
+    where the farm allows it, and planned as broken (its dependants skipped) where not:
+    `inputs` is changed in place for those."""
+    policy = farm.reproducibility
+    gates: dict[str, GateRule] = {}
+    unreproducible: dict[str, str] = {}
+    for recipe in recipes:
+        name = recipe.package.name
+        gates[name] = policy.rule_for(name)
+        reason = recipe.not_reproducible
+        if reason is None or name not in inputs:
+            continue
+        if policy.allow_unreproducible:
+            gates[name], unreproducible[name] = GateRule(1, 1), reason
+        else:
+            inputs[name] = dataclasses.replace(
+                inputs[name], own="", problem=f"{recipe.file.name} declares it does not"
+                f" reproduce ({reason}), and farm.yaml's reproducibility does not allow"
+                " unreproducible packages")
+    return gates, unreproducible
 
 
 def _relations(recipe: Recipe) -> tuple[Alternatives, ...]:

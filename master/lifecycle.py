@@ -68,6 +68,8 @@ class InitOptions:
     poll: int = 0
     database: str = "sqlite:///state.sqlite"  # Buildbot's
     index: str = "sqlite:///index.sqlite"  # Kiln's
+    builds: int | None = None  # the reproducibility gate's N; None: farm.yaml's default
+    agree: int | None = None  # its K; None: N
 
 
 def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
@@ -91,6 +93,8 @@ def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
     set_password(directory / USERS_FILE, "maintainer", maintainer)
     recipes = options.recipes or str(directory / "recipes.git")
     host = options.registry
+    gate = {} if options.builds is None else {"reproducibility": {
+        "builds": str(options.builds), "agree": str(options.agree or options.builds)}}
     (directory / FARM_FILE).write_text(json.dumps({
         "name": "kiln-farm",
         "recipes": {"repository": recipes, "branch": "main", "path": "recipes",
@@ -104,6 +108,7 @@ def init_farm(directory: Path, options: InitOptions) -> FarmConfig:
         "listen": "127.0.0.1",
         "workers": names,
         "maintainers": ["maintainer"],
+        **gate,
     }, indent=2) + "\n")
     farm = load_farm(directory)
     (directory / "registries.yaml").write_text(

@@ -19,6 +19,7 @@ from master.proof import farm_trust
 from master.publishing import publish_build
 from provenance.bundle import parse_bundle
 from provenance.publish import Published
+from provenance.statement import Reproduction
 from provenance.verify import verify_bundle
 
 
@@ -31,15 +32,16 @@ class IndexEntry:
     plan_id: int | None
     place: writes.BuildPlace
     builder: str
+    reproduction: Reproduction | None = None
 
 
-def publish_for_index(farm: FarmConfig, record_file: Path, pushed_file: Path, plan_key: str,
-                      plan_id: int | None, place: writes.BuildPlace
+def publish_for_index(farm: FarmConfig, record: BuildRecord, pushed_file: Path, plan_key: str,
+                      plan_id: int | None, place: writes.BuildPlace,
+                      reproduction: Reproduction | None = None
                       ) -> tuple[Published, IndexEntry]:
     """Publish; then the index entry, with who signed (the bundle just made, verified
     against the farm's key: what the console shows)."""
-    record = BuildRecord.from_bytes(record_file.read_bytes(), str(record_file))
-    published = publish_build(farm, record, pushed_file, plan_key)
+    published = publish_build(farm, record, pushed_file, plan_key, reproduction)
     try:
         signer = verify_bundle(parse_bundle(published.bundle, "the bundle just signed"),
                                farm_trust(farm), record.output.digest,
@@ -51,7 +53,7 @@ def publish_for_index(farm: FarmConfig, record_file: Path, pushed_file: Path, pl
     entry = IndexEntry(record, writes.Published(
         f"{reference.host}/{reference.repository}", reference.tag or record.output.version,
         published.manifest, sha256_digest(published.bundle), signer, not problem, problem),
-        plan_id, place, farm.builder_id)
+        plan_id, place, farm.builder_id, reproduction)
     return published, entry
 
 
@@ -59,7 +61,8 @@ def write_entry(farm: FarmConfig, entry: IndexEntry) -> int:
     """Write one publication to the index; raises while the database is unreachable."""
     return writes.record_publication(farm_index(farm.index, farm.path("master")),
                                      entry.record, entry.published, plan_id=entry.plan_id,
-                                     place=entry.place, builder=entry.builder)
+                                     place=entry.place, builder=entry.builder,
+                                     reproduction=entry.reproduction)
 
 
 def index_name(farm: FarmConfig) -> str:

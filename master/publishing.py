@@ -16,6 +16,7 @@ from kiln.registry.reference import Reference, parse_reference
 from master.config import FarmConfig
 from provenance.publish import Published, publish
 from provenance.signers import open_signer
+from provenance.statement import Reproduction
 
 
 def registry_config(farm: FarmConfig) -> RegistryConfig:
@@ -50,14 +51,15 @@ def published_keys(farm: FarmConfig, keys: Mapping[str, str]) -> set[str]:
 
 
 def publish_build(farm: FarmConfig, record: BuildRecord, pushed_file: Path,
-                  plan_key: str) -> Published:
-    """Check, sign, attach and tag what a worker pushed (its record already read); then
-    mark it with its plan key."""
+                  plan_key: str, reproduction: Reproduction | None = None) -> Published:
+    """Check, sign, attach and tag what a worker pushed (its record already read), with
+    what the gate found; then mark it with its plan key."""
     pushed = parse_reference(pushed_file.read_text().strip())
     _check_place(farm, record, pushed)
     registry = client(farm)
     try:
-        published = publish(registry, pushed, record, open_signer(farm.signer), farm.builder_id)
+        published = publish(registry, pushed, record, open_signer(farm.signer), farm.builder_id,
+                            reproduction)
         for tag in (build_key_tag(record.build_key), plan_tag(plan_key)):
             registry.put_manifest(pushed.repository, tag, published.manifest_bytes,
                                   MANIFEST_TYPE)

@@ -3,18 +3,22 @@ master/ that runs (and is tested) without Buildbot.
 
 - PlanStep (the `plan` builder): plans the pushed commit, writes the plan to the
   index, and appends one WaveTrigger per wave to its own build;
-- WaveTrigger: one build request of the generic `package` builder per package of
-  the wave, waiting for them all;
+- WaveTrigger: N build requests of the generic `package` builder per package of
+  the wave (the reproducibility gate's N builds, attempts 1..N), waiting for all;
 - NeedsPublished (first step of a package build): skips the build, naming why,
-  when a recipe it builds with failed in an earlier wave, or when the package
-  itself was published meanwhile (nothing is published twice);
-- PublishStep (last step, on the master): checks what the worker pushed against
-  its record, signs, attaches, tags; then writes the publication to the index,
-  waiting while its database is down. The key never leaves the master process.
+  when a recipe it builds with failed (or was not reproduced) in an earlier wave,
+  or when the package itself was published meanwhile (nothing is published twice);
+- GateStep (last step, on the master): records this build's outcome in its gate
+  and judges the gate (master/gatekeeper.py); the build that completes agreement
+  checks what its worker pushed against its record, signs, attaches, tags, and
+  writes the publication to the index, waiting while its database is down; the
+  build that makes agreement impossible keeps diffoscope's report. The key never
+  leaves the master process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -29,10 +33,13 @@ from twisted.internet import threads
 from kiln.errors import KilnError
 from master.config import FarmConfig
 from master.farmplan import FarmPlan, plan_commit
+from master.gate import REFUSED, gate_directory, gate_id
+from master.gate_config import GateRule
+from master.gatekeeper import GateResult, pass_gate
 from master.index import writes
 from master.index.database import write_index
 from master.index.service import build_place
-from master.publication import IndexEntry, index_name, publish_for_index, write_entry
+from master.publication import IndexEntry, index_name, write_entry
 from master.publishing import published_keys
 from master.rebuild import PackageNames
 
@@ -68,9 +75,12 @@ class PlanStep(BuildStep):
         waves = planned.packages()
         self.descriptionDone = [f"{len(planned.plan.to_build)} packages in {len(waves)} waves"]
         plan_id = await self._index(planned)
+        extra = {} if plan_id is None else {"plan_id": plan_id}
         if plan_id is not None:
             self.setProperty("plan_id", plan_id, "plan")
-            waves = [[{**request, "plan_id": plan_id} for request in wave] for wave in waves]
+        waves = [[{**request, **extra,
+                   "gate": gate_id(self.build.buildid, str(request["package"]))}
+                  for request in wave] for wave in waves]
         self.build.addStepsAfterCurrentStep(
             [WaveTrigger(index, requests) for index, requests in enumerate(waves, start=1)])
         return SUCCESS if not planned.plan.broken else FAILURE
@@ -89,7 +99,8 @@ class PlanStep(BuildStep):
 
 
 class WaveTrigger(Trigger):
-    """The packages of one wave, each its own build; waits for all of them."""
+    """The packages of one wave, each built as often as its gate asks (attempt 1..N,
+    each a build request of its own); waits for all of them."""
 
     def __init__(self, wave: int, requests: list[dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(name=f"wave {wave}", schedulerNames=[PACKAGE_SCHEDULER],
@@ -99,9 +110,11 @@ class WaveTrigger(Trigger):
 
     def getSchedulersAndProperties(self) -> list[dict[str, Any]]:
         return [{"sched_name": PACKAGE_SCHEDULER, "unimportant": False,
-                 "props_to_set": {**request, "needs": json.dumps(request["needs"]),
+                 "props_to_set": {**request, "attempt": attempt,
+                                  "needs": json.dumps(request["needs"]),
                                   "need_waves": json.dumps(request["need_waves"])}}
-                for request in self.requests]
+                for request in self.requests
+                for attempt in range(1, int(request.get("builds", 1)) + 1)]
 
 
 class NeedsPublished(BuildStep):
@@ -110,9 +123,10 @@ class NeedsPublished(BuildStep):
 
     name = "needs published"
 
-    def __init__(self, farm: FarmConfig, **kwargs: Any) -> None:
+    def __init__(self, farm: FarmConfig, handed_back: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.farm = farm
+        self.handed_back = handed_back
 
     async def run(self) -> int:
         await self._index_start()
@@ -129,7 +143,8 @@ class NeedsPublished(BuildStep):
         elif not missing:
             return SUCCESS
         else:
-            why = ", ".join(f"{name} failed in wave {waves.get(name, '?')}" for name in missing)
+            why = ", ".join(f"{name} {self._failed(name)} in wave {waves.get(name, '?')}"
+                            for name in missing)
         self.descriptionDone = [f"skipped: {why}"]
         self.setProperty("skipped", why, "needs published")
         # Buildbot ranks SKIPPED best, so a build of skipped steps would read as a
@@ -138,6 +153,16 @@ class NeedsPublished(BuildStep):
         log = await self.addLog("skipped")
         await log.addStdout(f"skipped: {why}\n")
         return SKIPPED
+
+    def _failed(self, need: str) -> str:
+        """What became of a need in this plan: its gate refused it, or it failed."""
+        gate = str(self.getProperty("gate") or "")
+        if self.handed_back and "/" in gate:
+            plan_build = int(gate.split("/", maxsplit=1)[0])
+            directory = gate_directory(Path(self.handed_back), gate_id(plan_build, need))
+            if (directory / REFUSED).exists():
+                return "was not reproduced"
+        return "failed"
 
     async def _index_start(self) -> None:
         if self.getProperty("plan_id") is None:
@@ -149,36 +174,62 @@ class NeedsPublished(BuildStep):
                                     self.getProperty("package"), place)
 
 
-class PublishStep(BuildStep):
-    """Publish what the worker handed back, or say why not."""
+class GateStep(BuildStep):
+    """Record this build in its gate; publish, refuse or wait for the others, saying so."""
 
-    name = "publish"
+    name = "gate"
 
     def __init__(self, farm: FarmConfig, handed_back: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.farm = farm
-        self.handed_back = handed_back  # a directory on the master, per build
+        self.handed_back = handed_back  # a directory on the master, per gate and attempt
 
     async def run(self) -> int:
-        directory = Path(self.handed_back) / str(self.build.number)
-        log = await self.addLog("publish")
+        log = await self.addLog("gate")
         plan_id = self.getProperty("plan_id")
+        package = str(self.getProperty("package"))
+        rule = GateRule(int(self.getProperty("builds") or 1), int(self.getProperty("agree") or 1))
         place = build_place(self.farm, await self.build.getBuilderId(), self.build.number,
                             self.getProperty("workername") or "")
         try:
-            published, entry = await threads.deferToThread(
-                publish_for_index, self.farm, directory / "record.json",
-                directory / "pushed.txt", self.getProperty("plan_key"),
-                None if plan_id is None else int(plan_id), place)
+            directory = gate_directory(Path(self.handed_back), str(self.getProperty("gate")))
+            result: GateResult = await threads.deferToThread(
+                pass_gate, self.farm, directory, package, int(self.getProperty("attempt") or 1),
+                place, rule, self.getProperty("plan_key"),
+                None if plan_id is None else int(plan_id),
+                str(self.getProperty("unreproducible") or ""))
         except (KilnError, OSError) as exc:
             message = exc.message if isinstance(exc, KilnError) else str(exc)
             reason = exc.reason if isinstance(exc, KilnError) else "handed-back-missing"
             await log.addStderr(f"not published: {message} [{reason}]\n")
             self.descriptionDone = [f"not published: {reason}"]
             return FAILURE
+        self.setProperty("gate_state", result.state, "gate")
+        await log.addStdout(result.summary + "\n")
+        if result.state == "refused":
+            await self._refused(result, plan_id, package)
+            self.descriptionDone = [result.summary[:200]]
+            return FAILURE
+        if result.state != "published":
+            self.descriptionDone = [result.summary[:200]]
+            return SUCCESS
+        assert result.published is not None
+        assert result.entry is not None
+        published = result.published
         await log.addStdout(f"published {published.reference} ({published.manifest})\n")
         self.descriptionDone = [f"published {published.reference.tag}"]
-        return await self._index(entry, log)
+        return await self._index(result.entry, log)
+
+    async def _refused(self, result: GateResult, plan_id: Any, package: str) -> None:
+        """diffoscope's report beside the build, and in the index for the console."""
+        report = await self.addLog("diffoscope")
+        await report.addStdout(result.report)
+        if plan_id is not None:
+            # Should the index be down, the build's own log keeps the report.
+            with contextlib.suppress(SQLAlchemyError, KilnError):
+                await threads.deferToThread(write_index, self.farm, writes.package_gate,
+                                            int(plan_id), package, result.summary,
+                                            result.report)
 
     async def _index(self, entry: IndexEntry, log: Any) -> int:
         """Write the publication to the index; while the database is down, wait and try

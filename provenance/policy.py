@@ -16,6 +16,8 @@
     toolchain:                            # build-time FileSets that must be exactly these
       debian.org/bookworm/gcc-12: sha256:...
     deny: ["kiln.dev/openssl (<< 3.0.13)"]
+    reproduced: 2                         # packages built from recipes: at least 2 builds,
+                                          # on 2 workers, made the same FileSet
 
 Rules are small objects with one `verify` that raises (sigstore-python's policy
 module is the model), combined with AllOf / AnyOf.
@@ -23,6 +25,7 @@ module is the model), combined with AllOf / AnyOf.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,9 +35,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kiln.errors import CheckFailed, InputError
 from kiln.naming import validate_name
 from kiln.recipes.repository import LOCAL_REPOSITORY
-from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
+from kiln.recipes.yamldoc import Node, Reader, load_yaml_file, pattern_check
 from kiln.relations import Relation, parse_alternatives
-from provenance.statement import BUILD_TYPE
+from provenance.statement import BUILD_TYPE, REPRODUCED_BUILD
 from provenance.verify import Identity, Trust, Verified, load_public_key
 
 
@@ -146,6 +149,36 @@ class ToolchainPinned:
 
 
 @dataclass(frozen=True)
+class ReproducedBy:
+    """A package built from a recipe was reproduced: at least `builds` builds, each on a
+    worker of its own, made the same FileSet (the farm gate's byproducts say which). A
+    package whose recipe declares it does not reproduce never is."""
+
+    builds: int
+
+    def verify(self, evidence: Evidence) -> None:
+        verified = evidence.verified
+        if verified is None or verified.build_type != BUILD_TYPE:
+            return  # Debian's imports and images: their packages are checked one by one
+        label = f"{evidence.name}@{evidence.version}"
+        internal = verified.predicate["buildDefinition"].get("internalParameters") or {}
+        gate = internal.get("reproducibility") if isinstance(internal, dict) else None
+        if isinstance(gate, dict) and gate.get("notReproducible"):
+            raise CheckFailed(f"{label} is declared not reproducible"
+                              f" ({gate['notReproducible']}); the policy asks {self.builds}"
+                              " agreeing builds", reason="not-reproduced")
+        byproducts = verified.predicate["runDetails"].get("byproducts") or []
+        workers = {str((item.get("annotations") or {}).get("worker"))
+                   for item in byproducts
+                   if isinstance(item, dict) and item.get("name") == REPRODUCED_BUILD}
+        if len(workers) < self.builds:
+            found = (f"reproduced by {len(workers)} builder{'s' if len(workers) != 1 else ''}"
+                     if workers else "built once, by no reproducibility gate")
+            raise CheckFailed(f"{label} was {found}; the policy asks {self.builds}"
+                              " independent builds that agree", reason="not-reproduced")
+
+
+@dataclass(frozen=True)
 class TrustPolicy:
     trust: dict[str, Trust] = field(default_factory=dict)  # name prefix -> who
     rules: AllOf = field(default_factory=lambda: AllOf(()))  # every rule, denial included
@@ -165,7 +198,7 @@ def load_policy(path: Path) -> TrustPolicy:
     root = load_yaml_file(path)
     reader = Reader(str(path), "bad-policy")
     top = reader.mapping(root, "the policy", {"trust", "builders", "recipe-repositories",
-                                              "toolchain", "deny"}, {"trust"})
+                                              "toolchain", "deny", "reproduced"}, {"trust"})
     trust: dict[str, Trust] = {}
     for item in _items(reader, top.get("trust"), "trust"):
         fields = reader.mapping(item, "a trust entry",
@@ -193,6 +226,10 @@ def load_policy(path: Path) -> TrustPolicy:
         for name in pins:
             validate_name(name)
         rules.append(ToolchainPinned(pins))
+    reproduced = reader.string(top.get("reproduced"), "reproduced",
+                               pattern_check(re.compile(r"[1-9][0-9]?"), "a number of builds"))
+    if reproduced is not None:
+        rules.append(ReproducedBy(int(reproduced)))
     denied = [option for group in reader.parsed(top.get("deny"), "deny", parse_alternatives)
               for option in group.options]
     deny = NotDenied(tuple(denied))

@@ -21,7 +21,7 @@ from kiln.registry.naming import version_to_tag
 from kiln.registry.reference import Reference
 from provenance.attest import attest
 from provenance.signers import Signer
-from provenance.statement import package_statement
+from provenance.statement import Reproduction, package_statement
 
 
 class PublishRefused(CheckFailed):
@@ -66,11 +66,11 @@ def confirm_pushed(client: RegistryClient, pushed: Reference,
 
 
 def publish(client: RegistryClient, pushed: Reference, record: BuildRecord, signer: Signer,
-            builder: str | None = None) -> Published:
+            builder: str | None = None, reproduction: Reproduction | None = None) -> Published:
     """Confirm, sign and attach the provenance, then tag `pushed` with its version."""
     manifest, subject = confirm_pushed(client, pushed, record)
-    bundle, referrer = attest(package_statement(record, builder), subject, signer, client,
-                              pushed.repository)
+    bundle, referrer = attest(package_statement(record, builder, reproduction), subject,
+                              signer, client, pushed.repository)
     tag = version_to_tag(record.output.version)
     client.put_manifest(pushed.repository, tag, manifest, MANIFEST_TYPE)
     return Published(pushed.with_tag(tag), subject.digest, manifest, bundle, referrer)

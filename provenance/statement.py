@@ -20,6 +20,7 @@ Statements are canonical JSON; the bytes signed are kept and never re-serialised
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from kiln.canonical import Digest, canonical_json
@@ -36,6 +37,32 @@ BUILD_TYPE = "https://kiln.dev/buildtypes/recipe/v1"
 DEBIAN_IMPORT_TYPE = "https://kiln.dev/buildtypes/debian-import/v1"
 IMAGE_TYPE = "https://kiln.dev/buildtypes/image-compose/v1"
 DEFAULT_BUILDER = "https://kiln.dev/builders/local"
+
+
+@dataclass(frozen=True)
+class ReproducedBuild:
+    """One of the builds a farm's reproducibility gate found to agree."""
+
+    worker: str
+    record: str  # sha256:... of that build's record
+    variation: str  # what its build varied (workers/variation.py)
+    started: str
+    finished: str
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What the gate asked (K of N builds) and which builds agreed. A recipe that
+    declares itself not reproducible, published under a farm policy that allows it,
+    is built once and says why here."""
+
+    builds: int
+    agree: int
+    agreed: tuple[ReproducedBuild, ...]
+    unreproducible: str = ""  # the recipe's reason, when it declares one
+
+
+REPRODUCED_BUILD = "kiln.dev/reproduced-build"  # the byproducts' name for each agreeing build
 
 
 def builder_id() -> str:
@@ -74,8 +101,11 @@ def repository_uri(repo: str) -> str:
     return repo if "://" in repo or repo.startswith(LOCAL_REPOSITORY) else f"git+file://{repo}"
 
 
-def package_statement(record: BuildRecord, builder: str | None = None) -> bytes:
-    """The provenance of a package built by `kiln build`, from its build record."""
+def package_statement(record: BuildRecord, builder: str | None = None,
+                      reproduction: Reproduction | None = None) -> bytes:
+    """The provenance of a package built by `kiln build`, from its build record; with
+    the farm gate's `reproduction`, every agreeing build is a byproduct (its record's
+    digest, worker and variation) and internalParameters says what the gate asked."""
     recipe = record.recipe
     repo = repository_uri(recipe.repo)
     dependencies: list[dict[str, Any]] = [
@@ -95,19 +125,32 @@ def package_statement(record: BuildRecord, builder: str | None = None) -> bytes:
     dependencies.append({"uri": f"kiln:sandbox/{sandbox.backend}@{sandbox.version}",
                          "name": "sandbox"})
     output = record.output
+    internal: dict[str, Any] = {
+        "sandbox": {"backend": sandbox.backend, "version": sandbox.version},
+        "kiln": record.kiln.to_json(), "buildKey": record.build_key, "dirty": recipe.dirty,
+        "archive": output.archive, "version": output.version}
+    byproducts: list[dict[str, Any]] = [{"name": "log", "digest": sha256_of(record.log)}]
+    if reproduction is not None:
+        gate: dict[str, Any] = {"builds": reproduction.builds, "agree": reproduction.agree,
+                                "agreed": len(reproduction.agreed)}
+        if reproduction.unreproducible:
+            gate["notReproducible"] = reproduction.unreproducible
+        internal["reproducibility"] = gate
+        byproducts += [{"name": REPRODUCED_BUILD, "digest": sha256_of(build.record),
+                        "annotations": {"worker": build.worker, "variation": build.variation,
+                                        "startedOn": build.started,
+                                        "finishedOn": build.finished}}
+                       for build in reproduction.agreed]
     return _statement(
         [{"name": output.name, "digest": sha256_of(output.digest)}],
         BUILD_TYPE,
         {"recipes": {"repository": repo, "path": recipe.path, "commit": recipe.commit}},
-        {"sandbox": {"backend": sandbox.backend, "version": sandbox.version},
-         "kiln": record.kiln.to_json(),
-         "buildKey": record.build_key, "dirty": recipe.dirty,
-         "archive": output.archive, "version": output.version},
+        internal,
         dependencies,
         {"builder": {"id": builder or builder_id()},
          "metadata": {"invocationId": record.build_key, "startedOn": record.started,
                       "finishedOn": record.finished},
-         "byproducts": [{"name": "log", "digest": sha256_of(record.log)}]},
+         "byproducts": byproducts},
     )
 
 

@@ -49,6 +49,7 @@ from workers.debsource import debian_source_uri, fetch_debian
 from workers.root import compose_root
 from workers.sandbox import Mount, RunSpec, Sandbox, Scratch, bounded
 from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
+from workers.variation import CHECK_VARIATIONS, Variation, variation, varied_environment
 from workers.volumes import check_output, output_volume
 
 PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
@@ -58,32 +59,6 @@ class BuildFailed(CheckFailed):
     """The build or its test ran and failed; the message ends with the log's last lines."""
 
     default_reason = "build-failed"
-
-
-@dataclass(frozen=True)
-class Variation:
-    """What `--check` varies between its two builds, as reprotest does; none of it may
-    change the output. Time zone and locale vary only where the recipe sets none."""
-
-    directory: str = "/build"
-    umask: str = "022"
-    jobs: int | None = None  # None: the build's own
-    reverse_env: bool = False
-    hostname: str = "kiln-build"
-    timezone: str = "UTC"
-    locale: str = "C.UTF-8"
-    # The clock moved ahead by days (Debian's libfaketime, preloaded): a build that
-    # writes today's date differs, which the seconds between two runs would not show.
-    clock_days: int = 0
-
-
-CHECK_VARIATIONS = (
-    Variation(),
-    Variation("/var/elsewhere/build", "002", 1, reverse_env=True,
-              hostname="kiln-check-elsewhere", timezone="KLN-14", locale="fr_FR.UTF-8",
-              clock_days=398),
-)
-FAKETIME_MOUNT = "/.kiln-check/faketime"  # where the library's directory is mounted
 
 
 # Given a package name and a build key: the published package of that key, or None.
@@ -120,18 +95,20 @@ class BuildPlan:
 def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
           commit: str | None = None, allow_dirty: bool = False, jobs: int = 2,
           work: Path | None = None, check: bool = False, fetch: FetchPackage | None = None,
-          substitute: Substitute | None = None) -> BuildOutcome:
+          substitute: Substitute | None = None, attempt: int | None = None) -> BuildOutcome:
     """Build the recipe `name` (a package name or its directory) of `recipes`.
 
     A build key built here before is not built again; with `substitute`, one
     published elsewhere is taken instead. With `check`, build twice under
     CHECK_VARIATIONS (even if built before) and refuse, naming the files that
-    differ, unless both trees are the same."""
+    differ, unless both trees are the same. With `attempt` (a farm's gate), build
+    once under that attempt's variation, even if built before: a gate counts builds,
+    never reuses."""
     # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
     with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch:
         plan = prepare(store, recipes, name, Path(scratch), sandbox=sandbox.name,
                        commit=commit, allow_dirty=allow_dirty, fetch=fetch)
-        if not check:
+        if not check and attempt is None:
             previous = _previous(store, plan.build_key)
             if previous is not None:
                 record, fileset = previous
@@ -143,7 +120,9 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
                          if substitute is not None else None)
             if published is not None:
                 return BuildOutcome(None, published, True, plan.build_key, substituted=True)
-        return execute(store, sandbox, plan, jobs=jobs, check=check)
+        variations = (CHECK_VARIATIONS if check
+                      else (variation(attempt),) if attempt is not None else CHECK_VARIATIONS[:1])
+        return execute(store, sandbox, plan, jobs=jobs, variations=variations)
 
 
 def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sandbox: str,
@@ -177,8 +156,9 @@ def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sand
 
 
 def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
-            check: bool = False) -> BuildOutcome:
-    """Fetch and verify the sources, build, ingest, test, and record."""
+            variations: tuple[Variation, ...] = CHECK_VARIATIONS[:1]) -> BuildOutcome:
+    """Fetch and verify the sources, build under each variation (refusing builds that
+    differ), ingest the first, test, and record."""
     recipe, checkout = plan.recipe, plan.checkout
     host = host_config()
     started = _now()
@@ -187,13 +167,12 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
         src = plan.scratch / "src"
         _fetch_sources(store, recipe, checkout, src, host, plan.limits)
         runs = [_run_build(store, sandbox, recipe, checkout, build_root, src,
-                           plan.scratch / f"run{index}", jobs, variation, plan.limits, volumes)
-                for index, variation in enumerate(CHECK_VARIATIONS if check
-                                                  else CHECK_VARIATIONS[:1])]
+                           plan.scratch / f"run{index}", jobs, varied, plan.limits, volumes)
+                for index, varied in enumerate(variations)]
         out, log = runs[0]
-        if check:
+        for other, _ in runs[1:]:
             _compare(checkout.recipes / recipe.file.relative_to(checkout.repository.root),
-                     out, runs[1][0])
+                     out, other)
         metadata = PackageMetadata(
             summary=recipe.package.summary, license=recipe.package.license,
             homepage=recipe.package.homepage, requires=recipe.requires,
@@ -232,7 +211,7 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
                                               sandbox.host_uid))
     log = scratch / "build.log"
     env = _environment(checkout, variation.jobs or jobs, build_root, recipe)
-    varied = _varied_environment(variation, recipe)
+    varied = varied_environment(variation, recipe)
     env.update(varied.env)
     if variation.reverse_env:
         env = dict(reversed(env.items()))
@@ -250,36 +229,6 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
                           + result.log_tail(20))
     check_output(out, limits, recipe.package.name)
     return out, log
-
-
-@dataclass(frozen=True)
-class _Varied:
-    env: dict[str, str]
-    mounts: tuple[Mount, ...]
-
-
-def _varied_environment(variation: Variation, recipe: Recipe) -> _Varied:
-    """The variation's environment (and the clock's library, mounted read-only)."""
-    env: dict[str, str] = {}
-    if "TZ" not in recipe.env:
-        env["TZ"] = variation.timezone
-    if not {"LANG", "LC_ALL"} & set(recipe.env):
-        env["LANG"] = env["LC_ALL"] = variation.locale
-    if not variation.clock_days:
-        return _Varied(env, ())
-    library = faketime_library()
-    env.update(LD_PRELOAD=f"{FAKETIME_MOUNT}/{library.name}",
-               FAKETIME=f"+{variation.clock_days}d", FAKETIME_DONT_FAKE_MONOTONIC="1")
-    return _Varied(env, (Mount(FAKETIME_MOUNT, library.parent),))
-
-
-def faketime_library() -> Path:
-    """Debian's libfaketime on this host; `--check` refuses to run without it."""
-    for found in sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1")):
-        return found
-    raise InputError("kiln build --check moves the clock of its second build with Debian's"
-                     " libfaketime, which is not installed here (apt-get install"
-                     " libfaketime)", reason="missing-tool")
 
 
 def _compare(recipe_file: Path, first: Path, second: Path) -> None:

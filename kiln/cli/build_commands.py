@@ -33,6 +33,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument("--check", action="store_true",
                        help="build twice, varying directory, umask, JOBS, environment order"
                             " and clock; fail naming the files that differ")
+    build.add_argument("--attempt", type=int, metavar="N",
+                       help="a farm's reproducibility gate: build under the Nth variation"
+                            " (1 is a plain build), even if built before")
     build.add_argument("--deps", action="store_true",
                        help="build first the recipes of the same repository it needs, in"
                             " waves, with the farm's planner (each built once)")
@@ -65,7 +68,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     fetch, substitute = _substitution(args, store)
     outcome = build(store, sandbox, args.recipes, args.recipe,
                     commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
-                    check=args.check, fetch=fetch, substitute=substitute)
+                    check=args.check, fetch=fetch, substitute=substitute,
+                    attempt=args.attempt)
     if outcome.record is None:  # a substitute: the farm built, signed and published it
         if args.json:
             print_json({"output": {"name": outcome.fileset.name,

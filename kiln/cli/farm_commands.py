@@ -45,6 +45,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                       help="Kiln's index, in a database of its own")
     init.add_argument("--poll", type=int, default=0, metavar="SECONDS",
                       help="poll the recipe repository (GitPoller) instead of its hook")
+    init.add_argument("--builds", type=int, metavar="N",
+                      help="the reproducibility gate: build every package N times, each on a"
+                           " worker of its own (default: 2, or 1 with one worker)")
+    init.add_argument("--agree", type=int, metavar="K",
+                      help="publish when K of the N builds agree (default: N)")
     init.set_defaults(handler=cmd_init)
 
     for verb, what in (("start", "start the master and workers"),
@@ -116,9 +121,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         workers=args.workers, registry=args.registry, recipes=args.recipes,
         seed=args.seed if args.recipes is None else None, signer=args.signer,
         www_port=args.www_port, pb_port=args.pb_port, poll=args.poll,
-        database=args.database, index=args.index))
+        database=args.database, index=args.index, builds=args.builds, agree=args.agree))
     print(f"farm made in {farm.directory}: recipes at {farm.recipes_url}, workers"
-          f" {', '.join(farm.workers)}, console {farm.www_url}")
+          f" {', '.join(farm.workers)}, console {farm.www_url}; each package published when"
+          f" {farm.reproducibility.default.describe()} builds agree")
     return 0
 
 

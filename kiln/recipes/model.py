@@ -105,6 +105,9 @@ class Recipe:
     replaces: tuple[str, ...]
     # Build limits the recipe asks for (kiln.limits field names), within the host's ceilings.
     limits: Mapping[str, float | int] = field(default_factory=dict)
+    # Why the recipe's builds are known to differ (a farm may publish it built once,
+    # marked so everywhere, where its policy allows); None: it claims to reproduce.
+    not_reproducible: str | None = None
     lines: Mapping[str, int] = field(default_factory=dict)
     # build-requires, test-requires, requires: the line of each entry, in order
     entry_lines: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
@@ -115,7 +118,8 @@ class Recipe:
 
 
 _TOP = {"package", "sources", "build-requires", "test-requires", "requires", "env", "build",
-        "install", "test", "requirements", "provides", "replaces", "limits"}
+        "install", "test", "requirements", "provides", "replaces", "limits",
+        "not-reproducible"}
 _REQUIRED = {"package", "build"}
 
 
@@ -151,11 +155,20 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
         provides=tuple(reader.parsed(top.get("provides"), "provides", validate_name)),
         replaces=tuple(reader.parsed(top.get("replaces"), "replaces", validate_name)),
         limits=read_limits(reader, top.get("limits")),
+        not_reproducible=reader.string(top.get("not-reproducible"), "not-reproducible",
+                                       _reason_check),
         lines={key: line for key, line, _ in root.pairs} if root.kind == "map" else {},
         entry_lines={key: tuple(item.line for item in top[key].items)
                      for key in ("build-requires", "test-requires", "requires") if key in top},
     )
     return (None if reader.problems else recipe), reader.problems
+
+
+def _reason_check(text: str) -> str:
+    if len(text.strip()) < 8 or "\n" in text.strip():
+        raise InputError("give the reason in one line of words (what differs, and why)",
+                         reason="bad-value")
+    return text
 
 
 def _package(reader: Reader, node: Node | None) -> PackageInfo | None:

@@ -58,6 +58,11 @@ class Build(Base):
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))
     build_url: Mapped[str] = mapped_column(String(300), default="")
     log_url: Mapped[str] = mapped_column(String(300), default="")
+    # The reproducibility gate: the agreeing builds, one "worker record-digest" a line;
+    # what it asked ("2 of 2"; "" for a build no gate saw); a declared reason not to.
+    reproduced: Mapped[str] = mapped_column(Text, default="", server_default="")
+    gate: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    not_reproducible: Mapped[str] = mapped_column(Text, default="", server_default="")
     package: Mapped[Package] = relationship()
     inputs: Mapped[list[BuildInput]] = relationship(order_by="BuildInput.name")
 
@@ -179,5 +184,7 @@ class PlanPackage(Base):
     worker: Mapped[str | None] = mapped_column(String(100))
     build_url: Mapped[str | None] = mapped_column(String(300))
     log_url: Mapped[str | None] = mapped_column(String(300))
+    gate: Mapped[str] = mapped_column(Text, default="", server_default="")  # its summary
+    report: Mapped[str | None] = mapped_column(Text)  # why the builds differ, when they do
     updated: Mapped[datetime]
     plan: Mapped[Plan] = relationship(back_populates="packages")

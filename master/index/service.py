@@ -70,10 +70,13 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         properties = await self._properties(build)
         if properties is None:
             return
-        plan_id, package = properties
+        plan_id, package, gate_state = properties
         state = _STATES.get(build["results"], writes.FAILED)
         reason = ""
-        if state == writes.SKIPPED:
+        if state == writes.PUBLISHED and gate_state == "waiting":
+            # Built; the gate waits for its other builds (a later build publishes).
+            state, reason = writes.BUILDING, "built; the gate waits for the other builds"
+        elif state == writes.SKIPPED:
             skipped = await self.master.data.get(("builds", build["buildid"], "properties"))
             reason = str((skipped or {}).get("skipped", ("",))[0] or "")
         elif state == writes.RETRYING:
@@ -111,12 +114,13 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
                 return f"{step['name']}: {step.get('state_string') or 'failed'}"
         return "failed"
 
-    async def _properties(self, build: dict[str, Any]) -> tuple[int, str] | None:
-        """(plan id, package) of a package build; None for other builds."""
+    async def _properties(self, build: dict[str, Any]) -> tuple[int, str, str] | None:
+        """(plan id, package, what its gate said) of a package build; None for others."""
         properties = await self.master.data.get(("builds", build["buildid"], "properties"))
         if not properties or "plan_id" not in properties or "package" not in properties:
             return None
-        return int(properties["plan_id"][0]), str(properties["package"][0])
+        return (int(properties["plan_id"][0]), str(properties["package"][0]),
+                str(properties.get("gate_state", ("",))[0] or ""))
 
     async def _write(self, write: Any, *args: Any) -> None:
         await threads.deferToThread(write_index, self.farm, write, *args)

@@ -21,7 +21,7 @@ from master.index.models import (
     Provenance,
     Publication,
 )
-from provenance.statement import repository_uri
+from provenance.statement import Reproduction, repository_uri
 
 # What a package of a plan can be: on its way, or where it ended.
 QUEUED, BUILDING, RETRYING = "queued", "building", "retrying"
@@ -102,7 +102,8 @@ class Published:
 
 
 def record_publication(engine: Engine, record: BuildRecord, published: Published, *,
-                       plan_id: int | None, place: BuildPlace, builder: str = "") -> int:
+                       plan_id: int | None, place: BuildPlace, builder: str = "",
+                       reproduction: Reproduction | None = None) -> int:
     """A package the farm published, its build (record, inputs, worker), its provenance
     and its plan package marked published: one transaction. Written again (a retry
     after a commit whose answer was lost), it changes nothing."""
@@ -123,6 +124,9 @@ def record_publication(engine: Engine, record: BuildRecord, published: Published
         build.worker, build.plan_id = place.worker, plan_id
         build.build_url, build.log_url = place.build_url, place.log_url
         build.record = record.to_bytes().decode()
+        if reproduction is not None:
+            build.reproduced, build.gate, build.not_reproducible = reproduced_columns(
+                reproduction)
         planned = None
         if plan_id is not None:
             planned = session.scalars(select(PlanPackage).where(
@@ -134,8 +138,33 @@ def record_publication(engine: Engine, record: BuildRecord, published: Published
         provenance_row(session, published)
         if planned is not None:
             planned.state, planned.reason, planned.updated = PUBLISHED, "", now()
+            if reproduction is not None:
+                planned.gate = gate_summary(reproduction)
         session.flush()
         return publication.id
+
+
+def reproduced_columns(reproduction: Reproduction) -> tuple[str, str, str]:
+    """The builds table's reproducibility columns: agreeing builds, the rule, a reason."""
+    return ("\n".join(f"{b.worker} {b.record}" for b in reproduction.agreed),
+            f"{reproduction.agree} of {reproduction.builds}", reproduction.unreproducible)
+
+
+def gate_summary(reproduction: Reproduction) -> str:
+    if reproduction.unreproducible:
+        return f"declared not reproducible, built once: {reproduction.unreproducible}"
+    workers = ", ".join(b.worker for b in reproduction.agreed)
+    return (f"reproduced by {len(reproduction.agreed)} builds ({workers}); the gate asked"
+            f" {reproduction.agree} of {reproduction.builds}")
+
+
+def package_gate(engine: Engine, plan_id: int, name: str, summary: str,
+                 report: str | None = None) -> None:
+    """What the gate says of `name` in a plan (and, on a refusal, why the builds differ)."""
+    with Session(engine) as session, session.begin():
+        session.execute(update(PlanPackage)
+                        .where(PlanPackage.plan_id == plan_id, PlanPackage.name == name)
+                        .values(gate=summary, report=report, updated=now()))
 
 
 def package_row(session: Session, name: str, version: str, fileset: str,
