@@ -49,7 +49,10 @@ def explain(client: RegistryClient, repository: str, directory: Path,
             header += ["", f"the log of the failed build: {failed[0].log_url or 'its build'}"]
         return Divergence((), "\n".join(header) + "\n")
     archives = [_pull_archive(client, repository, directory, attempt) for attempt in built[:2]]
-    paths = differing_paths(*archives)
+    # The FileSet's own manifest (its tree's digest) differs whenever a file does: name
+    # the files, and the manifest only when nothing else differs.
+    every = differing_paths(*archives)
+    paths = tuple(path for path in every if not path.endswith(".fileset.json")) or every
     shown = list(paths[:MAX_PATHS]) + ([f"... and {len(paths) - MAX_PATHS} more"]
                                        if len(paths) > MAX_PATHS else [])
     header += ["", f"{len(paths)} paths differ:", *(f"  {path}" for path in shown), ""]

@@ -46,10 +46,17 @@ class PackageProof:
     builder: str
     layer: Digest
     build_key: str | None = None  # what a recipe build's statement signs
+    reproduced_by: tuple[str, ...] = ()  # the workers a farm's gate found to agree
+    not_reproducible: str = ""  # a recipe's reason, published built once
 
-    def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "digest": self.digest,
-                "signer": self.signer, "buildType": self.build_type, "builder": self.builder}
+    def to_json(self) -> dict[str, object]:
+        shown: dict[str, object] = {
+            "name": self.name, "version": self.version, "digest": self.digest,
+            "signer": self.signer, "buildType": self.build_type, "builder": self.builder,
+            "reproducedBy": list(self.reproduced_by)}
+        if self.not_reproducible:
+            shown["notReproducible"] = self.not_reproducible
+        return shown
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,8 @@ class Checker:
         self.check_rules(Evidence(fileset.name, fileset.version, verified))
         return PackageProof(fileset.name, fileset.version, fileset.digest, verified.signer,
                             verified.build_type, verified.builder, artifact.layer.digest,
-                            verified.build_key)
+                            verified.build_key, verified.reproduced_by,
+                            verified.not_reproducible)
 
     def first_verified(self, bundles: list[bytes], name: str, subject: Digest,
                        where: str) -> Verified:

@@ -37,7 +37,7 @@ from kiln.naming import validate_name
 from kiln.recipes.repository import LOCAL_REPOSITORY
 from kiln.recipes.yamldoc import Node, Reader, load_yaml_file, pattern_check
 from kiln.relations import Relation, parse_alternatives
-from provenance.statement import BUILD_TYPE, REPRODUCED_BUILD
+from provenance.statement import BUILD_TYPE
 from provenance.verify import Identity, Trust, Verified, load_public_key
 
 
@@ -161,16 +161,11 @@ class ReproducedBy:
         if verified is None or verified.build_type != BUILD_TYPE:
             return  # Debian's imports and images: their packages are checked one by one
         label = f"{evidence.name}@{evidence.version}"
-        internal = verified.predicate["buildDefinition"].get("internalParameters") or {}
-        gate = internal.get("reproducibility") if isinstance(internal, dict) else None
-        if isinstance(gate, dict) and gate.get("notReproducible"):
+        if verified.not_reproducible:
             raise CheckFailed(f"{label} is declared not reproducible"
-                              f" ({gate['notReproducible']}); the policy asks {self.builds}"
+                              f" ({verified.not_reproducible}); the policy asks {self.builds}"
                               " agreeing builds", reason="not-reproduced")
-        byproducts = verified.predicate["runDetails"].get("byproducts") or []
-        workers = {str((item.get("annotations") or {}).get("worker"))
-                   for item in byproducts
-                   if isinstance(item, dict) and item.get("name") == REPRODUCED_BUILD}
+        workers = verified.reproduced_by
         if len(workers) < self.builds:
             found = (f"reproduced by {len(workers)} builder{'s' if len(workers) != 1 else ''}"
                      if workers else "built once, by no reproducibility gate")

@@ -65,6 +65,31 @@ class Reproduction:
 REPRODUCED_BUILD = "kiln.dev/reproduced-build"  # the byproducts' name for each agreeing build
 
 
+def read_reproduction(predicate: dict[str, Any]) -> Reproduction | None:
+    """What a package statement's predicate says of the gate; None when no gate saw it."""
+    internal = (predicate.get("buildDefinition") or {}).get("internalParameters")
+    gate = internal.get("reproducibility") if isinstance(internal, dict) else None
+    if not isinstance(gate, dict):
+        return None
+    agreed = []
+    for item in (predicate.get("runDetails") or {}).get("byproducts") or []:
+        if not isinstance(item, dict) or item.get("name") != REPRODUCED_BUILD:
+            continue
+        notes, digest = item.get("annotations") or {}, item.get("digest") or {}
+        if not isinstance(notes, dict) or not isinstance(digest, dict):
+            continue
+        agreed.append(ReproducedBuild(str(notes.get("worker", "")),
+                                      f"sha256:{digest.get('sha256', '')}",
+                                      str(notes.get("variation", "")),
+                                      str(notes.get("startedOn", "")),
+                                      str(notes.get("finishedOn", ""))))
+    try:
+        builds, agree = int(gate.get("builds", 1)), int(gate.get("agree", 1))
+    except (TypeError, ValueError):
+        return None
+    return Reproduction(builds, agree, tuple(agreed), str(gate.get("notReproducible") or ""))
+
+
 def builder_id() -> str:
     """Who signs as builder: `$KILN_BUILDER_ID`, else a local builder."""
     return os.environ.get("KILN_BUILDER_ID", DEFAULT_BUILDER)

@@ -68,6 +68,22 @@ class Verified:
         return str(self.predicate["runDetails"]["builder"]["id"])
 
     @property
+    def reproduced_by(self) -> tuple[str, ...]:
+        """The workers whose builds a farm's reproducibility gate found to agree."""
+        from provenance.statement import read_reproduction
+
+        found = read_reproduction(self.predicate)
+        return tuple(sorted({b.worker for b in found.agreed})) if found else ()
+
+    @property
+    def not_reproducible(self) -> str:
+        """The reason a recipe gave for not reproducing, when it gave one."""
+        from provenance.statement import read_reproduction
+
+        found = read_reproduction(self.predicate)
+        return found.unreproducible if found else ""
+
+    @property
     def build_key(self) -> str | None:
         """The build key a recipe build's statement signs (None for other kinds)."""
         internal = self.predicate["buildDefinition"].get("internalParameters")

@@ -76,14 +76,16 @@ def package_page(site: Site, history: PackageHistory, verify_command: str) -> st
     if latest is not None:
         body.append(f"<p>Latest: <b>{_e(latest.version)}</b>, FileSet"
                     f" <code>{_e(latest.fileset)}</code>; provenance:"
-                    f" {_provenance(site, latest)}</p>")
+                    f" {_provenance(site, latest)}</p>"
+                    f"<p>Reproducibility: {_reproducibility(latest)}</p>")
         body.append("<h2>Verify it yourself</h2>"
                     f"<pre>{_e(verify_command)}</pre>")
     body.append("<h2>Versions</h2>" + _table(
         ["Version", "FileSet", "Manifest", "Recipe commit", "Published", "Worker",
-         "Provenance", "Build"],
+         "Provenance", "Reproducibility", "Build"],
         ([_e(p.version), _digest(p.fileset), _digest(p.manifest), _commit(p.recipe_commit),
           _e(_since(p.published, site.now)), _e(p.worker), _provenance(site, p),
+          _reproducibility(p),
           _build_links(p.build_url, p.log_url) + " " + _link(site.record(p.id), "record")]
          for p in history.publications),
         "nothing published yet"))
@@ -99,12 +101,27 @@ def package_page(site: Site, history: PackageHistory, verify_command: str) -> st
           _digest(i.digest), _e(_since(i.indexed, site.now))] for i in history.images),
         "no image in the farm's registry carries it"))
     body.append("<h2>In plans</h2>" + _table(
-        ["Plan", "Recipe commit", "Wave", "State", "Worker", "Build"],
+        ["Plan", "Recipe commit", "Wave", "State", "Gate", "Worker", "Build"],
         ([_link(site.plan(p.plan_id), f"#{p.plan_id}"), _commit(p.plan.commit),
-          str(p.wave) if p.wave else "-", _state(p.state, p.reason), _e(p.worker or ""),
-          _build_links(p.build_url, p.log_url)] for p in history.planned),
+          str(p.wave) if p.wave else "-", _state(p.state, p.reason), _e(p.gate),
+          _e(p.worker or ""), _build_links(p.build_url, p.log_url)] for p in history.planned),
         "never planned"))
+    refused = next((p for p in history.planned if p.report), None)
+    if refused is not None:
+        body.append(f"<h2>Not reproduced in plan #{refused.plan_id}: why the builds differ"
+                    f"</h2><pre class='report'>{_e(refused.report or '')}</pre>")
     return _page(site, history.name, "".join(body))
+
+
+def _reproducibility(publication: PublicationView) -> str:
+    if publication.not_reproducible:
+        return ("<span class='bad'>declared not reproducible</span>, built once: "
+                + _e(publication.not_reproducible))
+    if not publication.gate:
+        return "<span class='muted'>no gate: built once</span>"
+    workers = ", ".join(publication.reproduced)
+    return (f"<span class='ok'>reproduced by {len(publication.reproduced)} builds"
+            f" ({_e(workers)})</span>; the gate asked {_e(publication.gate)}")
 
 
 def plan_page(site: Site, plan: Plan) -> str:
@@ -119,8 +136,8 @@ def plan_page(site: Site, plan: Plan) -> str:
     for wave in sorted(waves):
         heading = f"Wave {wave}" if wave else "Not built"
         body.append(f"<h2>{heading}</h2>" + _table(
-            ["Package", "State", "Worker", "Build"],
-            ([_link(site.package(p.name), p.name), _state(p.state, p.reason),
+            ["Package", "State", "Gate", "Worker", "Build"],
+            ([_link(site.package(p.name), p.name), _state(p.state, p.reason), _e(p.gate),
               _e(p.worker or ""), _build_links(p.build_url, p.log_url)]
              for p in waves[wave]), ""))
     if not plan.packages:

@@ -48,6 +48,9 @@ class PublicationView:
     verified: bool | None
     verified_at: datetime | None
     problem: str
+    reproduced: tuple[str, ...] = ()  # the workers whose builds the gate found to agree
+    gate: str = ""  # what the gate asked ("2 of 2"); "": no gate saw the build
+    not_reproducible: str = ""  # the recipe's reason, built once
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,11 @@ def _views(session: Session, where: Any, limit: int | None = None) -> list[Publi
             build_id=build.id if build else None,
             signer=proof.signer if proof else "", verified=proof.verified if proof else None,
             verified_at=proof.verified_at if proof else None,
-            problem=proof.problem if proof else ""))
+            problem=proof.problem if proof else "",
+            reproduced=tuple(line.split(" ", 1)[0] for line in build.reproduced.splitlines())
+            if build else (),
+            gate=build.gate if build else "",
+            not_reproducible=build.not_reproducible if build else ""))
     return views
 
 

@@ -36,10 +36,11 @@ from master.index.writes import (
     package_row,
     provenance_row,
     publication_row,
+    reproduced_columns,
 )
 from provenance.bundle import parse_bundle
 from provenance.registry import fetch_bundles
-from provenance.statement import BUILD_TYPE
+from provenance.statement import BUILD_TYPE, read_reproduction
 from provenance.verify import Trust, verify_bundle
 
 _OWN_TAGS = re.compile(r"(build|plan)-[0-9a-f]{64}|sha256-[0-9a-f]{64}(\..*)?")
@@ -215,6 +216,10 @@ def _build_from_statement(session: Session, package_id: int,
                       builder=str((run.get("builder") or {}).get("id", "")),
                       started=started, finished=str(metadata.get("finishedOn", "")),
                       inputs=inputs)
+        reproduction = read_reproduction(statement["predicate"])
+        if reproduction is not None:
+            found.reproduced, found.gate, found.not_reproducible = reproduced_columns(
+                reproduction)
         session.add(found)
         session.flush()
     return found.id

@@ -11,13 +11,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from master.config import FarmConfig
 from master.lifecycle import (
     InitOptions,
     api,
@@ -32,56 +30,18 @@ from master.lifecycle import (
     wait_for_commit,
     worker_names,
 )
-from master.publishing import client, plan_tag
+from master.publishing import plan_tag
 from tests.conftest import REPO, run_kiln_process
-from tests.fixtures.farms import SHELL, push, recipe
+from tests.fixtures.farms import PLAN_TIMEOUT, SHELL, Farm, recipe
 from tests.fixtures.keys import write_key
 from tests.fixtures.packages import ensure_apt_lists
-from tests.fixtures.registry import Registry, free_port, run_registry
+from tests.fixtures.registry import free_port, run_registry
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None,
                        reason="the farm's builds need root and bubblewrap"),
     pytest.mark.slow,
 ]
-
-PLAN_TIMEOUT = 240
-
-
-@dataclass
-class Farm:
-    config: FarmConfig
-    directory: Path
-    registry: Registry
-    clone: Path
-
-    def push(self, change: dict[str, tuple[str, list[str]]], message: str,
-             files: dict[str, str] | None = None) -> str:
-        """Commit recipe changes (name -> build, requires) and files, push; the commit."""
-        return push(self.clone, change, message, files)
-
-    def plan_of(self, commit: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        build = wait_for_commit(self.config, commit, PLAN_TIMEOUT)
-        return build, json.loads(build["properties"]["plan"][0])
-
-    def builds_of(self, plan: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-        """The package builds one plan asked for, by package."""
-        found: dict[str, list[dict[str, Any]]] = {}
-        for build in package_builds(self.config):
-            properties = build["properties"]
-            if properties.get("commit", [None])[0] == plan["commit"]:
-                found.setdefault(properties["package"][0], []).append(build)
-        return found
-
-    def tags(self, name: str) -> list[str]:
-        registry = client(self.config)
-        try:
-            answer = registry.get_json(f"/v2/kiln/{name}/tags/list", kind="tags", ok=(200, 404))
-            data = answer.read_all(1 << 20, "tags")
-        finally:
-            registry.close()
-        return list(json.loads(data).get("tags") or []) if data else []
-
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
@@ -98,9 +58,11 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     recipe(seed, "beside", "echo beside > /out/beside", SHELL)
     with run_registry(root / "registry") as registry:
         directory = root / "farm"
+        # Scheduling, failures and crashes, one build a package: the gate's N builds
+        # are tests/e2e/test_gate.py's.
         config = init_farm(directory, InitOptions(
             workers=2, registry=registry.host, seed=seed, www_port=free_port(),
-            pb_port=free_port()))
+            pb_port=free_port(), builds=1))
         try:
             start_farm(directory)
             clone = root / "clone"
@@ -138,6 +100,8 @@ def test_a_push_builds_the_change_and_its_dependants_in_waves_signed_and_verifia
     assert verified.returncode == 0, verified.stderr
     report = json.loads(verified.stdout)
     assert report["builder"] == "https://kiln.dev/builders/farm"
+    assert report["reproducedBy"] == [names[only["kiln.dev/top"]["workerid"]]]  # 1 of 1
+    refuse_built_once(farm, tmp_path, env)
     pulled = run_kiln_process(tmp_path / "consumer", "fileset", "materialize",
                               "kiln.dev/top@1", tmp_path / "top", env=env)
     assert pulled.returncode == 0, pulled.stderr
@@ -182,6 +146,18 @@ def test_a_push_builds_the_change_and_its_dependants_in_waves_signed_and_verifia
     for found in builds.values():
         assert "farm.pem" not in json.dumps(found[0]["properties"])
         assert secret.decode() not in json.dumps(found[0]["properties"])
+
+
+def refuse_built_once(farm: Farm, tmp_path: Path, env: dict[str, str]) -> None:
+    """A consumer who demands two independent builds refuses a package built once."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"trust:\n  - prefix: kiln.dev/\n    keys: [{farm.directory}/keys/farm.pub]"
+                      "\nreproduced: 2\n")
+    refused = run_kiln_process(tmp_path / "strict", "verify", "kiln.dev/top@1", "--policy",
+                               policy, env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert "reproduced by 1 builder;" in refused.stderr
+    assert "[not-reproduced]" in refused.stderr
 
 
 def test_a_failure_skips_only_its_dependants_and_a_published_change_builds_nothing(
