@@ -130,14 +130,25 @@ def start_farm(directory: Path, *, timeout: float = 60, remote_workers: bool = F
     farm = start_master(directory, timeout=timeout)
     here = (LOCAL_WORKER,) if remote_workers else (LOCAL_WORKER, *farm.workers)
     for name in here:
-        base = _worker_dir(farm, name)
-        env = {"KILN_STORE": str(base / "store"), "KILN_CONFIG": str(base / "kiln.yaml"),
-               "KILN_REGISTRIES": str(farm.path("registries.yaml"))}
-        _spawn(farm, f"worker-{name}", [_tool("buildbot-worker"), "start", "--nodaemon",
-                                        str(base)], env)
+        _spawn_worker(farm, name)
     _wait_for(lambda: set(here) <= connected_workers(farm), timeout,
               "every worker to connect")
     return farm
+
+
+def start_worker(directory: Path, name: str, *, timeout: float = 60) -> None:
+    """Start one worker of a running farm again (after its host came back)."""
+    farm = load_farm(directory)
+    _spawn_worker(farm, name)
+    _wait_for(lambda: name in connected_workers(farm), timeout, f"worker {name} to connect")
+
+
+def _spawn_worker(farm: FarmConfig, name: str) -> None:
+    base = _worker_dir(farm, name)
+    env = {"KILN_STORE": str(base / "store"), "KILN_CONFIG": str(base / "kiln.yaml"),
+           "KILN_REGISTRIES": str(farm.path("registries.yaml"))}
+    _spawn(farm, f"worker-{name}", [_tool("buildbot-worker"), "start", "--nodaemon",
+                                    str(base)], env)
 
 
 def start_master(directory: Path, *, timeout: float = 60) -> FarmConfig:

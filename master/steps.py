@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from buildbot.process.buildstep import BuildStep
-from buildbot.process.results import FAILURE, SKIPPED, SUCCESS, WARNINGS
+from buildbot.process.results import (
+    CANCELLED,
+    EXCEPTION,
+    FAILURE,
+    RETRY,
+    SKIPPED,
+    SUCCESS,
+    WARNINGS,
+)
 from buildbot.steps.trigger import Trigger
 from buildbot.util import asyncSleep
 from sqlalchemy.exc import SQLAlchemyError
@@ -185,6 +193,11 @@ class GateStep(BuildStep):
         self.handed_back = handed_back  # a directory on the master, per gate and attempt
 
     async def run(self) -> int:
+        if self.build.results in (RETRY, EXCEPTION, CANCELLED):
+            # Not an outcome: a lost worker's build is built again (its next build
+            # counts), and a stopped one says nothing of the recipe.
+            self.descriptionDone = ["not counted: the build did not end"]
+            return SKIPPED
         log = await self.addLog("gate")
         plan_id = self.getProperty("plan_id")
         package = str(self.getProperty("package"))

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,22 @@ import pytest
 
 from kiln.registry.naming import version_to_tag
 from master.config import load_farm
-from master.lifecycle import InitOptions, api, init_farm, start_farm, stop_farm, worker_names
+from master.lifecycle import (
+    InitOptions,
+    api,
+    init_farm,
+    kill_worker,
+    package_builds,
+    start_farm,
+    start_worker,
+    stop_farm,
+    worker_names,
+)
 from master.publishing import client, plan_tag, registry_config
 from provenance.bundle import parse_bundle
 from provenance.registry import fetch_bundles
 from tests.conftest import REPO, run_kiln_process
-from tests.fixtures.farms import SHELL, Farm, recipe
+from tests.fixtures.farms import PLAN_TIMEOUT, SHELL, Farm, recipe
 from tests.fixtures.packages import ensure_apt_lists
 from tests.fixtures.registry import free_port, run_registry
 
@@ -193,3 +204,39 @@ def check_refused(farm: Farm, plan: dict[str, Any], attempts: list[dict[str, Any
     assert f"packages/{package}/1/stamp" in report
     assert "first.tar" in report  # diffoscope's own report follows Kiln's summary
 
+
+
+def test_a_worker_lost_mid_build_is_built_again_on_a_worker_of_its_own(farm: Farm) -> None:
+    commit = farm.push({"slow": ("sleep 6; echo slow > /out/slow", SHELL)}, "a slow recipe")
+    deadline = time.monotonic() + PLAN_TIMEOUT
+    running: list[dict[str, Any]] = []
+    while len(running) < 2 and time.monotonic() < deadline:
+        running = [b for b in package_builds(farm.config)
+                   if b["properties"].get("commit", [""])[0] == commit
+                   and b["properties"]["package"][0] == "kiln.dev/slow" and not b["complete"]]
+        time.sleep(0.2)
+    assert len(running) == 2, "both builds of the gate run side by side"
+    time.sleep(1.5)  # inside the build step
+    names = worker_names(farm.config)
+    victim = running[0]
+    lost, survivor = names[victim["workerid"]], names[running[1]["workerid"]]
+    kill_worker(farm.directory, lost)
+    # The survivor ends its own build; the lost one must not be built again beside it.
+    time.sleep(10)
+    again = [b for b in package_builds(farm.config)
+             if b["properties"].get("gate") == victim["properties"]["gate"]
+             and b["properties"]["attempt"] == victim["properties"]["attempt"]
+             and b["buildid"] != victim["buildid"]]
+    assert all(names.get(b["workerid"]) != survivor for b in again), again
+    assert "1" not in farm.tags("kiln.dev/slow")  # one build agrees with itself only
+    start_worker(farm.directory, lost)  # its host came back
+
+    build, plan = farm.plan_of(commit)
+    assert build["results"] == 0, build["state_string"]
+    attempts = farm.builds_of(plan)["kiln.dev/slow"]
+    assert sorted(b["results"] for b in attempts) in ([0, 0, 4], [0, 0, 5])  # a retry
+    assert {names[b["workerid"]] for b in attempts if b["results"] == 0} == {"w1", "w2"}
+    predicate = statement_of(farm, "kiln.dev/slow", "1")["predicate"]
+    assert isinstance(predicate, dict)
+    assert sorted(b["annotations"]["worker"] for b in predicate["runDetails"]["byproducts"]
+                  if b["name"] == "kiln.dev/reproduced-build") == ["w1", "w2"]
