@@ -24,7 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import REPO
-from master.config import FarmConfig
 
 TOOLCHAIN = ('["debian.org/bookworm/gcc-12", "debian.org/bookworm/libc6-dev",'
              ' "debian.org/bookworm/dash", "debian.org/bookworm/coreutils"]')
@@ -78,24 +77,9 @@ def push_to_published(builds: int, runs: int) -> list[float]:
 
                 push(1)  # warm: the toolchain published, both workers' stores filled
                 push(2)
-                times = [push(10 + run) for run in range(runs)]
-                _breakdown(farm, builds)
-                return times
+                return [push(10 + run) for run in range(runs)]
             finally:
                 stop_farm(root / "farm")
-
-
-def _breakdown(farm: FarmConfig, builds: int) -> None:
-    """Where the last push's package builds spent their time, step by step."""
-    from master.lifecycle import api, package_builds
-
-    newest = sorted(package_builds(farm), key=lambda b: b["buildid"])[-builds:]
-    for build in newest:
-        steps = (api(farm, f"builds/{build['buildid']}/steps") or {}).get("steps", [])
-        spans = ", ".join(f"{s['name']} {s['complete_at'] - s['started_at']:.2f}"
-                          for s in steps if s.get("complete_at") and s.get("started_at"))
-        print(f"  {builds} of {builds}, attempt {build['properties']['attempt'][0]}:"
-              f" {build['complete_at'] - build['started_at']:.2f} s ({spans})", file=sys.stderr)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from workers.variation import variation
 
 _GATE = re.compile(r"[0-9]{1,12}/[A-Za-z0-9][A-Za-z0-9.+_-]{0,200}")
 PUBLISHED, REFUSED = "published.json", "refused.json"
+FAILED, NOT_REPRODUCED = "failed", "not-reproduced"  # why a gate refused
 
 
 def gate_id(plan_build: int, package: str) -> str:

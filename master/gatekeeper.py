@@ -11,6 +11,8 @@ from pathlib import Path
 from master.config import FarmConfig
 from master.divergence import explain
 from master.gate import (
+    FAILED,
+    NOT_REPRODUCED,
     PUBLISHED,
     REFUSED,
     decide,
@@ -32,7 +34,8 @@ from provenance.publish import Published
 
 @dataclass(frozen=True)
 class GateResult:
-    state: str  # "published", "waiting", "refused", or "decided" (by an earlier build)
+    state: str  # "published", "waiting", "refused", "failed" (every build did), or
+    # "decided" (by an earlier build)
     summary: str
     published: Published | None = None
     entry: IndexEntry | None = None
@@ -66,6 +69,13 @@ def pass_gate(farm: FarmConfig, directory: Path, package: str, attempt: int,
                                           "agreeing": [a.attempt for a in verdict.agreeing]})
             forget_lock(directory)
             return GateResult("published", summary, published, entry)
+        if not any(outcome.built for outcome in read_outcomes(directory)):
+            # Nothing was built: a failure, not a question of reproducibility (each
+            # build's own log says why).
+            decide(directory, REFUSED, {"summary": verdict.summary, "reason": FAILED,
+                                        "paths": []})
+            forget_lock(directory)
+            return GateResult("failed", verdict.summary)
         registry = client(farm)
         try:
             divergence = explain(registry, registry_config(farm).locate(package).repository,
@@ -79,7 +89,8 @@ def pass_gate(farm: FarmConfig, directory: Path, package: str, attempt: int,
         if divergence.paths:
             summary += f"; differs in {', '.join(divergence.paths[:3])}" + (
                 " ..." if len(divergence.paths) > 3 else "")
-        decide(directory, REFUSED, {"summary": summary, "paths": list(divergence.paths)})
+        decide(directory, REFUSED, {"summary": summary, "reason": NOT_REPRODUCED,
+                                    "paths": list(divergence.paths)})
         forget_lock(directory)
         return GateResult("refused", summary, report=divergence.report,
                           paths=divergence.paths)

@@ -41,7 +41,7 @@ from twisted.internet import threads
 from kiln.errors import KilnError
 from master.config import FarmConfig
 from master.farmplan import FarmPlan, plan_commit
-from master.gate import REFUSED, gate_directory, gate_id
+from master.gate import NOT_REPRODUCED, decision, gate_directory, gate_id
 from master.gate_config import GateRule
 from master.gatekeeper import GateResult, pass_gate
 from master.index import writes
@@ -168,7 +168,8 @@ class NeedsPublished(BuildStep):
         if self.handed_back and "/" in gate:
             plan_build = int(gate.split("/", maxsplit=1)[0])
             directory = gate_directory(Path(self.handed_back), gate_id(plan_build, need))
-            if (directory / REFUSED).exists():
+            refused = decision(directory)
+            if refused is not None and refused.get("reason") == NOT_REPRODUCED:
                 return "was not reproduced"
         return "failed"
 
@@ -222,6 +223,9 @@ class GateStep(BuildStep):
         if result.state == "refused":
             await self._refused(result, plan_id, package)
             self.descriptionDone = [result.summary[:200]]
+            return FAILURE
+        if result.state == "failed":
+            self.descriptionDone = ["not published: the build failed"]
             return FAILURE
         if result.state != "published":
             self.descriptionDone = [result.summary[:200]]

@@ -171,7 +171,7 @@ def test_the_index_down_during_a_publication_loses_nothing_and_doubles_nothing(
         # While it is down: the package reaches the registry, the publication waits,
         # and a question to the index gets a clear, temporary error.
         _wait(lambda: _tag_exists(farm, "kiln.dev/slow", "1"), "the registry to hold slow")
-        log = _wait_for_log(farm, running["buildid"], "publish", "unreachable")
+        log = _wait_for_log(farm, running["buildid"], "gate", "unreachable")
         assert "the publication waits" in log
         asked = farm.kiln("query", "package", "kiln.dev/slow", "--index",
                           farm.config.index)
@@ -182,7 +182,7 @@ def test_the_index_down_during_a_publication_loses_nothing_and_doubles_nothing(
         farm.index_db.start()
     plan = wait_for_commit(farm.config, commit, TIMEOUT)
     assert plan["results"] == 0, plan["state_string"]
-    assert "indexed after waiting" in _wait_for_log(farm, running["buildid"], "publish",
+    assert "indexed after waiting" in _wait_for_log(farm, running["buildid"], "gate",
                                                     "indexed after")
     with Session(farm.index) as session:
         slow = session.scalars(select(Package).where(Package.name == "kiln.dev/slow")).all()

@@ -12,7 +12,9 @@ from kiln.canonical import canonical_json
 from kiln.errors import CheckFailed, InputError
 from kiln.record import BuildRecord
 from master.config import load_farm
-from master.gate import Attempt, gate_directory, gate_id, judge
+from master.gate import FAILED, Attempt, decision, gate_directory, gate_id, judge
+from master.gatekeeper import pass_gate
+from master.index.writes import BuildPlace
 from master.gate_config import GateRule
 from provenance.policy import Evidence, ReproducedBy, load_policy
 from provenance.statement import (
@@ -108,6 +110,21 @@ def test_two_builds_on_one_worker_are_one_builders_word() -> None:
     same = judge([built(1, "w1"), built(2, "w1")], GateRule(2, 2))
     assert same.state == "refuse"
     assert "only 1 worker(s)" in same.summary
+
+
+def test_a_gate_whose_every_build_failed_says_failed_not_unreproduced(tmp_path: Path) -> None:
+    # Its dependants read the decision: "mid failed", not "mid was not reproduced".
+    (tmp_path / "farm.yaml").write_text(GOOD)
+    directory = gate_directory(tmp_path, gate_id(3, "kiln.dev/mid"))
+    directory.mkdir(parents=True)  # the failed build handed nothing back
+    result = pass_gate(load_farm(tmp_path), directory, "kiln.dev/mid", 1,
+                       BuildPlace("w1", "", ""), GateRule(1, 1), "", None)
+    assert result.state == "failed"
+    assert decision(directory) == {"summary": "every build failed", "reason": FAILED,
+                                   "paths": []}
+    again = pass_gate(load_farm(tmp_path), directory, "kiln.dev/mid", 1,
+                      BuildPlace("w2", "", ""), GateRule(1, 1), "", None)
+    assert again.state == "decided"  # once decided, a late build changes nothing
 
 
 def test_a_gate_id_is_a_path_below_the_gates_and_nothing_else(tmp_path: Path) -> None:
