@@ -13,9 +13,9 @@ from kiln.errors import CheckFailed, InputError
 from kiln.record import BuildRecord
 from master.config import load_farm
 from master.gate import FAILED, Attempt, decision, gate_directory, gate_id, judge
+from master.gate_config import GateRule
 from master.gatekeeper import pass_gate
 from master.index.writes import BuildPlace
-from master.gate_config import GateRule
 from provenance.policy import Evidence, ReproducedBy, load_policy
 from provenance.statement import (
     ReproducedBuild,
