@@ -150,7 +150,7 @@ def farm_figures(runs: int) -> None:
                                    capture_output=True)
                     commit = subprocess.run([*git, "rev-parse", "HEAD"], text=True, check=True,
                                             capture_output=True).stdout.strip()
-                    done = wait_for_commit(farm, commit, 600)
+                    done = wait_for_commit(farm, commit, 600, poll=0.02)
                     assert done["results"] == 0, done["state_string"]
                     return time.perf_counter() - start
 

@@ -229,15 +229,17 @@ def _builds(farm: FarmConfig, builder: str, query: str) -> list[dict[str, Any]]:
     return list(answer.get("builds", []))
 
 
-def wait_for_commit(farm: FarmConfig, commit: str, timeout: float) -> dict[str, Any]:
-    """The finished plan build of `commit` (a prefix will do); CheckFailed past `timeout`."""
+def wait_for_commit(farm: FarmConfig, commit: str, timeout: float, *,
+                    poll: float = 0.5) -> dict[str, Any]:
+    """The finished plan build of `commit` (a prefix will do), asked every `poll`
+    seconds; CheckFailed past `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for build in plan_builds(farm):
             revision = (build.get("properties", {}).get("revision") or [""])[0] or ""
             if revision.startswith(commit) and build.get("complete"):
                 return build
-        time.sleep(0.5)
+        time.sleep(poll)
     raise CheckFailed(f"no plan of {commit} finished within {timeout:g} s",
                       reason="farm-timeout", temporary=True)
 
