@@ -468,14 +468,13 @@ def kiln_source(root: Path) -> tuple[str | None, bool]:
 
 
 def _archive_digest(store: Store, fileset: FileSet) -> Digest:
-    """The digest of the FileSet's stable archive: its OCI layer, wherever it goes."""
-    from kiln.archive.export import write_archive
+    """The digest of the FileSet's stable archive: its OCI layer, wherever it goes.
+    Exported once into the store's archive cache, where a push or an image that
+    follows the build finds it (it was once exported twice: here to a discard sink,
+    then again to push)."""
+    from kiln.registry.artifact import ArchiveCache
 
-    class _Discard:
-        def write(self, data: bytes | memoryview) -> int:
-            return len(data)
-
-    return Digest(write_archive(store, fileset, _Discard()).digest)  # type: ignore[arg-type]
+    return ArchiveCache(store).layer(fileset)[0].digest
 
 
 def _now() -> str:

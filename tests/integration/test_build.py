@@ -179,6 +179,37 @@ def test_a_build_found_built_before_names_its_package_again(
     assert kiln("fileset", "show", "kiln.dev/tiny@1").code == 0  # resolvable again
 
 
+def test_a_build_pushed_by_digest_exports_its_archive_once(
+        recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import kiln.archive.export as export_module
+    import kiln.registry.artifact as artifact
+
+    exported: list[str] = []
+    export = export_module.write_archive
+
+    def counted(store: Store, fileset: object, out: object) -> object:
+        exported.append(str(getattr(fileset, "digest", "")))
+        return export(store, fileset, out)  # type: ignore[arg-type]
+
+    for module in (export_module, artifact):  # wherever an export is asked for
+        monkeypatch.setattr(module, "write_archive", counted)
+    write_tiny(recipes.parent, "echo once > /out/made")
+    with run_registry(tmp_path / "registry") as registry:
+        monkeypatch.setenv("KILN_REGISTRIES",
+                           str(registry_config(tmp_path / "registries.yaml", registry.host)))
+        built = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty",
+                     "--push-by-digest", tmp_path / "pushed.txt", "--json")
+        assert built.code == 0, built.err
+        record = json.loads(built.out)
+        # One export for the record's archive digest; the push reused it.
+        assert exported == [record["output"]["digest"]]
+        client = RegistryClient(registry.host, plain_http=True)
+        pushed = parse_reference((tmp_path / "pushed.txt").read_text().strip())
+        manifest, _, _ = client.get_manifest(pushed)
+        assert json.loads(manifest)["layers"][0]["digest"] == record["output"]["archive"]
+
+
 def test_the_epoch_is_the_recipes_own_commit_by_directory_or_package_name(
         recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None) -> None:  # noqa: F811
     repo = git.Repo(recipes.parent)
