@@ -183,7 +183,7 @@ def test_a_build_pushed_by_digest_exports_its_archive_once(
         recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     import kiln.archive.export as export_module
-    import kiln.registry.artifact as artifact
+    from kiln.registry import artifact
 
     exported: list[str] = []
     export = export_module.write_archive
