@@ -29,23 +29,23 @@ class KeylessSigner:
             config = ClientTrustConfig.staging()
         else:
             try:
-                config = ClientTrustConfig.from_json(Path(self.instance).read_text())
+                text = Path(self.instance).read_text()
             except OSError as exc:
                 raise InputError(f"cannot read the trust config {self.instance}:"
                                  f" {exc.strerror}", reason="bad-signer") from exc
+            try:
+                config = ClientTrustConfig.from_json(text)
+            except Exception as exc:  # pydantic's ValidationError, JSON's, sigstore's
+                if not from_sigstore(exc):
+                    raise
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"{self.instance} is not a Sigstore client trust config:"
+                                 f" {first}", reason="bad-signer") from exc
         return SigningContext.from_trust_config(config)
 
     def sign(self, statement: bytes) -> bytes:
-        import requests
-        from sigstore._internal.fulcio.client import ExpiredCertificate, FulcioClientError
-        from sigstore._internal.rekor import RekorClientError
         from sigstore.dsse import Statement
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.oidc import ExpiredIdentity, IdentityToken, detect_credential
-
-        # sigstore-python raises its own errors and, from its private clients, others.
-        failures = (SigstoreError, FulcioClientError, RekorClientError, ExpiredIdentity,
-                    ExpiredCertificate, requests.RequestException)
+        from sigstore.oidc import IdentityToken, detect_credential
 
         try:
             raw_token = os.environ.get("SIGSTORE_ID_TOKEN") or detect_credential()
@@ -54,12 +54,39 @@ class KeylessSigner:
                                  reason="no-identity-token")
             with self._context().signer(IdentityToken(raw_token)) as signer:
                 bundle = signer.sign_dsse(Statement(statement))
-        except failures as exc:
+        except Exception as exc:
+            if not from_sigstore(exc):
+                raise  # Kiln's own error, or a defect: not a signing failure
             detail = str(exc) or type(exc).__name__
             raise KilnError(f"sigstore ({self.instance}) could not sign: {detail}",
                             reason="signing-failed", temporary=_service_down(exc)) from exc
         encoded: bytes = bundle.to_json().encode()
         return encoded
+
+
+def from_sigstore(exc: BaseException) -> bool:
+    """Whether sigstore-python (or the HTTP library under it) raised `exc`.
+
+    Its public errors derive from `sigstore.errors.Error`, but its Fulcio and Rekor
+    clients raise classes of their private modules (`FulcioClientError`,
+    `RekorClientError`, `ExpiredCertificate`, derived from Exception alone), and
+    `ExpiredIdentity` and plain ValueErrors come from its code too. Naming the
+    private classes meant importing private modules, which any release may move;
+    where a class or a raise comes from is stable."""
+    import requests
+    import sigstore
+
+    if isinstance(exc, requests.RequestException):
+        return True
+    if type(exc).__module__.split(".", maxsplit=1)[0] == "sigstore":
+        return True
+    package = str(Path(sigstore.__file__).parent) + os.sep
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.startswith(package):
+            return True  # raised inside sigstore-python's code
+        frame = frame.tb_next
+    return False
 
 
 def _service_down(exc: BaseException) -> bool:
