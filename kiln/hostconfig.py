@@ -11,6 +11,10 @@ file-sources: /srv/kiln/files  # file:// sources only beneath here (absent: none
 limits:   {wall-time: 3600, memory: 4G, build-size: 4G, out-size: 2G, log-size: 64M}
 ceilings: {wall-time: 21600, memory: 16G}   # the most a recipe's limits: may ask
 import:   {archive-size: 16G, archive-ratio: 200, archive-entries: 500000, bundle-size: 4M}
+gc:       {keep-days: 30, max-size: 20G, threshold: 25G}   # the store's caches
+                               # (kiln.store.caches): `kiln store gc`'s bounds; past the
+                               # threshold a `kiln build` (a worker's) collects when it
+                               # ends (to max-size, else to the threshold)
 ```
 
 Read with the recipes' reader: every problem at once, each with file and line.
@@ -29,6 +33,7 @@ from kiln.errors import InputError
 from kiln.limits import ImportLimits, Limits, parse_limit, parse_size, read_limits, with_values
 from kiln.recipes.model import GitSource, UrlSource
 from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
+from kiln.store.caches import CachePolicy
 
 DEFAULT_PATH = Path("/etc/kiln/kiln.yaml")
 # Far from any uid a distribution hands out (systemd's container ranges start at
@@ -49,6 +54,7 @@ class HostConfig:
     ceilings: Limits = DEFAULT_CEILINGS
     imports: ImportLimits = field(default_factory=ImportLimits)
     toolchain: str = "debian"  # or "registry": locked FileSets only from the farm's registry
+    gc: CachePolicy = field(default_factory=CachePolicy)  # the caches' bounds
     path: Path | None = None  # where it was read from
 
     def build_limits(self, requested: Mapping[str, float | int], where: str) -> Limits:
@@ -118,7 +124,7 @@ def _load(path: Path | None) -> HostConfig:
     reader = Reader(str(path), "bad-config")
     top = reader.mapping(root, "the host configuration",
                          {"sandbox-uid", "file-sources", "limits", "ceilings", "import",
-                          "toolchain"})
+                          "toolchain", "gc"})
     uid = reader.string(top.get("sandbox-uid"), "sandbox-uid", _check_uid)
     files = reader.string(top.get("file-sources"), "file-sources", _check_absolute)
     limits = _limits(reader, top.get("limits"), Limits())
@@ -129,13 +135,14 @@ def _load(path: Path | None) -> HostConfig:
                        f"limits above the ceilings: {', '.join(above)}", "limit-too-high")
     imports = _imports(reader, top.get("import"))
     toolchain = reader.string(top.get("toolchain"), "toolchain", _check_toolchain)
+    gc = _gc(reader, top.get("gc"))
     if reader.problems:
         first = reader.problems[0]
         more = f" (and {len(reader.problems) - 1} more)" if len(reader.problems) > 1 else ""
         raise InputError(f"{first}{more}", reason=first.reason)
     return HostConfig(int(uid) if uid else DEFAULT_SANDBOX_UID,
                       Path(files) if files else None, limits, ceilings, imports,
-                      toolchain or "debian", path)
+                      toolchain or "debian", gc, path)
 
 
 def _limits(reader: Reader, node: Node | None, base: Limits) -> Limits:
@@ -156,6 +163,38 @@ def _imports(reader: Reader, node: Node | None) -> ImportLimits:
         except InputError as exc:
             reader.problem(value.line, f"import {key}: {exc.message}", exc.reason)
     return ImportLimits(**values)
+
+
+def _gc(reader: Reader, node: Node | None) -> CachePolicy:
+    if node is None:
+        return CachePolicy()
+    known = {"keep-days", "max-size", "threshold"}
+    found = reader.mapping(node, "gc", known)
+    values: dict[str, float | int] = {}
+    for key, value in found.items():
+        text = reader.string(value, f"gc {key}")
+        if key not in known or text is None:
+            continue
+        try:
+            values[key] = parse_days(text) if key == "keep-days" else parse_size(text)
+        except InputError as exc:
+            reader.problem(value.line, f"gc {key}: {exc.message}", exc.reason)
+    days = values.get("keep-days")
+    size, threshold = values.get("max-size"), values.get("threshold")
+    return CachePolicy(None if days is None else float(days),
+                       None if size is None else int(size),
+                       None if threshold is None else int(threshold))
+
+
+def parse_days(text: str) -> float:
+    """`30`, `0.5` -> days; 0 or less is refused (it would empty the caches at once)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise InputError(f"{text!r} is not a number of days", reason="bad-value") from None
+    if not days > 0:
+        raise InputError(f"{text!r} must be more than 0 days", reason="bad-value")
+    return days
 
 
 def _check_uid(text: str) -> None:

@@ -43,6 +43,7 @@ from kiln.record import (
 )
 from kiln.registry.fetch import FetchPackage
 from kiln.store.ingest import ingest_directory
+from kiln.store.layout import mark_used
 from kiln.store.store import Store
 from workers.checkout import Checkout, checkout_recipes, file_sha256, recipe_tree, tree_of
 from workers.debsource import debian_source_uri, fetch_debian
@@ -104,8 +105,11 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
     differ, unless both trees are the same. With `attempt` (a farm's gate), build
     once under that attempt's variation, even if built before: a gate counts builds,
     never reuses."""
+    # The store's shared lock from start to end: gc (which bounds the caches this
+    # build reads, its materialised inputs among them) waits for the build to end.
     # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
-    with tempfile.TemporaryDirectory(prefix="kiln-build-", dir=work) as scratch:
+    with store.shared(), tempfile.TemporaryDirectory(prefix="kiln-build-",
+                                                     dir=work) as scratch:
         plan = prepare(store, recipes, name, Path(scratch), sandbox=sandbox.name,
                        commit=commit, allow_dirty=allow_dirty, fetch=fetch)
         if not check and attempt is None:
@@ -414,6 +418,7 @@ def _previous(store: Store, build_key: Digest) -> tuple[BuildRecord, FileSet] | 
         fileset = store.get(record.output.digest)
     except (OSError, KilnError):
         return None  # never built here, or by an older Kiln: build it
+    mark_used(path)  # used: the caches' bounds keep it longest
     return record, fileset
 
 

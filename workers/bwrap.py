@@ -33,7 +33,7 @@ from pathlib import Path
 from kiln.hostconfig import host_config
 from workers import seccomp
 from workers.cgroups import RunCgroups
-from workers.rootfs import cached_root
+from workers.rootfs import root_in_use
 from workers.sandbox import (
     RunOutput,
     RunResult,
@@ -78,8 +78,7 @@ class BwrapSandbox:
 
     def _run(self, spec: RunSpec, cgroups: RunCgroups, seccomp_fd: int) -> RunResult:
         start = time.monotonic()
-        root = cached_root(spec)
-        with RunOutput(spec) as output:
+        with root_in_use(spec) as root, RunOutput(spec) as output:
             uid = str(self.host_uid)
             try:
                 process = subprocess.Popen(

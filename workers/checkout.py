@@ -20,6 +20,7 @@ from typing import Any
 from kiln.canonical import Digest
 from kiln.errors import InputError
 from kiln.recipes.repository import LOCAL_REPOSITORY, RecipeRepository, load_repository
+from kiln.store.layout import mark_used
 from kiln.store.scan import ScannedFile, walk_directory
 from kiln.store.store import Store
 from kiln.tree import Entry, FileEntry, Tree
@@ -148,6 +149,7 @@ def _mirror(store: Store, url: str) -> Any:
     mirror = SourceCache(store.layout.root / "sources").mirror_path(url)
     try:
         if mirror.exists():
+            mark_used(mirror)
             repo = git.Repo(mirror)
             repo.git.fetch("origin", "+refs/*:refs/*", "--prune")
             return repo

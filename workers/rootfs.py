@@ -17,14 +17,19 @@ checked before every use.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from kiln.errors import ConflictError
+from kiln.errors import ConflictError, StoreError
 from kiln.ownership import owned_directory
 from workers.sandbox import RunSpec
 
@@ -40,8 +45,33 @@ def roots_directory() -> Path:
     return owned_directory(SCRATCH / f"kiln-roots-{os.geteuid()}", "the build-root cache")
 
 
+@contextmanager
+def root_in_use(spec: RunSpec) -> Iterator[Path]:
+    """The root's skeleton for `spec` while a run uses it: a shared flock on it keeps
+    pruning (another run's, or gc's) from removing it meanwhile."""
+    for _ in range(5):
+        final = cached_root(spec)
+        try:
+            fd = os.open(final, _DIRECTORY)
+        except FileNotFoundError:
+            continue  # pruned between being found and being opened: make it again
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                same = os.stat(final).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield final
+                return
+        finally:
+            os.close(fd)
+    raise StoreError(f"the cached root {final} keeps being removed while it is taken")
+
+
 def cached_root(spec: RunSpec) -> Path:
-    """The root's skeleton for `spec`, made on first use."""
+    """The root's skeleton for `spec`, made on first use (runs take it with
+    `root_in_use`, which keeps it from being pruned)."""
     links = spec.links_key or sorted(spec.links.items())
     key = hashlib.sha256(json.dumps(
         [ROOT_FORMAT, spec.hostname, sorted(m.target for m in spec.mounts),
@@ -67,11 +97,47 @@ def cached_root(spec: RunSpec) -> Path:
     return final
 
 
-def _prune(roots: Path) -> None:
+def _prune(roots: Path, keep: int = KEPT_ROOTS, older_than: float | None = None) -> int:
+    """Remove the least recently used roots beyond `keep` (and any unused since
+    `older_than`, a time), never one a run holds; how many went."""
     made = sorted((p for p in roots.iterdir() if not p.name.startswith(".")),
                   key=lambda p: p.stat().st_mtime)
-    for old in made[:-KEPT_ROOTS]:
-        shutil.rmtree(old, ignore_errors=True)
+    doomed = made[:-keep] if keep else made
+    if older_than is not None:
+        doomed = [p for p in made if p in doomed or p.stat().st_mtime < older_than]
+    return sum(_remove_unless_used(roots, path) for path in doomed)
+
+
+def _remove_unless_used(roots: Path, path: Path) -> bool:
+    try:
+        fd = os.open(path, _DIRECTORY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a run uses it
+        # Out of sight while locked: a run that opened it before must see it gone.
+        dead = roots / f".dead-{secrets.token_hex(6)}"
+        try:
+            os.rename(path, dead)
+        except OSError:
+            return False
+    finally:
+        os.close(fd)
+    shutil.rmtree(dead, ignore_errors=True)
+    return True
+
+
+def prune_roots(keep_days: float | None, *, empty: bool = False) -> int:
+    """`kiln store gc`'s bounds on this host's cached roots: those unused for
+    `keep_days`, or every one no run holds (`empty`); how many went."""
+    roots = roots_directory()
+    for leftover in roots.glob(".dead-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    older = None if keep_days is None else time.time() - keep_days * 86400
+    return _prune(roots, keep=0 if empty else KEPT_ROOTS, older_than=older)
 
 
 def _make_root(rootfs: Path, spec: RunSpec) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from kiln.errors import InputError
 from kiln.hostconfig import host_config
 from workers import seccomp
-from workers.rootfs import SCRATCH, cached_root
+from workers.rootfs import SCRATCH, root_in_use
 from workers.sandbox import RunOutput, RunResult, RunSpec, require_tool, wait_with_deadline
 
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -71,9 +71,10 @@ class RuncSandbox:
         finished = False
         try:
             config = _config(spec, self.host_uid)
-            config["root"]["path"] = str(cached_root(spec))
-            (bundle / "config.json").write_text(json.dumps(config, indent=1))
-            result = self._run(spec, bundle, state, container)
+            with root_in_use(spec) as root:
+                config["root"]["path"] = str(root)
+                (bundle / "config.json").write_text(json.dumps(config, indent=1))
+                result = self._run(spec, bundle, state, container)
             finished = not result.timed_out
             return result
         finally:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from kiln.errors import InputError
 from kiln.hostconfig import HostConfig, file_url_path, host_config, local_source_problem
 from kiln.recipes.model import GitSource, PathSource, UrlSource
+from kiln.store.layout import mark_used
 
 if TYPE_CHECKING:
     from git import Repo
@@ -121,6 +122,7 @@ def fetch_url(cache: SourceCache, source: UrlSource, host: HostConfig | None = N
             raise InputError(problem, reason="local-source-not-allowed")
     cached = cache.file_path(source.sha256)
     if cached.exists():
+        mark_used(cached)
         return FetchedFile(cached, source.sha256, source.url, name)
     if source.url.startswith("file:"):
         try:
@@ -202,6 +204,7 @@ def fetch_git(cache: SourceCache, source: GitSource, recipe_repository: Path | N
     if not _has_commit(repo, source.commit):
         raise SourceDigestMismatch(f"{source.url}: has no commit {source.commit}",
                                    reason="source-commit-missing")
+    mark_used(mirror)
     return FetchedGit(mirror, source.commit, f"git+{source.url}")
 
 

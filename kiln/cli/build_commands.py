@@ -110,7 +110,35 @@ def cmd_build(args: argparse.Namespace) -> int:
         state = "already built" if outcome.reused else (
             "built twice, identical" if args.check else "built")
         print(f"{outcome.fileset.label} {outcome.fileset.digest} ({state})")
+    _collect_past_threshold(store)
     return 0
+
+
+def _collect_past_threshold(store: Store) -> None:
+    """Between builds, never during one: past the host's gc threshold, a build that
+    ended bounds the store's caches (gc's exclusive lock waits for other builds).
+    Without a max-size, the threshold is the bound."""
+    import dataclasses
+
+    from kiln.cli.output import human_size
+    from kiln.cli.store_commands import describe_freed, freed_by_kind
+    from kiln.hostconfig import host_config
+    from kiln.store.caches import caches_size
+    from kiln.store.gc import collect_garbage
+
+    policy = host_config().gc
+    threshold = policy.threshold
+    if threshold is None:
+        return
+    size = caches_size(store)
+    if size <= threshold:
+        return
+    if policy.max_size is None:
+        policy = dataclasses.replace(policy, max_size=threshold)
+    report = collect_garbage(store, policy)
+    freed = describe_freed(freed_by_kind(report.caches, policy), report.caches.kept_bytes)
+    print(f"kiln: the caches held {human_size(size)}, above the gc threshold of"
+          f" {human_size(threshold)}: {freed}", file=sys.stderr)
 
 
 def _build_needs(args: argparse.Namespace, store: Store, sandbox: Sandbox) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from kiln.cli.common import add_json_flag, open_store, resolve_ref
 from kiln.cli.output import human_size, print_json
+
+if TYPE_CHECKING:
+    from kiln.store.caches import CachePolicy, CacheReport, Freed
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,9 +21,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_json_flag(fsck)
     fsck.set_defaults(handler=cmd_fsck)
 
-    gc = sub.add_parser("gc", help="drop what no named FileSet, import or pin uses")
+    gc = sub.add_parser("gc", help="drop what no named FileSet, import or pin uses, and"
+                                   " bound the caches")
     gc.add_argument("--pin", action="append", default=[], metavar="REF",
                     help="pin REF first, so it is kept now and by later gcs (repeatable)")
+    gc.add_argument("--keep-days", metavar="DAYS",
+                    help="remove cache entries unused for longer (default: the host"
+                         " configuration's gc keep-days, else no bound)")
+    gc.add_argument("--max-size", metavar="SIZE",
+                    help="then remove the least recently used until the caches fit, such"
+                         " as 20G (default: gc max-size, else no bound); 0 empties them")
     add_json_flag(gc)
     gc.set_defaults(handler=cmd_gc)
 
@@ -64,21 +75,26 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from workers.build import forget_dead_builds
 
     store = open_store(args)
+    policy = gc_policy(args)
     with store.shared():
         for ref in args.pin:
             store.pin(resolve_ref(store, ref).digest)
-    report = collect_garbage(store)
+    report = collect_garbage(store, policy)
     with store.exclusive():
         builds_forgotten = forget_dead_builds(store, live_filesets(store))
+    freed = freed_by_kind(report.caches, policy)
     if args.json:
         print_json({"filesets_removed": report.filesets_removed,
                     "trees_removed": report.trees_removed,
                     "objects_removed": report.objects_removed,
-                    "bytes_freed": report.bytes_freed,
+                    "bytes_freed": report.bytes_freed + report.caches.bytes_freed,
                     "materialized_removed": report.materialized_removed,
                     "temporary_removed": report.temporary_removed,
                     "archives_removed": report.archives_removed,
-                    "build_records_removed": builds_forgotten})
+                    "build_records_removed": builds_forgotten,
+                    "caches": {kind: {"entries": item.entries, "bytes": item.bytes}
+                               for kind, item in freed.items()},
+                    "caches_kept_bytes": report.caches.kept_bytes})
     else:
         for item in report.filesets_removed:
             print(f"removed {item}")
@@ -87,7 +103,38 @@ def cmd_gc(args: argparse.Namespace) -> int:
               f" materialised trees, {report.archives_removed} cached archives,"
               f" {builds_forgotten} build records, {report.temporary_removed} leftovers"
               " removed")
+        if policy.bounded:
+            print(describe_freed(freed, report.caches.kept_bytes))
     return 0
+
+
+def gc_policy(args: argparse.Namespace) -> CachePolicy:
+    """The command line's bounds, else the host configuration's."""
+    from kiln.hostconfig import host_config, parse_days
+    from kiln.limits import parse_size
+    from kiln.store.caches import CachePolicy
+
+    configured = host_config().gc
+    days = parse_days(args.keep_days) if args.keep_days else configured.keep_days
+    size = parse_size(args.max_size) if args.max_size else configured.max_size
+    return CachePolicy(days, size, configured.threshold)
+
+
+def freed_by_kind(caches: CacheReport, policy: CachePolicy) -> dict[str, Freed]:
+    """The store's caches freed, and the host's cached build roots by the same bounds."""
+    from kiln.store.caches import KINDS, Freed
+    from workers.rootfs import prune_roots
+
+    freed = {kind: caches.freed.get(kind, Freed()) for kind in KINDS}
+    if policy.bounded:
+        freed["roots"] = Freed(prune_roots(policy.keep_days, empty=policy.max_size == 0), 0)
+    return freed
+
+
+def describe_freed(freed: dict[str, Freed], kept: int) -> str:
+    parts = [f"{kind} {item.entries} ({human_size(item.bytes)})"
+             for kind, item in freed.items() if item.entries]
+    return (f"caches: freed {', '.join(parts) or 'nothing'}; {human_size(kept)} kept")
 
 
 def cmd_pin(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import InputError, NotFound
+from kiln.store.layout import mark_used
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Apt:
 
     def __init__(self, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        for binary in ("pkgcache.bin", "srcpkgcache.bin"):
+            mark_used(cache_dir / binary)  # in use: the caches' bounds keep them
         self._options = ["-o", f"Dir::Cache::pkgcache={cache_dir / 'pkgcache.bin'}",
                          "-o", f"Dir::Cache::srcpkgcache={cache_dir / 'srcpkgcache.bin'}"]
         self._records: dict[str, AptPackage] = {}

@@ -28,6 +28,7 @@ from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet, Import
 from kiln.registry.client import Body, RegistryClient, Response, bytes_body
 from kiln.registry.reference import Reference
+from kiln.store.layout import mark_used
 from kiln.store.store import Store
 
 ARTIFACT_TYPE = "application/vnd.kiln.fileset.v1"
@@ -78,6 +79,7 @@ class ArchiveCache:
         try:
             info = json.loads(info_path.read_bytes())
             if path.stat().st_size == info["size"]:
+                mark_used(path)
                 return Descriptor(LAYER_TYPE, Digest(info["digest"]), info["size"]), path
         except (OSError, ValueError, KeyError):
             pass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from kiln.canonical import Digest
 from kiln.errors import KilnError
 from kiln.faults import crash_point
+from kiln.store.caches import CachePolicy, CacheReport, bound_caches
 from kiln.store.materialize import remove_tree
 from kiln.store.store import Store
 
@@ -27,6 +28,7 @@ class GcReport:
     materialized_removed: int = 0
     temporary_removed: int = 0
     archives_removed: int = 0  # cached stable archives (cache/archives)
+    caches: CacheReport = field(default_factory=CacheReport)  # what the policy bounded
 
 
 def live_filesets(store: Store) -> set[Digest]:
@@ -42,8 +44,9 @@ def live_filesets(store: Store) -> set[Digest]:
     return live
 
 
-def collect_garbage(store: Store) -> GcReport:
-    """Remove unreachable FileSets, trees, objects, materialised trees and temp files."""
+def collect_garbage(store: Store, policy: CachePolicy | None = None) -> GcReport:
+    """Remove unreachable FileSets, trees, objects, materialised trees and temp files;
+    then bound the caches by `policy` (kiln.store.caches), if it sets bounds."""
     report = GcReport()
     layout = store.layout
     with store.exclusive():
@@ -86,6 +89,8 @@ def collect_garbage(store: Store) -> GcReport:
                     report.objects_removed += 1
 
         _collect_archives(store, live, report)
+        if policy is not None and policy.bounded:
+            report.caches = bound_caches(store, policy)
 
         # No writer holds the lock, so everything in tmp/ is left over from a crash.
         for path in layout.tmp.iterdir():

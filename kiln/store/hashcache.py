@@ -24,6 +24,7 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
+from kiln.store.layout import mark_used
 from kiln.tree import FileEntry
 
 RACY_NS = 2_000_000_000
@@ -85,6 +86,7 @@ class HashCache:
             tree, files, others = marshal.loads(payload)
         except (EOFError, ValueError, TypeError):
             return empty
+        mark_used(self._path)
         return Index(files, others, tree)
 
     def save(self, index: Index) -> None:

@@ -17,6 +17,7 @@ directories of longer names.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -74,6 +75,13 @@ class StoreLayout:
 
     def temp_name(self, prefix: str) -> Path:
         return self.tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def mark_used(path: Path) -> None:
+    """Mark a cache entry used now: its mtime is its age to the caches' bounds
+    (kiln.store.caches), which keep the recently used longest."""
+    with contextlib.suppress(OSError):  # a cache is advisory: at worst collected sooner
+        os.utime(path)
 
 
 def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o444) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from kiln.errors import InputError, StoreError
 from kiln.fileset import FileSet
 from kiln.store.join import JoinedEntry, joined_entries
+from kiln.store.layout import mark_used
 from kiln.store.store import Store
 from kiln.tree import FileEntry, SymlinkEntry
 
@@ -42,6 +43,7 @@ def store_tree(store: Store, fileset: FileSet) -> Path:
     """The store's own read-only tree of `fileset`, made once and then reused."""
     final = store.layout.materialized_path(fileset.digest)
     if final.exists():
+        mark_used(final)  # used: the caches' bounds keep it longest
         return final
     with store.shared():
         entries = joined_entries(store, fileset)

@@ -10,6 +10,7 @@ from kiln.errors import InputError
 from kiln.hostconfig import DEFAULT_SANDBOX_UID, HostConfig, host_config
 from kiln.limits import Limits
 from kiln.recipes.model import load_recipe
+from kiln.store.caches import CachePolicy
 
 
 def test_no_configuration_is_a_locked_down_host(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,6 +48,10 @@ def test_a_configuration_sets_limits_ceilings_and_sources(
     ("limits:\n  memory: lots\n", 2, "bad-value"),
     ("limits: {wall-time: 99999}\nceilings: {wall-time: 60}\n", 1, "limit-too-high"),
     ("import:\n  bundle-size: -1\n", 2, "bad-value"),
+    ("gc:\n  keep-days: soon\n", 2, "bad-value"),
+    ("gc:\n  keep-days: 0\n", 2, "bad-value"),
+    ("gc:\n  max-size: 20G\n  threshold: lots\n", 3, "bad-value"),
+    ("gc:\n  often: 1\n", 2, "unknown-key"),
 ])
 def test_a_bad_configuration_names_its_file_and_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int,
@@ -58,6 +63,13 @@ def test_a_bad_configuration_names_its_file_and_line(
         host_config()
     assert raised.value.reason == reason
     assert raised.value.message.startswith(f"{config}:{line}: ")
+
+
+def test_the_caches_bounds_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "kiln.yaml"
+    config.write_text("gc: {keep-days: 14, max-size: 20G, threshold: 25G}\n")
+    monkeypatch.setenv("KILN_CONFIG", str(config))
+    assert host_config().gc == CachePolicy(14.0, 20 << 30, 25 << 30)
 
 
 def test_a_recipes_limits_are_read_with_their_lines(tmp_path: Path) -> None:

@@ -138,3 +138,29 @@ def test_a_root_cache_another_user_made_is_refused(tmp_path: Path, store: Store,
     made = _skeleton(store, [one])  # its own, made right: used
     assert made.parent == cache
     assert (cache.stat().st_mode & 0o777) == 0o755
+
+
+def test_a_root_a_run_holds_is_never_pruned(tmp_path: Path, store: Store,
+                                             own_scratch: Path) -> None:
+    one = package(store, tmp_path, "one", {"a": File(b"a")})
+    root = compose_root(store, [one])
+    spec = RunSpec(argv=("true",), env={}, log=Path("/dev/null"), mounts=root.mounts,
+                   links=root.links, links_key=root.key)
+    with rootfs.root_in_use(spec) as held:
+        assert rootfs.prune_roots(None, empty=True) == 0  # gc's "every idle root"
+        assert held.is_dir()
+    assert rootfs.prune_roots(None, empty=True) == 1  # idle now: it goes
+    assert not held.exists()
+    with rootfs.root_in_use(spec) as again:  # and is made again on need
+        assert again == held
+        assert again.is_dir()
+
+
+def test_roots_unused_for_the_days_kept_are_pruned(tmp_path: Path, store: Store,
+                                                   own_scratch: Path) -> None:
+    old = _skeleton(store, [package(store, tmp_path, "old", {"a": File(b"a")})])
+    new = _skeleton(store, [package(store, tmp_path, "new", {"b": File(b"b")})])
+    os.utime(old, (1, 1))
+    assert rootfs.prune_roots(30) == 1
+    assert not old.exists()
+    assert new.is_dir()
