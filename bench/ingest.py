@@ -7,8 +7,11 @@ directories. "Cold" is an empty store (the source files are in the page cache
 for every tool alike: they were just copied); "warm" is the same tree added
 again to the same store. Kiln is timed twice: inside the process (the ingest
 call alone) and as the whole `kiln fileset add` command, which adds Python's
-start-up; that start-up is reported on its own line. ostree runs with
---fsync=false because neither Kiln nor nix-store syncs each file.
+start-up; that start-up is reported on its own line. Durability: Kiln syncs what
+it records before naming it (syncfs, its default); it is also timed with
+`KILN_SYNC=fsync` (every object, file and directory fsynced) and with
+`KILN_SYNC=off` (what durability costs). nix-store syncs; ostree is
+timed with --fsync=false and with its fsync on.
 Medians of N runs; every run of every tool starts from a fresh store.
 """
 
@@ -62,9 +65,17 @@ def run(*command: str | Path) -> None:
                    stderr=subprocess.PIPE)
 
 
-def _kiln_in_process(store_dir: Path, tree: Path) -> None:
+def _kiln_in_process(store_dir: Path, tree: Path, sync: str = "syncfs") -> None:
     # Store.open each time, as a separate command would: no parsed records carried over.
-    ingest_directory(Store.open(store_dir), tree, name="bench.kiln.dev/tree", version="1")
+    saved = os.environ.get("KILN_SYNC")
+    os.environ["KILN_SYNC"] = sync
+    try:
+        ingest_directory(Store.open(store_dir), tree, name="bench.kiln.dev/tree", version="1")
+    finally:
+        if saved is None:
+            os.environ.pop("KILN_SYNC", None)
+        else:
+            os.environ["KILN_SYNC"] = saved
 
 
 def tools(tree: Path, base: Path) -> dict[str, Callable[[], object]]:
@@ -76,11 +87,19 @@ def tools(tree: Path, base: Path) -> dict[str, Callable[[], object]]:
     run("ostree", f"--repo={base / 'ostree'}", "init", "--mode=bare")
     ostree: list[str | Path] = ["ostree", f"--repo={base / 'ostree'}", "commit",
                                 "--branch=bench", "--fsync=false", f"--tree=dir={tree}"]
+    run("ostree", f"--repo={base / 'ostree-fsync'}", "init", "--mode=bare")
+    ostree_fsync: list[str | Path] = ["ostree", f"--repo={base / 'ostree-fsync'}", "commit",
+                                      "--branch=bench", "--fsync=true", f"--tree=dir={tree}"]
     return {
         "kiln (in-process)": partial(_kiln_in_process, base / "kiln-inproc", tree),
+        "kiln (in-process, KILN_SYNC=fsync)": partial(_kiln_in_process, base / "kiln-fsync",
+                                                      tree, "fsync"),
+        "kiln (in-process, KILN_SYNC=off)": partial(_kiln_in_process, base / "kiln-off",
+                                                    tree, "off"),
         "kiln fileset add": partial(run, *kiln_add),
         "nix-store --add": partial(run, *nix),
         "ostree commit": partial(run, *ostree),
+        "ostree commit --fsync=true": partial(run, *ostree_fsync),
     }
 
 
@@ -117,7 +136,7 @@ def report(name: str, files: int, size: int, medians: dict[str, dict[str, float]
     kiln_cmd = medians["kiln fileset add"]
     kiln_in = medians["kiln (in-process)"]
     lines += ["", "| ratio | cold | warm |", "| --- | ---: | ---: |"]
-    for peer in ("nix-store --add", "ostree commit"):
+    for peer in ("nix-store --add", "ostree commit", "ostree commit --fsync=true"):
         for label, kiln in (("kiln fileset add", kiln_cmd), ("kiln in-process", kiln_in)):
             lines.append(f"| {peer} / {label} | {medians[peer]['cold'] / kiln['cold']:.2f}x"
                          f" | {medians[peer]['warm'] / kiln['warm']:.2f}x |")

@@ -42,6 +42,7 @@ from kiln.record import (
     build_key,
 )
 from kiln.registry.fetch import FetchPackage
+from kiln.store.durability import make_durable
 from kiln.store.ingest import ingest_directory
 from kiln.store.layout import mark_used
 from kiln.store.store import Store
@@ -428,6 +429,9 @@ def _remember(store: Store, record: BuildRecord, log: Path) -> None:
     name = record.build_key.split(":")[1]
     shutil.copyfile(log, directory / f"{name}.log")
     (directory / f"{name}.json").write_bytes(record.to_bytes())
+    # Reported with the build: on the disk before the command says it built.
+    make_durable(store.layout.root, [directory / f"{name}.log", directory / f"{name}.json",
+                                     directory, directory.parent])
 
 
 def forget_dead_builds(store: Store, live: set[Digest]) -> int:

@@ -22,6 +22,7 @@ from kiln.faults import crash_point
 from kiln.fileset import FileSet
 from kiln.naming import validate_name, validate_version, version_key
 from kiln.ownership import check_owned
+from kiln.store.durability import make_durable, sync_mode
 from kiln.store.layout import STORE_FORMAT, StoreLayout, write_atomically
 from kiln.store.staging import ObjectStager
 from kiln.tree import Tree
@@ -89,6 +90,8 @@ class Store:
             layout.lock.touch()
             # The marker goes last: a store is only a store once it is complete.
             write_atomically(layout.marker, STORE_FORMAT, layout.tmp, mode=0o644)
+            make_durable(layout.root, [layout.marker, *layout.directories(), layout.root,
+                                       layout.root.parent])
         except FileExistsError:
             pass  # another process created it at the same moment
         except OSError as exc:
@@ -167,9 +170,22 @@ class Store:
         crash_point("record-tree")
         self._write_once(self.layout.fileset_path(fileset.digest), fileset.manifest_bytes)
         crash_point("record-manifest")
+        self._sync_recorded(fileset, tree)  # on the disk before anything names it
         self.set_ref(fileset.name, fileset.version, fileset.digest)
         self._filesets[fileset.digest] = fileset
         return fileset
+
+    def _sync_recorded(self, fileset: FileSet, tree: Tree | None) -> None:
+        layout = self.layout
+        if sync_mode() != "fsync":  # no need to list what syncfs covers anyway
+            make_durable(layout.root, ())
+            return
+        tree = tree or self.tree(fileset)
+        objects = [layout.object_file(entry.sha256, entry.executable) for entry in tree.files()]
+        make_durable(layout.root, [
+            *objects, *(os.path.dirname(path) for path in objects), layout.objects,
+            layout.tree_path(tree.digest), layout.fileset_path(fileset.digest), layout.trees,
+            layout.filesets])
 
     def _write_once(self, path: Path, data: bytes) -> None:
         if not path.exists():
@@ -179,6 +195,13 @@ class Store:
         """Make NAME@VERSION mean `digest` (the previous FileSet becomes gc's unless pinned)."""
         path = self.layout.ref_path(validate_name(name), validate_version(version))
         write_atomically(path, f"{digest}\n".encode(), self.layout.tmp, mode=0o644)
+        self._sync_name(path)
+
+    def _sync_name(self, path: Path) -> None:
+        """A name (or pin) just renamed into place, on the disk before it is reported:
+        the file, and every directory up to the store's root made for it."""
+        make_durable(self.layout.root, [path, *(parent for parent in path.parents
+                                                if parent.is_relative_to(self.layout.root))])
 
     def remove_ref(self, name: str, version: str) -> Digest:
         """Forget NAME@VERSION; gc then drops its FileSet unless pinned or imported."""
@@ -191,6 +214,7 @@ class Store:
     def pin(self, digest: Digest) -> None:
         self.get(digest)
         write_atomically(self.layout.pin_path(digest), b"", self.layout.tmp, mode=0o644)
+        self._sync_name(self.layout.pin_path(digest))
 
     def unpin(self, digest: Digest) -> None:
         try:
