@@ -390,7 +390,10 @@ def _create_worker(farm: FarmConfig, name: str) -> None:
     subprocess.run([_tool("buildbot-worker"), "create-worker", "--quiet", "--maxdelay", "2",
                     str(base), f"{farm.listen}:{farm.pb_port}", name,
                     farm.worker_password(name)], check=True, capture_output=True)
-    (base / "kiln.yaml").write_text("toolchain: registry\n")
+    # Never apt on a worker; and a worker runs for months: past 20 GiB of caches a
+    # build that ends bounds them to what was used in the last 30 days and 16 GiB.
+    (base / "kiln.yaml").write_text("toolchain: registry\n"
+                                    "gc: {keep-days: 30, max-size: 16G, threshold: 20G}\n")
 
 
 def force_rebuild(farm: FarmConfig, package: str, dependents: bool = False,
