@@ -114,6 +114,9 @@ def measure(tree: Path, scratch: Path, runs: int) -> dict[str, dict[str, float]]
         random.Random(index).shuffle(order)
         for phase in ("cold", "warm"):
             for tool in order:
+                # What the tool before left unsynced is flushed first, untimed: syncfs
+                # would otherwise pay for another tool's writes.
+                os.sync()
                 seconds = timed(actions[tool])
                 results.setdefault(tool, {}).setdefault(phase, []).append(seconds)
     # Stores are removed only at the end: deleting gigabytes between runs makes

@@ -13,8 +13,11 @@ above, and each single-package layer must be the package artifact's own layer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from kiln.canonical import Digest
@@ -80,16 +83,26 @@ class Checker:
     config: RegistryConfig
     policy: TrustPolicy | None = None
     trust: Trust | None = None
-    _clients: dict[str, RegistryClient] = field(default_factory=dict)
+    jobs: int = 8  # an image's packages verified side by side
+    _clients: list[RegistryClient] = field(default_factory=list)
+    _local: threading.local = field(default_factory=threading.local)
 
     def close(self) -> None:
-        for client in self._clients.values():
+        for client in self._clients:
             client.close()
 
     def client(self, host: str) -> RegistryClient:
-        if host not in self._clients:
-            self._clients[host] = client_for(host, self.config)
-        return self._clients[host]
+        """This thread's client of `host` (a connection serves one request at a time)."""
+        mine: dict[str, RegistryClient] = self._local.__dict__.setdefault("clients", {})
+        if host not in mine:
+            mine[host] = client_for(host, self.config)
+            self._clients.append(mine[host])
+        return mine[host]
+
+    @property
+    def remembered(self) -> Path:
+        """Where verified packages' bundles are kept (a cache: `kiln store gc` bounds it)."""
+        return self.store.layout.cache / "bundles"
 
     def trust_for(self, name: str) -> Trust:
         if self.trust is not None:
@@ -116,9 +129,12 @@ class Checker:
         except KilnError as exc:
             raise CheckFailed(exc.message, reason=exc.reason) from exc
         artifact = as_check(lambda: parse_fileset_manifest(manifest, where))
-        fileset: FileSet = as_check(lambda: pull_fileset(self.store, client, reference))
+        fileset: FileSet = as_check(lambda: pull_fileset(self.store, client, reference,
+                                                         manifest=manifest))
+        # Bundles are kept in the store by their referrer's digest: verifying again
+        # fetches the manifest and the list of referrers, and reads the bundles here.
         bundles = as_check(lambda: fetch_bundles(client, reference.repository,
-                                                 manifest_digest))
+                                                 manifest_digest, self.remembered))
         verified = self.first_verified(bundles, fileset.name, fileset.digest, where)
         self.check_rules(Evidence(fileset.name, fileset.version, verified))
         return PackageProof(fileset.name, fileset.version, fileset.digest, verified.signer,
@@ -154,9 +170,13 @@ class Checker:
                               " statement, not an image's", reason="wrong-build-type")
         _check_composition(verified, summary, location.describe())
         self.check_rules(Evidence(summary.name, summary.version, verified))
+        references = [self.config.locate(p.name, p.version) for p in summary.packages]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(references)))) as pool:
+            futures = [pool.submit(self.package, reference) for reference in references]
+            wait(futures)
         proofs = []
-        for package in summary.packages:
-            proof = self.package(self.config.locate(package.name, package.version))
+        for package, future in zip(summary.packages, futures, strict=True):
+            proof = future.result()  # the first failure in the image's order is the one told
             if proof.digest != package.digest:
                 raise CheckFailed(f"{package.name}@{package.version} in the registry is"
                                   f" {proof.digest}, the image holds {package.digest}",

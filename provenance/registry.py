@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kiln.canonical import Digest
 from kiln.registry.artifact import Descriptor
 from kiln.registry.client import RegistryClient
@@ -16,6 +18,8 @@ def attach_bundle(client: RegistryClient, repository: str, subject: Descriptor,
     return attach(client, repository, subject, BUNDLE_TYPE, bundle, BUNDLE_TYPE)
 
 
-def fetch_bundles(client: RegistryClient, repository: str, subject: Digest) -> list[bytes]:
-    """Every bundle attached to `subject`, each checked against its descriptor."""
-    return referrer_blobs(client, repository, subject, BUNDLE_TYPE)
+def fetch_bundles(client: RegistryClient, repository: str, subject: Digest,
+                  remembered: Path | None = None) -> list[bytes]:
+    """Every bundle attached to `subject`, each checked against its descriptor (and,
+    with `remembered`, kept there to be read, not fetched, the next time)."""
+    return referrer_blobs(client, repository, subject, BUNDLE_TYPE, remembered=remembered)

@@ -206,12 +206,14 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
 
 
 def pull_fileset(store: Store, client: RegistryClient, reference: Reference, *,
-                 fetch_import: Callable[[Import], FileSet] | None = None) -> FileSet:
+                 fetch_import: Callable[[Import], FileSet] | None = None,
+                 manifest: bytes | None = None) -> FileSet:
     """Pull the FileSet `reference` names, checking every digest; keep nothing unverified.
 
     The FileSets it imports must be in the store first: `fetch_import` brings the
-    missing ones (each must come out with the digest the manifest names)."""
-    data, _, _ = client.get_manifest(reference)
+    missing ones (each must come out with the digest the manifest names). `manifest`:
+    the artifact manifest, when the caller fetched it from `reference` already."""
+    data = manifest if manifest is not None else client.get_manifest(reference)[0]
     artifact = parse_fileset_manifest(data, str(reference))
     if store.has(artifact.config.digest):
         return store.get(artifact.config.digest)

@@ -124,6 +124,7 @@ class RegistryClient:
         self._connection: http.client.HTTPConnection | None = None
         self._basic = False
         self._tokens: dict[str, str] = {}  # repository (+ access) -> bearer token
+        self.referrers_api: bool | None = None  # learnt on first use (kiln.registry.referrers)
 
     def close(self) -> None:
         if self._connection is not None:

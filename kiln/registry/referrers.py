@@ -5,13 +5,17 @@ referrers) where it does not, as OCI distribution 1.1 describes."""
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from kiln.canonical import Digest, canonical_json, sha256_digest
+from kiln.canonical import Digest, canonical_json, digest_hex, sha256_digest
 from kiln.errors import NotFound
 from kiln.registry.artifact import Descriptor
 from kiln.registry.client import RegistryClient, bytes_body
+from kiln.store.layout import mark_used
 
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
@@ -86,10 +90,18 @@ def _fallback_index(client: RegistryClient, repository: str, subject: Digest) ->
 def list_referrers(client: RegistryClient, repository: str, subject: Digest,
                    artifact_type: str | None = None) -> list[Referrer]:
     """The artifacts attached to `subject` (optionally of one type)."""
-    try:
-        response = client.get_json(f"/v2/{repository}/referrers/{subject}", kind="GET referrers")
-        index = json.loads(response.read_all(4 << 20, "referrers"))
-    except NotFound:
+    index: dict[str, Any] | None = None
+    if client.referrers_api is not False:
+        try:
+            response = client.get_json(f"/v2/{repository}/referrers/{subject}",
+                                       kind="GET referrers")
+            index = json.loads(response.read_all(4 << 20, "referrers"))
+            client.referrers_api = True
+        except NotFound:
+            # A registry without the API answers 404 for every subject: this client
+            # asks the fallback tag from now on (a verification asks it per package).
+            client.referrers_api = client.referrers_api or False
+    if index is None:
         index = _fallback_index(client, repository, subject)
     found = [Referrer(Digest(m["digest"]), m.get("artifactType", ""), m.get("annotations", {}))
              for m in index.get("manifests", [])]
@@ -97,14 +109,27 @@ def list_referrers(client: RegistryClient, repository: str, subject: Digest,
 
 
 def referrer_blobs(client: RegistryClient, repository: str, subject: Digest,
-                   artifact_type: str, limit: int = 4 << 20) -> list[bytes]:
-    """The blob of every artifact of one type attached to `subject`, each checked."""
+                   artifact_type: str, limit: int = 4 << 20,
+                   remembered: Path | None = None) -> list[bytes]:
+    """The blob of every artifact of one type attached to `subject`, each checked.
+
+    With `remembered` (a directory of the consumer's store), a blob fetched once is
+    kept under its referrer manifest's digest, which fixes the blob's own digest:
+    the next verification lists the referrers and reads the blobs from there."""
     from kiln.errors import InputError
     from kiln.registry.artifact import fetch_blob
     from kiln.registry.reference import Reference
 
     blobs = []
     for referrer in list_referrers(client, repository, subject, artifact_type):
+        kept = remembered / digest_hex(referrer.digest) if remembered is not None else None
+        if kept is not None:
+            try:
+                blobs.append(kept.read_bytes())
+                mark_used(kept)
+                continue
+            except FileNotFoundError:
+                pass
         manifest, _, _ = client.get_manifest(Reference(client.host, repository, None,
                                                        referrer.digest))
         try:
@@ -114,5 +139,15 @@ def referrer_blobs(client: RegistryClient, repository: str, subject: Digest,
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise InputError(f"referrer {referrer.digest} of {subject} is malformed",
                              reason="bad-referrer") from exc
-        blobs.append(fetch_blob(client, repository, descriptor, limit))
+        blob = fetch_blob(client, repository, descriptor, limit)
+        if kept is not None:
+            _remember(kept, blob)
+        blobs.append(blob)
     return blobs
+
+
+def _remember(path: Path, blob: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    temporary.write_bytes(blob)
+    os.replace(temporary, path)

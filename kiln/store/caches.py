@@ -4,12 +4,13 @@ between builds once its caches pass a threshold.
 
 A cache holds what Kiln fetches or makes again on need: fetched sources, git
 mirrors, build records and their logs, the ingest hash indexes, apt's binary
-caches, stable archives and materialised trees. Named and pinned FileSets are
-never a cache; the policies bound the rest. An entry's age is the time it was last
-used: its mtime, which every use sets (`layout.mark_used`). First every entry
-unused for longer than keep-days goes; then, while the caches are above max-size,
-the least recently used. Materialised trees are hard links to the store's objects: removing
-one frees directory entries, not data, so they count no bytes and go by age.
+caches, stable archives, verified packages' bundles and materialised trees.
+Named and pinned FileSets are never a cache; the policies bound the rest. An
+entry's age is the time it was last used: its mtime, which every use sets
+(`layout.mark_used`). First every entry unused for longer than keep-days goes;
+then, while the caches are above max-size, the least recently used. Materialised
+trees are hard links to the store's objects: removing one frees directory
+entries, not data, so they count no bytes and go by age.
 
 Called with the store's exclusive lock held: no build, ingest or pull runs then
 (a build holds the shared lock from its start to its end), so nothing a running
@@ -31,7 +32,7 @@ from kiln.store.store import Store
 DAY = 86400.0
 # The order gc reports them in; the index of a kind also breaks ties of age.
 KINDS = ("sources", "git-mirrors", "build-records", "hash-indexes", "apt", "archives",
-         "materialized")
+         "bundles", "materialized")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def cache_entries(store: Store) -> list[CacheEntry]:
     for path in _listing(layout.cache / "archives"):
         groups.setdefault(path.name.split(".")[0], []).append(path)
     found += [_files("archives", tuple(paths)) for paths in groups.values()]
+    found += [_file("bundles", path) for path in _listing(layout.cache / "bundles")]
     found += [_directory("materialized", path, data=False)
               for path in _listing(layout.materialized)]
     return found

@@ -184,6 +184,47 @@ def test_an_image_and_every_package_in_it_verify(
     assert "kiln.dev/libfoo@1.0-1" in denied.err
 
 
+def test_verifying_again_reads_the_bundles_kept_and_still_checks_each(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry) -> None:
+    from kiln.image.location import open_location
+    from kiln.registry.config import load_config
+    from provenance.check import Checker
+
+    reference = signed_image(kiln, store, tmp_path, farm, registry, "images/kept")
+    consumer_store = Store.open(tmp_path / "consumer")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"trust": [{"prefix": "", "keys": [str(farm["pub"])]}]}))
+
+    def verify() -> int:
+        """Requests one verification of the image made (its packages side by side)."""
+        from provenance.policy import load_policy
+
+        checker = Checker(consumer_store, load_config(), load_policy(policy))
+        try:
+            proof = checker.image(open_location(reference, load_config()))
+            assert [p.name for p in proof.packages] == ["kiln.dev/libfoo", "kiln.dev/tool"]
+            return sum(client.traffic.total() for client in checker._clients)
+        finally:
+            checker.close()
+
+    first = verify()
+    kept = sorted((tmp_path / "consumer" / "cache" / "bundles").iterdir())
+    assert len(kept) >= 2  # every bundle of both packages, kept by its referrer's digest
+    again = verify()
+    assert again <= first - 2 * len(kept)  # no bundle's manifest or blob fetched again
+    assert sorted((tmp_path / "consumer" / "cache" / "bundles").iterdir()) == kept
+    # What is kept is read, not trusted: changed bundles are refused as fetched ones are.
+    for path in kept:
+        bundle = json.loads(path.read_bytes())
+        signature = bundle["dsseEnvelope"]["signatures"][0]
+        signature["sig"] = base64.b64encode(b"\0" * 64).decode()
+        path.write_text(json.dumps(bundle))
+    refused = Kiln(tmp_path / "consumer", kiln._capsys)("verify", reference, "--policy", policy)
+    assert refused.code == 1
+    assert "[signature-invalid]" in refused.err
+
+
 def test_an_image_with_an_unproven_package_is_not_composed(
         kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
         registry: Registry) -> None:
