@@ -57,7 +57,7 @@ def record(fileset_name: str, version: str, digest: str, archive: str) -> dict[s
             "kiln": {"version": "0.1.0", "commit": "f" * 40},
             "output": {"name": fileset_name, "version": version, "digest": digest,
                        "archive": archive},
-            "log": fake, "build_key": fake,
+            "log": fake, "build_key": fake, "source_date_epoch": 1764410400,
             "started": "2026-11-29T10:00:00Z", "finished": "2026-11-29T10:00:01Z"}
 
 

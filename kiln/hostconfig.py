@@ -28,12 +28,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.errors import InputError
 from kiln.limits import ImportLimits, Limits, parse_limit, parse_size, read_limits, with_values
-from kiln.recipes.model import GitSource, UrlSource
 from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
 from kiln.store.caches import CachePolicy
+
+if TYPE_CHECKING:
+    from kiln.recipes.model import GitSource, UrlSource
 
 DEFAULT_PATH = Path("/etc/kiln/kiln.yaml")
 # Far from any uid a distribution hands out (systemd's container ranges start at
@@ -97,6 +100,8 @@ def local_source_problem(source: UrlSource | GitSource, recipe_repository: Path 
 
     A relative git URL names a repository beside the recipe repository and must
     stay there; a file: URL or an absolute path must lie beneath file-sources."""
+    from kiln.recipes.model import GitSource  # the recipes' model: not every command's
+
     if isinstance(source, GitSource) and source.relative:
         if recipe_repository is None:
             return None  # resolved by the caller against its own recipe repository

@@ -29,6 +29,7 @@ from kiln.registry.artifact import parse_fileset_manifest, pull_fileset
 from kiln.registry.client import RegistryClient, client_for
 from kiln.registry.config import RegistryConfig
 from kiln.registry.reference import Reference
+from kiln.registry.referrers import remembered_blobs
 from kiln.store.store import Store
 from provenance.bundle import BUNDLE_TYPE, parse_bundle
 from provenance.policy import Evidence, TrustPolicy
@@ -131,16 +132,30 @@ class Checker:
         artifact = as_check(lambda: parse_fileset_manifest(manifest, where))
         fileset: FileSet = as_check(lambda: pull_fileset(self.store, client, reference,
                                                          manifest=manifest))
-        # Bundles are kept in the store by their referrer's digest: verifying again
-        # fetches the manifest and the list of referrers, and reads the bundles here.
-        bundles = as_check(lambda: fetch_bundles(client, reference.repository,
-                                                 manifest_digest, self.remembered))
-        verified = self.first_verified(bundles, fileset.name, fileset.digest, where)
+        verified = self._remembered(manifest_digest, fileset, where)
+        if verified is None:
+            # Bundles are kept in the store by their referrer's digest, listed by their
+            # subject's: verifying again needs no referrers and no bundle fetched.
+            bundles = as_check(lambda: fetch_bundles(client, reference.repository,
+                                                     manifest_digest, self.remembered))
+            verified = self.first_verified(bundles, fileset.name, fileset.digest, where)
         self.check_rules(Evidence(fileset.name, fileset.version, verified))
         return PackageProof(fileset.name, fileset.version, fileset.digest, verified.signer,
                             verified.build_type, verified.builder, artifact.layer.digest,
                             verified.build_key, verified.reproduced_by,
                             verified.not_reproducible)
+
+    def _remembered(self, manifest: Digest, fileset: FileSet, where: str) -> Verified | None:
+        """A bundle kept from an earlier verification of this very artifact manifest,
+        checked again in full; None sends the caller to the registry's referrers (none
+        kept, or none verifies under today's trust)."""
+        kept = remembered_blobs(self.remembered, manifest)
+        if not kept:
+            return None
+        try:
+            return self.first_verified(kept, fileset.name, fileset.digest, where)
+        except CheckFailed:
+            return None
 
     def first_verified(self, bundles: list[bytes], name: str, subject: Digest,
                        where: str) -> Verified:

@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiln.errors import CheckFailed, InputError
 from kiln.naming import validate_name
-from kiln.recipes.repository import LOCAL_REPOSITORY
 from kiln.recipes.yamldoc import Node, Reader, load_yaml_file, pattern_check
 from kiln.relations import Relation, parse_alternatives
 from provenance.statement import BUILD_TYPE
@@ -119,6 +118,8 @@ class RecipeRepositoryIn:
             return
         external = verified.predicate["buildDefinition"]["externalParameters"]
         repository = external["recipes"]["repository"]
+        from kiln.recipes.repository import LOCAL_REPOSITORY
+
         if str(repository).startswith(LOCAL_REPOSITORY):
             raise CheckFailed(f"{evidence.name}@{evidence.version} was built from a recipe"
                               f" commit no repository was found to hold ({repository}); a"

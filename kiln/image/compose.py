@@ -30,6 +30,20 @@ from typing import Any
 from kiln.archive.tarformat import DIRECTORY, END_OF_ARCHIVE, SYMLINK, encode_member
 from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.fileset import FileSet
+from kiln.image.annotations import (
+    BUDGET,
+    CONFIG_TYPE,
+    ENV,
+    LAYER_PACKAGES,
+    LAYER_ROLE,
+    MANIFEST_TYPE,
+    OVERRIDES,
+    PACKAGES,
+    PREVIOUS,
+    REQUIREMENTS,
+    SET,
+    WANTED,
+)
 from kiln.image.spec import RunConfig
 from kiln.install import install_links
 from kiln.naming import version_key
@@ -37,19 +51,7 @@ from kiln.package import PackageMetadata
 from kiln.registry.artifact import LAYER_TYPE, ArchiveCache, Descriptor
 from kiln.store.store import Store
 
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PACKAGES = "dev.kiln.image.packages"
-REQUIREMENTS = "dev.kiln.image.requirements"
-OVERRIDES = "dev.kiln.image.overrides"
-SET = "dev.kiln.image.set"
-ENV = "dev.kiln.image.env"  # the env image.yaml declared, which an update keeps
-BUDGET = "dev.kiln.image.layer-budget"
-WANTED = "dev.kiln.image.wanted"  # the packages image.yaml listed, which an update re-resolves
-PREVIOUS = "dev.kiln.image.previous"
-LAYER_PACKAGES = "dev.kiln.layer.packages"
-LAYER_ROLE = "dev.kiln.layer.role"
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from kiln.canonical import Digest
 from kiln.errors import InputError
-from kiln.image.compose import (
+from kiln.image.annotations import (
     BUDGET,
     ENV,
     LAYER_PACKAGES,

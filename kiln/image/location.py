@@ -9,13 +9,11 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kiln.archive.importer import import_tar_stream
 from kiln.canonical import Digest, canonical_json, sha256_digest
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet
-from kiln.image.compose import MANIFEST_TYPE, Blob, Image
 from kiln.image.spec import LockedPackage
 from kiln.registry.artifact import Descriptor, VerifiedStream, fetch_blob
 from kiln.registry.client import Body, RegistryClient, client_for
@@ -24,12 +22,16 @@ from kiln.registry.reference import Reference, parse_reference
 from kiln.registry.referrers import (
     EMPTY,
     INDEX_TYPE,
+    MANIFEST_TYPE,
     attach,
     list_referrers,
     referrer_blobs,
     referrer_manifest,
 )
 from kiln.store.store import Store
+
+if TYPE_CHECKING:  # composing is not verifying: `kiln verify` imports neither
+    from kiln.image.compose import Blob, Image
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _MAX_SMALL_BLOB = 16 << 20
@@ -95,6 +97,8 @@ class LayoutStore:
         temp.replace(path)
 
     def _data(self, data: bytes, media_type: str) -> Blob:
+        from kiln.image.compose import Blob
+
         return Blob(Descriptor(media_type, sha256_digest(data), len(data)), data=data)
 
     def put(self, image: Image, attachments: list[Attachment], mounts: Mapping[Digest, str],
@@ -160,6 +164,8 @@ class LayoutStore:
     def import_layer(self, store: Store, descriptor: Descriptor, expect: Digest) -> FileSet:
         with open(self._blob_path(descriptor.digest), "rb") as raw:
             stream = VerifiedStream(raw, descriptor, f"{self.describe()} layer")
+            from kiln.archive.importer import import_tar_stream
+
             return import_tar_stream(store, stream, self.describe(), expect=expect,
                                      check_stream=stream.verify).fileset
 
@@ -231,6 +237,8 @@ class RegistryImageStore:
         def attempt() -> FileSet:
             response = self.client.open_blob(self.reference.repository, descriptor.digest)
             stream = VerifiedStream(response, descriptor, f"{self.reference} layer")
+            from kiln.archive.importer import import_tar_stream
+
             return import_tar_stream(store, stream, str(self.reference), expect=expect,
                                      check_stream=stream.verify).fileset
 

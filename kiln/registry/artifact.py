@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from kiln.archive.export import write_archive
-from kiln.archive.importer import import_tar_stream
 from kiln.canonical import Digest, canonical_json, parse_digest, sha256_digest
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet, Import
@@ -85,6 +83,8 @@ class ArchiveCache:
             pass
         self.directory.mkdir(parents=True, exist_ok=True)
         temp = self.store.layout.temp_name("archive")
+        from kiln.archive.export import write_archive
+
         with open(temp, "wb") as out:
             archive = write_archive(self.store, fileset, out)
         os.replace(temp, path)
@@ -240,6 +240,8 @@ def _import_layer(store: Store, client: RegistryClient, reference: Reference,
                   artifact: FileSetArtifact) -> FileSet:
     response = client.open_blob(reference.repository, artifact.layer.digest)
     stream = VerifiedStream(response, artifact.layer, "layer")
+    from kiln.archive.importer import import_tar_stream
+
     return import_tar_stream(store, stream, str(reference), expect=artifact.config.digest,
                              check_stream=stream.verify).fileset
 

@@ -113,23 +113,17 @@ def referrer_blobs(client: RegistryClient, repository: str, subject: Digest,
                    remembered: Path | None = None) -> list[bytes]:
     """The blob of every artifact of one type attached to `subject`, each checked.
 
-    With `remembered` (a directory of the consumer's store), a blob fetched once is
-    kept under its referrer manifest's digest, which fixes the blob's own digest:
-    the next verification lists the referrers and reads the blobs from there."""
+    With `remembered` (a directory of the consumer's store), each blob fetched is kept
+    under its referrer manifest's digest (which fixes the blob's own), and the list
+    under the subject's, for `remembered_blobs`. What is kept is never read here:
+    a caller that found it wanting fetches afresh, and the copy is replaced."""
     from kiln.errors import InputError
     from kiln.registry.artifact import fetch_blob
     from kiln.registry.reference import Reference
 
     blobs = []
-    for referrer in list_referrers(client, repository, subject, artifact_type):
-        kept = remembered / digest_hex(referrer.digest) if remembered is not None else None
-        if kept is not None:
-            try:
-                blobs.append(kept.read_bytes())
-                mark_used(kept)
-                continue
-            except FileNotFoundError:
-                pass
+    referrers = list_referrers(client, repository, subject, artifact_type)
+    for referrer in referrers:
         manifest, _, _ = client.get_manifest(Reference(client.host, repository, None,
                                                        referrer.digest))
         try:
@@ -140,9 +134,30 @@ def referrer_blobs(client: RegistryClient, repository: str, subject: Digest,
             raise InputError(f"referrer {referrer.digest} of {subject} is malformed",
                              reason="bad-referrer") from exc
         blob = fetch_blob(client, repository, descriptor, limit)
-        if kept is not None:
-            _remember(kept, blob)
+        if remembered is not None:
+            _remember(remembered / digest_hex(referrer.digest), blob)
         blobs.append(blob)
+    if remembered is not None and referrers:
+        _remember(remembered / "subjects" / digest_hex(subject),
+                  "".join(f"{r.digest}\n" for r in referrers).encode())
+    return blobs
+
+
+def remembered_blobs(remembered: Path, subject: Digest) -> list[bytes]:
+    """The blobs `referrer_blobs` kept for `subject` when it last listed them (none if
+    it never did): a verification that finds one to verify lists no referrers."""
+    try:
+        listed = (remembered / "subjects" / digest_hex(subject)).read_text().split()
+    except (FileNotFoundError, ValueError):
+        return []
+    blobs = []
+    for referrer in listed:
+        try:
+            path = remembered / digest_hex(Digest(referrer))
+            blobs.append(path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            continue
+        mark_used(path)
     return blobs
 
 

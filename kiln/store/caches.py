@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.store.materialize import remove_tree
 from kiln.store.store import Store
 
 DAY = 86400.0
@@ -130,6 +129,8 @@ def bound_caches(store: Store, policy: CachePolicy, now: float | None = None) ->
 
 
 def _remove(store: Store, entry: CacheEntry, report: CacheReport) -> None:
+    from kiln.store.materialize import remove_tree
+
     for path in entry.paths:
         if path.is_dir() and not path.is_symlink():
             # Out of sight first: a gc killed half-way through must not leave a partial

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from kiln.canonical import Digest, sha256_digest
 from kiln.errors import InputError, KilnError
-from kiln.image.compose import PACKAGES
+from kiln.image.annotations import PACKAGES
 from kiln.image.inspect import summarize
 from kiln.registry.artifact import ARTIFACT_TYPE, parse_fileset_manifest
 from kiln.registry.client import RegistryClient
