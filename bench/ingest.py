@@ -1,9 +1,12 @@
 """Ingest benchmark: Kiln against `nix-store --add` and `ostree commit`, same trees, one run.
 
-    ./dev bench [--runs N] [--only usr-include|small-files]
+    ./dev bench [--runs N] [--only usr-include|small-files|large-files]
 
-Trees: a copy of /usr/include, and 50,000 small files of 100 B to 2 KiB in 500
-directories. "Cold" is an empty store (the source files are in the page cache
+Trees: a copy of /usr/include; 50,000 small files of 100 B to 2 KiB in 500
+directories; and a few large files among small ones (gcc's lib/gcc, with its
+30 MB cc1 and lto1, beside 100 MB of Python's dist-packages). The floor is the
+disk itself: `cp -r` of the same tree, and `tar -x` of its archive, timed alike.
+"Cold" is an empty store (the source files are in the page cache
 for every tool alike: they were just copied); "warm" is the same tree added
 again to the same store. Kiln is timed twice: inside the process (the ingest
 call alone) and as the whole `kiln fileset add` command, which adds Python's
@@ -49,6 +52,24 @@ def make_small_files(root: Path, count: int = 50_000, dirs: int = 500) -> None:
         (directory / f"f{index}.txt").write_bytes(rng.randbytes(rng.randrange(100, 2048)))
 
 
+def make_large_files(root: Path, budget: int = 100 << 20) -> None:
+    """gcc's lib/gcc (its large cc1, lto1) beside the first 100 MB of dist-packages."""
+    gcc = sorted(Path("/usr/lib/gcc/x86_64-linux-gnu").glob("*"))
+    shutil.copytree(gcc[-1], root / "lib-gcc", symlinks=True)
+    packages = Path("/usr/lib/python3/dist-packages")
+    taken = 0
+    for entry in sorted(packages.iterdir()):
+        if taken >= budget:
+            break
+        target = root / "dist-packages" / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(entry, target, follow_symlinks=False)
+        taken += tree_stats(target)[1] if target.is_dir() else target.lstat().st_size
+
+
 def tree_stats(root: Path) -> tuple[int, int]:
     files = size = 0
     for dirpath, _dirs, names in os.walk(root):
@@ -90,7 +111,13 @@ def tools(tree: Path, base: Path) -> dict[str, Callable[[], object]]:
     run("ostree", f"--repo={base / 'ostree-fsync'}", "init", "--mode=bare")
     ostree_fsync: list[str | Path] = ["ostree", f"--repo={base / 'ostree-fsync'}", "commit",
                                       "--branch=bench", "--fsync=true", f"--tree=dir={tree}"]
+    archive = base.parent / "tree.tar"
+    if not archive.exists():  # made once per tree, untimed: the floor reads it
+        run("tar", "-cf", archive, "-C", tree, ".")
+    (base / "untarred").mkdir()
     return {
+        "floor: cp -r": partial(run, "cp", "-r", tree, base / "copied"),
+        "floor: tar -x": partial(run, "tar", "-xf", archive, "-C", base / "untarred"),
         "kiln (in-process)": partial(_kiln_in_process, base / "kiln-inproc", tree),
         "kiln (in-process, KILN_SYNC=fsync)": partial(_kiln_in_process, base / "kiln-fsync",
                                                       tree, "fsync"),
@@ -143,13 +170,20 @@ def report(name: str, files: int, size: int, medians: dict[str, dict[str, float]
         for label, kiln in (("kiln fileset add", kiln_cmd), ("kiln in-process", kiln_in)):
             lines.append(f"| {peer} / {label} | {medians[peer]['cold'] / kiln['cold']:.2f}x"
                          f" | {medians[peer]['warm'] / kiln['warm']:.2f}x |")
+    # Against the disk: how far Kiln's cold ingest is from copying the tree at all.
+    lines += ["", "| kiln cold / the floor | kiln fileset add | kiln in-process |",
+              "| --- | ---: | ---: |"]
+    for floor in ("floor: cp -r", "floor: tar -x"):
+        lines.append(f"| {floor.removeprefix('floor: ')} | "
+                     f"{kiln_cmd['cold'] / medians[floor]['cold']:.2f}x |"
+                     f" {kiln_in['cold'] / medians[floor]['cold']:.2f}x |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=["usr-include", "small-files"])
+    parser.add_argument("--only", choices=["usr-include", "small-files", "large-files"])
     parser.add_argument("--json", type=Path, help="also write the medians here")
     parser.add_argument("--scratch", type=Path, default=Path("/var/tmp"),
                         help="where trees and stores go (default /var/tmp, on disk);"
@@ -165,6 +199,9 @@ def main() -> None:
         if args.only in (None, "small-files"):
             trees["small-files"] = scratch / "trees" / "small"
             make_small_files(trees["small-files"])
+        if args.only in (None, "large-files"):
+            trees["large-files"] = scratch / "trees" / "large"
+            make_large_files(trees["large-files"])
         # Files changed in the last two seconds are never trusted from the hash
         # cache (kiln.store.hashcache.RACY_NS); let the fresh copies age past it.
         time.sleep(2.5)
