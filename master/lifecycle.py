@@ -332,18 +332,9 @@ def _secret(path: Path) -> str:
 
 
 def _make_key(keys: Path) -> Path:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from provenance.keys import generate_key_pair
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = keys / "farm.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    os.chmod(private, 0o600)
-    (keys / "farm.pub").write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private
+    return generate_key_pair(keys, "farm").private
 
 
 def _seed_repository(farm: FarmConfig, seed: Path | None) -> None:

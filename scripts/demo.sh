@@ -86,19 +86,7 @@ export KILN_REGISTRIES="$PWD/$state/registries.yaml"
 
 # Provenance: a farm key signs the build's record and the Debian packages' imports
 # (each statement attached to its package in the registry), then the image.
-mkdir -p "$state/keys"
-python3 - "$state/keys" <<'PY'
-import sys
-from pathlib import Path
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-key = ec.generate_private_key(ec.SECP256R1())
-keys = Path(sys.argv[1])
-(keys / "farm.pem").write_bytes(key.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-(keys / "farm.pub").write_bytes(key.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-PY
+run kiln key generate "$state/keys" --name farm
 signer="file:$state/keys/farm.pem"
 run kiln --store "$store" attest "$state/hello.record.json" --signer "$signer"
 debian_packages=$(kiln --store "$store" image inspect "oci:$state/hello-oci:1" --json | python3 -c '

@@ -54,7 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     provenance_commands.register(commands)
     farm_commands.register(commands)
     index_commands.register(commands)
+    _everywhere(parser)
     return parser
+
+
+def _everywhere(parser: argparse.ArgumentParser) -> None:
+    """`--store` and `--debug` after a subcommand too (`kiln fileset ls --store DIR`),
+    as users type them; given there, they win over the same before it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+            sub.add_argument("--store", type=Path, metavar="DIR", default=argparse.SUPPRESS,
+                             help="the store directory (as before the command)")
+            sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show a traceback when a command fails")
+            _everywhere(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

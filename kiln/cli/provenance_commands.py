@@ -20,6 +20,15 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    key = commands.add_parser("key", help="signing keys")
+    key_commands = key.add_subparsers(dest="key_command", metavar="COMMAND", required=True)
+    generate = key_commands.add_parser(
+        "generate", help="make an ECDSA P-256 key pair: DIR/NAME.pem (0600) and DIR/NAME.pub")
+    generate.add_argument("directory", type=Path, metavar="DIR")
+    generate.add_argument("--name", default="kiln", help="the files' stem (default: kiln)")
+    add_json_flag(generate)
+    generate.set_defaults(handler=cmd_key_generate)
+
     attest = commands.add_parser("attest", help="sign a package's provenance and attach it")
     attest.add_argument("source", metavar="RECORD|REF",
                         help="a build record (kiln build --record), or a Debian package"
@@ -116,6 +125,19 @@ def cmd_attest(args: argparse.Namespace) -> int:
     else:
         where = f"attached to {attested.artifact}" if attested.artifact else f"in {args.output}"
         print(f"signed the provenance of {fileset.label}, {where}")
+    return 0
+
+
+def cmd_key_generate(args: argparse.Namespace) -> int:
+    from provenance.keys import generate_key_pair
+
+    pair = generate_key_pair(args.directory, args.name)
+    if args.json:
+        print_json({"private": str(pair.private), "public": str(pair.public),
+                    "signer": f"key {pair.hint}"})
+    else:
+        print(f"wrote {pair.private} (private, 0600: sign with --signer file:{pair.private})")
+        print(f"wrote {pair.public} (public: verify with --key {pair.public}); key {pair.hint}")
     return 0
 
 

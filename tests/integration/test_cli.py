@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kiln.cli.main import main
+from kiln.store import Store
 from tests.conftest import Kiln, run_kiln_process
 from tests.golden.fixtures import HELLO
 from tests.treespec import File, read_tree, with_parents, write_tree
@@ -180,6 +181,54 @@ def test_store_location_flag_env_and_default(tmp_path: Path, hello: Path) -> Non
                    env={**env, "KILN_STORE": str(tmp_path / "env")}, check=True,
                    capture_output=True)
     assert (tmp_path / "flag/kiln-store").exists()
+    # After the subcommand too, as users type it; there it wins over one before.
+    subprocess.run([*base, "--store", str(tmp_path / "before"), *add, "--store",
+                    str(tmp_path / "after")], env=env, check=True, capture_output=True)
+    assert (tmp_path / "after/kiln-store").exists()
+    assert not (tmp_path / "before").exists()
+
+
+def test_key_generate_makes_a_pair_that_signs_and_verifies(tmp_path: Path, kiln: Kiln,
+                                                             store: Store, hello: Path) -> None:
+    from tests.integration.test_provenance import record_for
+
+    made = kiln("key", "generate", tmp_path / "keys", "--name", "dev", "--json")
+    assert made.code == 0, made.err
+    paths = json.loads(made.out)
+    private, public = Path(paths["private"]), Path(paths["public"])
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert public.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert kiln("fileset", "add", hello, "--name", "kiln.dev/h", "--version", "1").code == 0
+    record = record_for(store, store.get(store.lookup("kiln.dev/h", "1")), tmp_path)
+    signed = kiln("attest", record, "--signer", f"file:{private}", "-o",
+                  tmp_path / "bundle.json")
+    assert signed.code == 0, signed.err
+    verified = kiln("verify", "--bundle", tmp_path / "bundle.json", "kiln.dev/h@1", "--key",
+                    public, "--json")
+    assert verified.code == 0, verified.err
+    assert json.loads(verified.out)["signer"] == paths["signer"]
+
+
+def test_key_generate_never_overwrites_nor_follows_a_link(tmp_path: Path, kiln: Kiln) -> None:
+    keys = tmp_path / "keys"
+    assert kiln("key", "generate", keys).code == 0
+    first = (keys / "kiln.pem").read_bytes()
+    again = kiln("key", "generate", keys)
+    assert again.code == 2
+    assert "[key-exists]" in again.err
+    assert (keys / "kiln.pem").read_bytes() == first  # the key a farm signs with is kept
+    victim = tmp_path / "victim"
+    victim.write_text("mine\n")
+    (keys / "other.pem").symlink_to(victim)  # planted where the new key would go
+    planted = kiln("key", "generate", keys, "--name", "other")
+    assert planted.code == 2
+    assert "[key-exists]" in planted.err
+    assert victim.read_text() == "mine\n"
+    hostile = kiln("key", "generate", keys, "--name", "../escape")
+    assert hostile.code == 2
+    assert "[bad-usage]" in hostile.err
+    assert not (tmp_path / "escape.pem").exists()
 
 
 def test_a_directory_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
