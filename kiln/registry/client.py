@@ -232,8 +232,8 @@ class RegistryClient:
             except _Retry as failure:
                 attempt += 1
                 if attempt >= self.attempts:
-                    raise RegistryError(f"{method} {url}: {failure} (gave up after {attempt}"
-                                        " attempts)", reason="registry-unreachable",
+                    raise RegistryError(f"{method} {self._where(url)}: {failure} (gave up after"
+                                        f" {attempt} attempts)", reason="registry-unreachable",
                                         temporary=True) from None
                 self.traffic.retries += 1
                 time.sleep(self.backoff * 2 ** (attempt - 1))
@@ -273,6 +273,14 @@ class RegistryClient:
             raise RegistryError(f"{self.host}: its TLS certificate does not verify"
                                 f" ({exc.verify_message}); SSL_CERT_FILE names other CAs",
                                 reason="registry-tls") from exc
+        except socket.gaierror as exc:
+            self.close()
+            if exc.errno == socket.EAI_AGAIN:  # the resolver's own failure: it may pass
+                raise _Retry(_describe(exc)) from exc
+            # A name that does not resolve will not resolve on the next attempt either.
+            raise RegistryError(f"{method} {self._where(url)}: the host {self.host!r} is not"
+                                f" known ({exc.strerror}); check registries.yaml or the"
+                                " reference", reason="registry-unknown-host") from exc
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise _Retry(_describe(exc)) from exc
@@ -283,6 +291,11 @@ class RegistryClient:
         if method == "HEAD" or raw.status in (201, 202, 204):
             raw.read()
         return Response(raw, self.traffic)
+
+    def _where(self, url: str) -> str:
+        """The request's whole URL, host and port included, for messages."""
+        return url if url.startswith(("http://", "https://")) else \
+            f"{self.scheme}://{self.host}{url}"
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:

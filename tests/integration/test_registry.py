@@ -247,12 +247,28 @@ def test_an_unreachable_registry_is_named(kiln: Kiln, store: Store, tmp_path: Pa
     from tests.fixtures.registry import free_port
 
     make_package(store, tmp_path, "kiln.dev/lonely", "1-1", {"f": "l\n"})
-    result = kiln("push", "kiln.dev/lonely@1-1", f"127.0.0.1:{free_port()}/nowhere/x:1")
+    port = free_port()
+    result = kiln("push", "kiln.dev/lonely@1-1", f"127.0.0.1:{port}/nowhere/x:1")
     # Temporary (EX_TEMPFAIL): the same push may work once the registry is back, so a
     # farm retries the build instead of failing it.
     assert result.code == 75
     assert "[registry-unreachable] (temporary: try again later)" in result.err
     assert "connection refused" in result.err
+    assert f"127.0.0.1:{port}" in result.err  # which registry, host and port
+
+
+def test_a_registry_whose_name_does_not_resolve_is_not_asked_again(
+        kiln: Kiln, store: Store, tmp_path: Path) -> None:
+    import time
+
+    make_package(store, tmp_path, "kiln.dev/lonely", "1-1", {"f": "l\n"})
+    started = time.monotonic()
+    result = kiln("push", "kiln.dev/lonely@1-1", "kiln-no-such-host.invalid:5000/x/y:1")
+    assert result.code == 2  # no retry, and no "try again later": the name is wrong
+    assert "[registry-unknown-host]" in result.err
+    assert "kiln-no-such-host.invalid:5000" in result.err
+    assert "gave up" not in result.err
+    assert time.monotonic() - started < 2  # six attempts with back-off take 3 s
 
 
 def test_a_name_no_registry_is_configured_for_is_refused(
