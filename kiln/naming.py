@@ -78,3 +78,17 @@ def version_key(version: str) -> Version:
 def is_debian(name: str) -> bool:
     """True for `debian.org/<suite>/<package>` names."""
     return name.startswith(f"{DEBIAN_DOMAIN}/")
+
+
+_LAST_NUMBER = re.compile(r"([0-9]+)([^0-9]*)$")
+
+
+def next_version(version: str) -> str:
+    """The version after `version`, for an image updated without one given: its last
+    number counted up (`1` -> `2`, `2026.12-3` -> `2026.12-4`), else `.1` appended.
+    Always later in dpkg's order."""
+    match = _LAST_NUMBER.search(version)
+    if match is None or match.group(2):
+        return validate_version(f"{version}.1")
+    start = match.start(1)
+    return validate_version(f"{version[:start]}{int(match.group(1)) + 1}")

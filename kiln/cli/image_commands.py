@@ -47,6 +47,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_destination(update, required=False)
     update.add_argument("--lock", type=Path, metavar="FILE", help="write the new image.lock")
     update.add_argument("--sign", metavar="URI", help="sign the new image's provenance")
+    update.add_argument("--version", dest="new_version", metavar="V",
+                        help="the new image's version (default: the previous one's last"
+                             " number counted up: 1 -> 2, 2026.12-3 -> 2026.12-4)")
     add_json_flag(update)
     update.set_defaults(handler=cmd_update)
 
@@ -237,6 +240,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     from kiln.naming import validate_name, validate_version
     from kiln.registry.config import load_config
     from kiln.registry.naming import version_to_tag
+    from kiln.registry.reference import parse_reference
 
     changes = {}
     for change in args.changes:
@@ -251,15 +255,19 @@ def cmd_update(args: argparse.Namespace) -> int:
     with store.shared():
         composed = update_image(store, previous, changes, run,
                                 fetch=_fetcher(store, config),
-                                budget=previous.budget)
+                                budget=previous.budget, version=args.new_version)
+        new_tag = version_to_tag(composed.image.version)
         if args.lock:
             write_image_lock(args.lock, composed.lock)
         if not (args.push or args.output):
+            # Beside the previous image, under the new version's tag: the old tag keeps
+            # naming the old image, as a version names one content.
             if args.image.startswith("oci:"):
-                args.output = args.image
+                args.output = f"oci:{_layout_dir(args.image)}:{new_tag}"
             else:
-                args.push = args.image
-        destination = _destination(args, config, version_to_tag(previous.version))
+                reference = parse_reference(args.image)
+                args.push = str(reference.with_tag(new_tag))
+        destination = _destination(args, config, new_tag)
         # The previous image's layers are in its repository: an update does not ask again.
         same_repository = (isinstance(destination, RegistryImageStore)
                            and not args.image.startswith("oci:")
@@ -271,6 +279,11 @@ def cmd_update(args: argparse.Namespace) -> int:
     report["previous"] = previous.digest
     _print_report(args, report)
     return 0
+
+
+def _layout_dir(text: str) -> str:
+    """`oci:DIR[:TAG]` -> DIR (as kiln.image.location.open_location reads it)."""
+    return text.removeprefix("oci:").partition(":")[0]
 
 
 def _repository_of(text: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from kiln.image.spec import (
     parse_package_relation,
     read_image_lock,
 )
+from kiln.naming import next_version, validate_version
 from kiln.relations import Relation
 from kiln.store.store import Store
 
@@ -102,8 +103,10 @@ def ensure_package(store: Store, package: LockedPackage, fetch: FetchPackage | N
 
 def update_image(store: Store, previous: ImageSummary, changes: Mapping[str, str],
                  run: RunConfig, *, fetch: FetchPackage | None = None,
-                 budget: int = 100) -> Composed:
-    """The previous image with NAME=VERSION changes; dependencies re-checked."""
+                 budget: int = 100, version: str | None = None) -> Composed:
+    """The previous image with NAME=VERSION changes; dependencies re-checked. The new
+    image is `version`, else the previous one's next (kiln.naming.next_version): an
+    image's version names one content, never two."""
     packages = {p.name: p for p in previous.packages}
     for name in changes:
         if name not in packages:
@@ -131,7 +134,11 @@ def update_image(store: Store, previous: ImageSummary, changes: Mapping[str, str
               else [Relation(name) for name in sorted(pins)])
     resolved = resolve_packages(store, wanted, pins=pins, overrides=previous.overrides)
     set_digest = Digest(previous.set) if previous.set else None
-    image = compose_image(store, previous.name, previous.version, resolved, run, budget=budget,
+    version = validate_version(version) if version else next_version(previous.version)
+    if version == previous.version:
+        raise InputError(f"{previous.name}@{version} is the image being updated: an update"
+                         " is a new version", reason="same-version")
+    image = compose_image(store, previous.name, version, resolved, run, budget=budget,
                           overrides=previous.overrides, set_digest=set_digest,
                           previous=previous.digest, wanted=previous.wanted)
     lock = ImageLock(tuple(LockedPackage(f.name, f.version, f.digest) for f in resolved),

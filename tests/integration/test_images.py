@@ -249,6 +249,26 @@ def test_inspect_and_diff_read_the_images_alone(
             for c in changes] == [("kiln.dev/libfoo", "changed", "2.0-1", "1.0-1")]
 
 
+def test_an_update_is_a_new_version_beside_the_old_one(
+        kiln: Kiln, store: Store, tmp_path: Path, tools: dict[str, FileSet]) -> None:
+    spec = write_spec(tmp_path / "s", ["kiln.dev/tool"])
+    out = tmp_path / "out"
+    assert kiln("image", "build", spec, "-o", f"oci:{out}:1").code == 0
+    before = json.loads(kiln("image", "inspect", f"oci:{out}:1", "--json").out)
+    same = kiln("image", "update", f"oci:{out}:1", "--set", "kiln.dev/libfoo=1.0-1",
+                "--version", before["version"])
+    assert same.code == 2
+    assert "[same-version]" in same.err
+    updated = kiln("image", "update", f"oci:{out}:1", "--set", "kiln.dev/libfoo=1.0-1",
+                   "--json")
+    assert updated.code == 0, updated.err
+    after = json.loads(kiln("image", "inspect", f"oci:{out}:2", "--json").out)
+    assert after["version"] == "2"  # the version after 1, under its own tag
+    assert after["digest"] == json.loads(updated.out)["digest"]
+    unchanged = json.loads(kiln("image", "inspect", f"oci:{out}:1", "--json").out)
+    assert unchanged["digest"] == before["digest"]  # tag 1 still names version 1
+
+
 def test_an_update_that_breaks_a_requirement_is_refused(
         kiln: Kiln, store: Store, tmp_path: Path, tools: dict[str, FileSet]) -> None:
     make_package(store, tmp_path, "kiln.dev/libfoo", "0.9-1", {"usr/lib/libfoo.so.1": "old\n"})
@@ -288,9 +308,12 @@ def test_a_surgical_update_sends_only_what_changed(
     uploads = [line for line in proxy.log if line.startswith("PUT ") and "/blobs/" in line]
     uploaded = {re.search(r"digest=(sha256(?:%3A|:)[0-9a-f]{64})", line).group(1)  # type: ignore[union-attr]
                 .replace("%3A", ":") for line in uploads}
-    manifest, _, digest = RegistryClient(registry.host, plain_http=True).get_manifest(
-        parse_reference(f"{registry.host}/images/test:1"))
+    client = RegistryClient(registry.host, plain_http=True)
+    # Version 2 of the image, beside version 1, which still names the image it was.
+    manifest, _, digest = client.get_manifest(parse_reference(f"{registry.host}/images/test:2"))
     assert digest == report["digest"]
+    assert client.get_manifest(parse_reference(f"{registry.host}/images/test:1"))[2] == before
+    assert json.loads(manifest)["annotations"]["org.opencontainers.image.version"] == "2"
     raw = json.loads(manifest)
     assert raw["annotations"]["dev.kiln.image.previous"] == before
     new_layer = ArchiveCache(store).layer(newer)[0].digest

@@ -599,10 +599,11 @@ def test_a_signed_update_names_the_previous_image(
                 f"file:{farm['key']}").code == 0
     before = json.loads(kiln("image", "inspect", reference, "--json").out)["digest"]
     updated = kiln("image", "update", reference, "--set", "kiln.dev/libfoo=1.1-1", "--sign",
-                   f"file:{farm['key']}", "--json")
+                   f"file:{farm['key']}", "--version", "1.1", "--json")
     assert updated.code == 0, updated.err
     consumer = Kiln(tmp_path / "consumer", kiln._capsys)
-    verified = consumer("verify", reference, "--key", farm["pub"], "--json")
+    verified = consumer("verify", reference.rsplit(":", 1)[0] + ":1.1", "--key", farm["pub"],
+                        "--json")
     assert verified.code == 0, verified.err
     assert {p["name"]: p["version"] for p in json.loads(verified.out)["packages"]}[
         "kiln.dev/libfoo"] == "1.1-1"

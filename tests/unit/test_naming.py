@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kiln.errors import InputError
-from kiln.naming import validate_name, validate_version, version_key
+from kiln.naming import next_version, validate_name, validate_version, version_key
 
 
 @pytest.mark.parametrize("name", [
@@ -78,3 +78,12 @@ def test_version_ordering(lower: str, higher: str) -> None:
 
 def test_equal_versions_compare_equal() -> None:
     assert version_key("1.0-1") == version_key("0:1.0-1")
+
+
+@pytest.mark.parametrize(("version", "after"), [
+    ("1", "2"), ("1.4", "1.5"), ("2026.12.1-3", "2026.12.1-4"), ("1.0-1", "1.0-2"),
+    ("1.0~rc1", "1.0~rc2"), ("2:1.0-9", "2:1.0-10"), ("1a", "1a.1"), ("1.0+git", "1.0+git.1"),
+])
+def test_an_updated_image_gets_the_next_version(version: str, after: str) -> None:
+    assert next_version(version) == after
+    assert version_key(after) > version_key(version)  # later in dpkg's order, always
