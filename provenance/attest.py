@@ -27,6 +27,7 @@ class Attested:
     bundle: bytes
     artifact: Reference | None  # where the FileSet and its bundle are, if pushed
     referrer: str | None
+    signer: str = ""  # who signed: "key <hint> (<file>)", "sigstore (<instance>)"
 
 
 def attest_fileset(store: Store, fileset: FileSet, statement: bytes, signer: Signer,
@@ -41,7 +42,7 @@ def attest_fileset(store: Store, fileset: FileSet, statement: bytes, signer: Sig
         if output is None:
             raise InputError(f"nowhere to put the bundle of {fileset.label}: map its name in"
                              " registries.yaml, or give --to or -o", reason="no-registry")
-        return Attested(bundle, None, None)
+        return Attested(bundle, None, None, signer.description)
     reference = (parse_reference(target) if target
                  else config.locate(fileset.name, fileset.version))
     reference = reference.with_tag(reference.tag or version_to_tag(fileset.version))
@@ -54,7 +55,7 @@ def attest_fileset(store: Store, fileset: FileSet, statement: bytes, signer: Sig
         referrer = attach_bundle(client, reference.repository, subject, bundle)
     finally:
         client.close()
-    return Attested(bundle, pushed.reference, referrer)
+    return Attested(bundle, pushed.reference, referrer, signer.description)
 
 
 def attest(statement: bytes, subject: Descriptor, signer: Signer, client: RegistryClient,

@@ -86,8 +86,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         from provenance.statement import package_statement
 
         with store.shared():
-            sign_fileset(store, outcome.fileset, package_statement(outcome.record), args.sign,
-                         load_config())
+            attested = sign_fileset(store, outcome.fileset, package_statement(outcome.record),
+                                    args.sign, load_config())
+        signed = {"signer": attested.signer, "artifact": str(attested.artifact),
+                  "bundle": attested.referrer}
+        # Said on stderr, so that stdout stays the build's line (or its JSON).
+        print(f"signed the provenance of {outcome.fileset.label} with {attested.signer};"
+              f" attached to {attested.artifact} (bundle {attested.referrer})", file=sys.stderr)
     if args.push_by_digest:
         from kiln.registry.artifact import push_fileset
         from kiln.registry.client import client_for
@@ -105,7 +110,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.record:
         args.record.write_bytes(outcome.record.to_bytes())
     if args.json:
-        print_json({**outcome.record.to_json(), "reused": outcome.reused})
+        print_json({**outcome.record.to_json(), "reused": outcome.reused,
+                    **({"signed": signed} if args.sign else {})})
     else:
         state = "already built" if outcome.reused else (
             "built twice, identical" if args.check else "built")

@@ -77,6 +77,12 @@ def test_a_build_signed_with_the_farm_key_verifies_with_its_recipe_commit(
         built = kiln("build", "greet", "--recipes", REPO / "recipes", "--sign", f"file:{key}",
                      "--json")
         assert built.code == 0, built.err
+        # It says what it signed, with what, and where the provenance went.
+        signed = json.loads(built.out)["signed"]
+        assert signed["signer"].startswith("key ")
+        assert str(key) in signed["signer"]
+        assert signed["artifact"].startswith(f"{registry.host}/")
+        assert "signed the provenance of kiln.dev/greet@" in built.err
         consumer = Kiln(tmp_path / "consumer", kiln._capsys)
         verified = consumer("verify", "kiln.dev/greet@" + json.loads(built.out)["output"][
             "version"], "--key", public, "--json")
