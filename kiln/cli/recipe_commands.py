@@ -37,23 +37,33 @@ def cmd_check(args: argparse.Namespace) -> int:
 def register_lock(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = commands.add_parser("lock", help="the toolchain lock of a recipe repository")
     sub = group.add_subparsers(dest="lock_command", metavar="COMMAND", required=True)
-    update = sub.add_parser("update", help="import what the recipes build with; rewrite kiln.lock")
+    update = sub.add_parser("update", help="add what the recipes need to kiln.lock, moving"
+                                           " nothing locked unless named")
     update.add_argument("--recipes", type=Path, default=Path("recipes"), metavar="REPO",
                         help="the recipe repository (default: recipes)")
+    update.add_argument("--add", action="append", default=[], metavar="PKG",
+                        help="add a Debian package (and its closure) no recipe names yet")
+    update.add_argument("--only", action="append", default=[], metavar="PKG",
+                        help="move this locked package to apt's candidate, and nothing else")
+    update.add_argument("--all", action="store_true", dest="everything",
+                        help="resolve everything again and drop what no recipe needs")
     add_json_flag(update)
     update.set_defaults(handler=cmd_lock_update)
 
 
 def cmd_lock_update(args: argparse.Namespace) -> int:
     from kiln.cli.common import open_store
-    from kiln.cli.output import print_table
-    from kiln.recipes.lock import update_lock
+    from kiln.recipes.lock_update import update_lock
 
-    lock = update_lock(open_store(args), args.recipes)
+    change = update_lock(open_store(args), args.recipes, add=args.add, only=args.only,
+                         everything=args.everything)
     if args.json:
-        print_json([p.to_json() for p in lock.packages])
-    else:
-        print_table([(p.name, p.version, p.digest) for p in lock.packages],
-                    ("NAME", "VERSION", "DIGEST"))
-        print(f"{len(lock.packages)} packages locked in {args.recipes / 'kiln.lock'}")
+        print_json(change.to_json())
+        return 0
+    for line in change.diff_lines():
+        print(line)
+    lock = args.recipes / "kiln.lock"
+    print(f"{lock}: {len(change.added)} added, {len(change.updated)} updated,"
+          f" {len(change.removed)} removed, {change.kept} as they were"
+          if change.changed else f"{lock}: nothing to change ({change.kept} locked)")
     return 0

@@ -70,15 +70,17 @@ def suite_of(name: str) -> str:
     return parts[1]
 
 
-def closure(apt: Apt, roots: list[AptPackage]) -> list[AptPackage]:
+def closure(apt: Apt, roots: list[AptPackage],
+            already: dict[str, AptPackage] | None = None) -> list[AptPackage]:
     """The roots and everything they depend on, one version of each, sorted by name.
 
     Of alternatives the first that can be had wins, unless another is already
     chosen; a virtual package is satisfied by any chosen package providing it,
     else by its first provider. Records are fetched a breadth-first level at a time.
+    `already`: packages that stand as chosen (a lock's kept ones), not walked again.
     """
-    chosen: dict[str, AptPackage] = {}
-    provided: set[str] = set()
+    chosen: dict[str, AptPackage] = dict(already or {})
+    provided: set[str] = {p for package in chosen.values() for p in package.provides}
     level = list(roots)
     while level:
         for package in level:

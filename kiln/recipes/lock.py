@@ -19,7 +19,6 @@ from typing import Any
 from kiln.canonical import Digest, parse_digest, parse_json
 from kiln.errors import InputError, StoreError
 from kiln.naming import validate_name, validate_version
-from kiln.package import PackageMetadata
 from kiln.store.store import Store
 
 LOCK_FORMAT = "kiln.lock/v1"
@@ -117,42 +116,3 @@ def ensure_locked(store: Store, lock: Lock, names: set[str]) -> dict[str, Digest
                         f" the lock pins {locked.digest}; run `kiln lock update`",
                         reason="lock-digest-mismatch")
     return {p.name: p.digest for p in wanted}
-
-
-def update_lock(store: Store, repository_dir: Path) -> Lock:
-    """Import what the recipes build with (and its closure) and write the lock anew."""
-    from kiln.debian.importer import import_debs, package_name, suite_of
-    from kiln.recipes.repository import debian_requirements, load_repository
-
-    repository = load_repository(repository_dir)
-    if repository.problems:
-        raise InputError(f"{repository_dir} has problems; run `kiln recipe check` first",
-                         reason="bad-recipe")
-    wanted = debian_requirements(repository)
-    suites = {suite_of(name) for name in wanted}
-    if len(suites) > 1:
-        raise InputError(f"recipes build with more than one Debian suite: {sorted(suites)}",
-                         reason="bad-recipe")
-    suite = suites.pop() if suites else "bookworm"
-    imported = import_debs(store, sorted(package_name(n) for n in wanted), with_closure=True,
-                           suite=suite) if wanted else []
-    metadata = {item.fileset.name: item.fileset.metadata for item in imported}
-    names = set(metadata)
-    provided = {p: name for name, meta in metadata.items()
-                if isinstance(meta, PackageMetadata) for p in meta.provides}
-    packages = []
-    for item in imported:
-        requires = []
-        meta = metadata[item.fileset.name]
-        for group in meta.requires if isinstance(meta, PackageMetadata) else ():
-            chosen = next((o.name if o.name in names else provided[o.name]
-                           for o in group.options if o.name in names or o.name in provided),
-                          None)
-            if chosen is not None and chosen != item.fileset.name:
-                requires.append(chosen)
-        packages.append(LockedPackage(item.fileset.name, item.fileset.version,
-                                      item.fileset.digest, item.package.sha256,
-                                      tuple(sorted(set(requires)))))
-    lock = Lock(suite, tuple(packages))
-    write_lock(repository_dir / "kiln.lock", lock)
-    return lock
