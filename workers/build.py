@@ -46,6 +46,7 @@ from kiln.store.durability import make_durable
 from kiln.store.ingest import ingest_directory
 from kiln.store.layout import mark_used
 from kiln.store.store import Store
+from workers.build_logs import keep_failed_logs
 from workers.checkout import Checkout, checkout_recipes, file_sha256, recipe_tree, tree_of
 from workers.debsource import debian_source_uri, fetch_debian
 from workers.root import compose_root
@@ -127,7 +128,22 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
                 return BuildOutcome(None, published, True, plan.build_key, substituted=True)
         variations = (CHECK_VARIATIONS if check
                       else (variation(attempt),) if attempt is not None else CHECK_VARIATIONS[:1])
-        return execute(store, sandbox, plan, jobs=jobs, variations=variations)
+        try:
+            return execute(store, sandbox, plan, jobs=jobs, variations=variations)
+        except BuildFailed as exc:
+            raise _with_kept_log(store, plan, exc) from exc
+
+
+def _with_kept_log(store: Store, plan: BuildPlan, exc: BuildFailed) -> BuildFailed:
+    """The failure, its logs kept whole, and where to read them."""
+    package = plan.recipe.package
+    runs = [*sorted(plan.scratch.glob("run*/build.log")), plan.scratch / "test.log"]
+    kept = keep_failed_logs(store, package.name, package.version, plan.build_key, runs,
+                            exc.reason)
+    if kept is None:
+        return exc
+    return BuildFailed(f"{exc.message}\nthe whole log: kiln build log"
+                       f" {package.name}@{package.version}", reason=exc.reason)
 
 
 def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sandbox: str,

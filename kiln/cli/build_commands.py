@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    log = commands.add_parser("build-log", help="print the whole log of a package's newest"
+                                                " build kept here (also: kiln build log)")
+    log.add_argument("package", metavar="NAME[@VERSION]")
+    log.add_argument("--list", action="store_true",
+                     help="list every kept build of it instead, the newest last")
+    add_json_flag(log)
+    log.set_defaults(handler=cmd_build_log)
     build = commands.add_parser("build", help="build a recipe in the sandbox")
     build.add_argument("recipe", help="a package name (kiln.dev/hello) or its directory (hello)")
     build.add_argument("--recipes", default="recipes", metavar="REPO",
@@ -55,6 +62,31 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             " (file:KEY.pem, sigstore:...)")
     add_json_flag(build)
     build.set_defaults(handler=cmd_build)
+
+
+def cmd_build_log(args: argparse.Namespace) -> int:
+    from workers.build_logs import build_logs, newest_log
+
+    store = open_store(args)
+    name, _, version = args.package.partition("@")
+    if args.list or args.json:
+        logs = build_logs(store, name, version or None)
+        if args.json:
+            print_json([{"name": entry.name, "version": entry.version,
+                         "build_key": entry.build_key, "failed": entry.failed,
+                         "reason": entry.reason, "ended": entry.ended,
+                         "log": str(entry.path)} for entry in logs])
+        else:
+            for entry in logs:
+                print(entry.describe())
+        return 0
+    entry = newest_log(store, args.package)
+    print(f"kiln: {entry.describe()}", file=sys.stderr)
+    sys.stdout.flush()
+    with open(entry.path, "rb") as log:
+        while chunk := log.read(1 << 20):
+            sys.stdout.buffer.write(chunk)
+    return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:

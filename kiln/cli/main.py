@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spelled_as_users_do(words: list[str]) -> list[str]:
+    """`kiln build log NAME` is `kiln build-log NAME` (a recipe named `log` is built by
+    its package name: `kiln build kiln.dev/log`)."""
+    index = 0
+    while index < len(words) and words[index].startswith("-"):
+        index += 2 if words[index] == "--store" else 1  # --store takes a value
+    if words[index:index + 2] == ["build", "log"]:
+        return [*words[:index], "build-log", *words[index + 2:]]
+    return words
+
+
 def _everywhere(parser: argparse.ArgumentParser) -> None:
     """`--store` and `--debug` after a subcommand too (`kiln fileset ls --store DIR`),
     as users type them; given there, they win over the same before it."""
@@ -76,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # What follows `--` is a command to run (`kiln run IMAGE --sandbox runc -- ls -l`),
     # taken whole: argparse cannot place it after options that follow a positional.
-    words = list(sys.argv[1:] if argv is None else argv)
+    words = _spelled_as_users_do(list(sys.argv[1:] if argv is None else argv))
     trailing = words[words.index("--") + 1:] if "--" in words else None
     if trailing is not None:
         words = words[:words.index("--")]

@@ -82,8 +82,9 @@ def cache_entries(store: Store) -> list[CacheEntry]:
     found += [_file("sources", path) for path in _listing(sources / "sha256")]
     found += [_directory("git-mirrors", path, data=True) for path in _listing(sources / "git")]
     builds = layout.cache / "builds"
-    found += [_files("build-records", (path, path.with_suffix(".log")))
-              for path in _listing(builds) if path.suffix == ".json"]
+    for directory in (builds, builds / "failed"):  # failed builds keep their logs too
+        found += [_files("build-records", (path, path.with_suffix(".log")))
+                  for path in _listing(directory) if path.suffix == ".json"]
     found += [_file("hash-indexes", path) for path in _listing(layout.cache)
               if path.suffix == ".index"]
     found += [_file("apt", path) for path in _listing(layout.cache / "apt")

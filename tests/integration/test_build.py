@@ -148,11 +148,32 @@ def test_uncommitted_recipes_are_refused_unless_allowed(
 
 def test_a_failing_build_ends_with_its_log(recipes: Path, kiln: Kiln,
                                            apt_lists: None) -> None:  # noqa: F811
-    write_tiny(recipes.parent, "echo 'compiling the widget'; echo 'widget.c:3: boom' >&2; exit 3")
+    write_tiny(recipes.parent, "echo 'configuring the widget'; i=0; while [ $i -lt 200 ];"
+                               " do echo \"line $i\"; i=$((i+1)); done;"
+                               " echo 'widget.c:3: boom' >&2; exit 3",
+               requires=WITH_COREUTILS)
     result = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty")
     assert result.code == 1
     assert "[build-failed]" in result.err
     assert "widget.c:3: boom" in result.err
+    assert "configuring the widget" not in result.err  # the error shows the last lines
+    assert "kiln build log kiln.dev/tiny@1" in result.err
+    # The whole log is kept, failed builds' too, and read back as users type it.
+    whole = kiln("build", "log", "kiln.dev/tiny@1")
+    assert whole.code == 0, whole.err
+    assert whole.out.splitlines()[0] == "configuring the widget"
+    assert "line 199" in whole.out
+    assert "widget.c:3: boom" in whole.out
+    assert "failed (build-failed)" in whole.err
+    # A build that succeeds keeps its log as the newest.
+    write_tiny(recipes.parent, "echo 'all good'; echo made > /out/made")
+    assert kiln("build", "tiny", "--recipes", recipes, "--allow-dirty").code == 0
+    assert kiln("build", "log", "kiln.dev/tiny").out.splitlines() == ["all good"]
+    listed = json.loads(kiln("build", "log", "kiln.dev/tiny", "--json").out)
+    assert [entry["failed"] for entry in listed] == [True, False]
+    missing = kiln("build", "log", "kiln.dev/never-built")
+    assert missing.code == 2
+    assert "[no-build-log]" in missing.err
 
 
 def test_a_build_requirement_outside_the_lock_is_named(recipes: Path, kiln: Kiln) -> None:
