@@ -59,7 +59,7 @@ def build_config(farm: FarmConfig) -> dict[str, Any]:
         ],
         "builders": [
             util.BuilderConfig(name="plan", workernames=[LOCAL_WORKER],
-                               factory=util.BuildFactory([PlanStep(farm, names)])),
+                               factory=util.BuildFactory([PlanStep(farm, names, handed_back)])),
             util.BuilderConfig(name="package", workernames=list(farm.workers),
                                factory=util.BuildFactory(package_steps(farm, handed_back)),
                                locks=_package_lock, canStartBuild=GATE_WORKERS.can_start),

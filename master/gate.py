@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +184,41 @@ def _write_json(path: Path, content: dict[str, object]) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
     os.replace(temporary, path)
+
+
+GATES_KEPT_DAYS = 14  # a decided gate's files, kept this long after its last write
+UNDECIDED_KEPT_DAYS = 90  # an undecided one's (a plan lost with a master, a worker gone)
+
+
+def prune_gates(handed_back: Path, now: float | None = None) -> int:
+    """Remove the gate directories of plans long done; how many plans went. A master
+    runs for months: each plan leaves a directory per package here. What the console
+    shows of a gate (its summary, diffoscope's report) is in the index and the build's
+    log, not here; a plan whose gates are undecided is kept longer, for whoever looks."""
+    now = time.time() if now is None else now
+    gates = handed_back / "gates"
+    removed = 0
+    for plan in sorted(gates.iterdir()) if gates.is_dir() else ():
+        if not plan.name.isdigit() or not plan.is_dir():
+            continue
+        age = (now - _newest_write(plan)) / 86400
+        packages = [entry for entry in plan.iterdir() if entry.is_dir()]
+        decided = all((p / PUBLISHED).exists() or (p / REFUSED).exists() for p in packages)
+        if (decided and age > GATES_KEPT_DAYS) or age > UNDECIDED_KEPT_DAYS:
+            shutil.rmtree(plan, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _newest_write(directory: Path) -> float:
+    newest = directory.stat().st_mtime
+    for top, _directories, files in os.walk(directory):
+        for name in files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(top, name)).st_mtime)
+            except FileNotFoundError:
+                continue
+    return newest
 
 
 _locks: dict[str, threading.Lock] = {}

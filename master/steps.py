@@ -41,7 +41,7 @@ from twisted.internet import threads
 from kiln.errors import KilnError
 from master.config import FarmConfig
 from master.farmplan import FarmPlan, plan_commit
-from master.gate import NOT_REPRODUCED, decision, gate_directory, gate_id
+from master.gate import NOT_REPRODUCED, decision, gate_directory, gate_id, prune_gates
 from master.gate_config import GateRule
 from master.gatekeeper import GateResult, pass_gate
 from master.index import writes
@@ -59,15 +59,20 @@ class PlanStep(BuildStep):
     name = "plan"
 
     def __init__(self, farm: FarmConfig, names: PackageNames | None = None,
-                 **kwargs: Any) -> None:
+                 handed_back: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.farm = farm
         self.names = names or PackageNames()
+        self.handed_back = handed_back  # the gates' directory, pruned as plans start
 
     async def run(self) -> int:
         revision = self.getProperty("revision") or self.farm.recipes.branch
         forced = self.getProperty("package") or None  # a maintainer's rebuild
         log = await self.addLog("plan")
+        if self.handed_back:
+            pruned = await threads.deferToThread(prune_gates, Path(self.handed_back))
+            if pruned:
+                await log.addStdout(f"pruned the gate directories of {pruned} old plans\n")
         try:
             planned = await threads.deferToThread(plan_commit, self.farm, revision, forced,
                                                   bool(self.getProperty("dependents")))

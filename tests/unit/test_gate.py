@@ -12,7 +12,15 @@ from kiln.canonical import canonical_json
 from kiln.errors import CheckFailed, InputError
 from kiln.record import BuildRecord
 from master.config import load_farm
-from master.gate import FAILED, Attempt, decision, gate_directory, gate_id, judge
+from master.gate import (
+    FAILED,
+    Attempt,
+    decision,
+    gate_directory,
+    gate_id,
+    judge,
+    prune_gates,
+)
 from master.gate_config import GateRule
 from master.gatekeeper import pass_gate
 from master.index.writes import BuildPlace
@@ -125,6 +133,35 @@ def test_a_gate_whose_every_build_failed_says_failed_not_unreproduced(tmp_path: 
     again = pass_gate(load_farm(tmp_path), directory, "kiln.dev/mid", 1,
                       BuildPlace("w2", "", ""), GateRule(1, 1), "", None)
     assert again.state == "decided"  # once decided, a late build changes nothing
+
+
+def test_old_plans_gate_directories_are_pruned_and_live_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    now = time.time()
+
+    def plan(number: int, decided: bool, days_old: float) -> Path:
+        directory = gate_directory(tmp_path, gate_id(number, "kiln.dev/hello"))
+        (directory / "1").mkdir(parents=True)
+        (directory / "1" / "outcome.json").write_text("{}")
+        if decided:
+            (directory / "published.json").write_text("{}")
+        then = now - days_old * 86400
+        for path in (directory / "1" / "outcome.json", directory / "1", directory,
+                     directory.parent, *directory.glob("*.json")):
+            os.utime(path, (then, then))
+        return directory.parent
+
+    done_long_ago = plan(1, True, 30)
+    done_yesterday = plan(2, True, 1)
+    waiting = plan(3, False, 30)  # a gate still waiting for a worker that went away
+    forgotten = plan(4, False, 120)  # a plan a crashed master never finished
+    assert prune_gates(tmp_path, now) == 2
+    assert not done_long_ago.exists()
+    assert not forgotten.exists()
+    assert done_yesterday.is_dir()
+    assert waiting.is_dir()
 
 
 def test_a_gate_id_is_a_path_below_the_gates_and_nothing_else(tmp_path: Path) -> None:
