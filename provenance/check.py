@@ -18,13 +18,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kiln.canonical import Digest
 from kiln.errors import CheckFailed, KilnError, NotFound
 from kiln.fileset import FileSet
-from kiln.image.inspect import ImageSummary, summarize
-from kiln.image.location import LayoutStore, RegistryImageStore
 from kiln.registry.artifact import parse_fileset_manifest, pull_fileset
 from kiln.registry.client import RegistryClient, client_for
 from kiln.registry.config import RegistryConfig
@@ -36,6 +34,10 @@ from provenance.policy import Evidence, TrustPolicy
 from provenance.registry import fetch_bundles
 from provenance.statement import IMAGE_TYPE
 from provenance.verify import Trust, Verified, verify_bundle
+
+if TYPE_CHECKING:  # a package's check needs neither: `kiln verify NAME@V` imports less
+    from kiln.image.inspect import ImageSummary
+    from kiln.image.location import LayoutStore, RegistryImageStore
 
 T = TypeVar("T")
 
@@ -176,6 +178,8 @@ class Checker:
 
     def image(self, location: LayoutStore | RegistryImageStore) -> ImageProof:
         """Verify an image's provenance and every package's."""
+        from kiln.image.inspect import summarize
+
         manifest, digest = as_check(location.manifest)
         summary = as_check(lambda: summarize(manifest, digest, location.describe()))
         bundles = as_check(lambda: location.attachments(digest, BUNDLE_TYPE))
@@ -205,6 +209,8 @@ class Checker:
     def admit(self, location: LayoutStore | RegistryImageStore) -> ImageProof:
         """The admission gate: denied versions, read from the image alone, are named all
         at once; then the image and every package must verify."""
+        from kiln.image.inspect import summarize
+
         if self.policy is not None:
             manifest, digest = as_check(location.manifest)
             summary = as_check(lambda: summarize(manifest, digest, location.describe()))

@@ -142,7 +142,6 @@ def cmd_key_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from kiln.image.location import open_location
     from kiln.registry.config import load_config
     from kiln.registry.reference import is_registry_reference, parse_reference
 
@@ -154,6 +153,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if args.bundle:
                 result = _verify_bundle_file(store, check, args)
             elif args.target.startswith("oci:"):
+                from kiln.image.location import open_location
+
                 result = check.image(open_location(args.target, config)).to_json()
             else:
                 reference = (parse_reference(args.target) if is_registry_reference(args.target)
@@ -184,7 +185,6 @@ def _located(config: RegistryConfig, text: str) -> Reference:
 
 def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]:
     """A package or an image, told apart by the manifest's artifactType."""
-    from kiln.image.location import RegistryImageStore
     from kiln.registry.artifact import ARTIFACT_TYPE
     from provenance.check import as_check
 
@@ -192,6 +192,8 @@ def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]
     manifest, _, _ = as_check(lambda: client.get_manifest(reference))
     if json.loads(manifest).get("artifactType") == ARTIFACT_TYPE:
         return dict(check.package(reference).to_json())
+    from kiln.image.location import RegistryImageStore
+
     return check.image(RegistryImageStore(reference, client)).to_json()
 
 
