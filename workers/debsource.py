@@ -52,13 +52,17 @@ class DebianSourceApt:
         self._run("update", "-q")
 
     def download(self, package: str, version: str, directory: Path) -> None:
+        self.download_spec(f"{package}={version}", directory)
+
+    def download_spec(self, spec: str, directory: Path) -> None:
+        """`apt-get source --download-only SPEC` (NAME or NAME=VERSION) into `directory`."""
         if not any(self.lists.glob("*Sources*")):
             self.update()
         try:
-            self._run("source", "--download-only", "-q", f"{package}={version}", cwd=directory)
+            self._run("source", "--download-only", "-q", spec, cwd=directory)
         except InputError:
             self.update()  # the index may predate this version
-            self._run("source", "--download-only", "-q", f"{package}={version}", cwd=directory)
+            self._run("source", "--download-only", "-q", spec, cwd=directory)
 
     def _run(self, *args: str, cwd: Path | None = None) -> None:
         try:

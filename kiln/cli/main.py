@@ -24,6 +24,7 @@ _REGISTRARS = (
     ("store_commands", "register", ("store",)),
     ("recipe_commands", "register", ("recipe",)),
     ("recipe_commands", "register_lock", ("lock",)),
+    ("recipe_commands", "register_source", ("source",)),
     ("deb_commands", "register", ("deb",)),
     ("build_commands", "register", ("build-log", "build")),
     ("registry_commands", "register", ("push", "pull")),

@@ -34,6 +34,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def register_source(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("source", help="a recipe's sources")
+    sub = group.add_subparsers(dest="source_command", metavar="COMMAND", required=True)
+    pin = sub.add_parser("pin", help="fetch a source once and print the pin a recipe writes"
+                                     " (as nix-prefetch-url)")
+    pin.add_argument("uri", metavar="URI",
+                     help="https://..., file:..., git+URL@REF or debian:SOURCE[=VERSION]")
+    add_json_flag(pin)
+    pin.set_defaults(handler=cmd_source_pin)
+
+
+def cmd_source_pin(args: argparse.Namespace) -> int:
+    import sys
+
+    from kiln.cli.common import open_store
+    from workers.pin import pin_source
+    from workers.sources import SourceCache
+
+    store = open_store(args)
+    pin = pin_source(SourceCache(store.layout.root / "sources"), args.uri)
+    if args.json:
+        print_json({**pin.fields, "note": pin.note})
+    else:
+        print(pin.yaml())
+        if pin.note:
+            print(f"kiln: {pin.note}", file=sys.stderr)
+    return 0
+
+
 def register_lock(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = commands.add_parser("lock", help="the toolchain lock of a recipe repository")
     sub = group.add_subparsers(dest="lock_command", metavar="COMMAND", required=True)
