@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from kiln.errors import InputError
 from kiln.hostconfig import file_url_path, host_config
@@ -89,9 +90,13 @@ def _pin_url(cache: SourceCache, url: str) -> str:
                          reason="source-unreachable", temporary=True) from exc
 
 
-def _keep(cache: SourceCache, stream: object, uri: str, max_size: int) -> str:
-    """Hash `stream` into the cache; its sha256."""
-    read = getattr(stream, "read")  # noqa: B009 - a file or an HTTP response
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _keep(cache: SourceCache, stream: _Readable, uri: str, max_size: int) -> str:
+    """Hash `stream` (a file, an HTTP response) into the cache; its sha256."""
+    read = stream.read
     temporary = cache.root / "tmp" / f"pin-{os.getpid()}-{secrets.token_hex(6)}"
     digest, size = hashlib.sha256(), 0
     try:
