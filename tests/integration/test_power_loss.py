@@ -25,9 +25,10 @@ pytestmark = [
     pytest.mark.skipif(not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None,
                        reason="the volatile disk is a FUSE file system (fuse3)"),
     pytest.mark.skipif(shutil.which("losetup") is None, reason="needs util-linux's losetup"),
-    pytest.mark.skipif(not Path("/dev/loop-control").exists() or subprocess.run(
-        ["losetup", "--find"], capture_output=True, check=False).returncode != 0,
-        reason="no loop device can be set up on this machine"),
+    pytest.mark.skipif(shutil.which("losetup") is None or not Path("/dev/loop-control").exists()
+                       or subprocess.run(["losetup", "--find"], capture_output=True,
+                                         check=False).returncode != 0,
+                       reason="no loop device can be set up on this machine"),
 ]
 
 WRITES = r"""
