@@ -14,24 +14,16 @@ build script does it. The pin says so, and how.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import secrets
 import subprocess
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from kiln.errors import InputError
-from kiln.hostconfig import file_url_path, host_config
-from kiln.recipes.model import UrlSource
-from workers.sources import CHUNK, TIMEOUT, SourceCache
+from kiln.hostconfig import host_config
+from workers.sources import SourceCache, fetch_unpinned
 
 DEBIAN_PATCHES = ("Debian's patches are not applied: the build finds the .dsc and its files"
                   " in /src. To apply them, start the build with\n"
@@ -59,60 +51,10 @@ def pin_source(cache: SourceCache, uri: str) -> Pin:
     if uri.startswith("debian:"):
         return _pin_debian(cache, uri.removeprefix("debian:"))
     if uri.startswith(("https://", "file:")):
-        return Pin({"url": uri, "sha256": _pin_url(cache, uri)})
+        # Fetched as a build fetches it (the same checks), kept under what it is.
+        return Pin({"url": uri, "sha256": fetch_unpinned(cache, uri).sha256})
     raise InputError(f"{uri!r}: give https://..., file:..., git+URL@REF or"
                      " debian:SOURCE[=VERSION]", reason="bad-usage")
-
-
-def _pin_url(cache: SourceCache, url: str) -> str:
-    from kiln.hostconfig import local_source_problem
-
-    host = host_config()
-    if url.startswith("file:"):
-        problem = local_source_problem(UrlSource(url, "0" * 64, 0), None, host)
-        if problem:
-            raise InputError(problem, reason="local-source-not-allowed")
-        try:
-            with open(file_url_path(url), "rb") as stream:
-                return _keep(cache, stream, url, host.limits.source_size)
-        except OSError as exc:
-            raise InputError(f"{url}: cannot read: {exc.strerror}",
-                             reason="source-unreachable") from exc
-    try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-            return _keep(cache, response, url, host.limits.source_size)
-    except urllib.error.HTTPError as exc:
-        raise InputError(f"{url}: the server answered {exc.code} {exc.reason}",
-                         reason="source-unreachable",
-                         temporary=exc.code >= 500 or exc.code == 429) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise InputError(f"{url}: cannot fetch: {getattr(exc, 'reason', exc)}",
-                         reason="source-unreachable", temporary=True) from exc
-
-
-class _Readable(Protocol):
-    def read(self, size: int, /) -> bytes: ...
-
-
-def _keep(cache: SourceCache, stream: _Readable, uri: str, max_size: int) -> str:
-    """Hash `stream` (a file, an HTTP response) into the cache; its sha256."""
-    read = stream.read
-    temporary = cache.root / "tmp" / f"pin-{os.getpid()}-{secrets.token_hex(6)}"
-    digest, size = hashlib.sha256(), 0
-    try:
-        with open(temporary, "wb") as out:
-            while chunk := read(CHUNK):
-                size += len(chunk)
-                if size > max_size:
-                    raise InputError(f"{uri}: larger than {max_size} bytes (limit"
-                                     " source-size)", reason="source-too-large")
-                digest.update(chunk)
-                out.write(chunk)
-        os.chmod(temporary, 0o444)
-        os.replace(temporary, cache.file_path(digest.hexdigest()))
-    finally:
-        temporary.unlink(missing_ok=True)
-    return digest.hexdigest()
 
 
 def _pin_git(text: str) -> Pin:
@@ -156,7 +98,8 @@ def _pin_debian(cache: SourceCache, text: str) -> Pin:
             raise InputError(f"apt-get source {spec} gave {len(dscs)} .dsc files",
                              reason="source-unreachable")
         with open(dscs[0], "rb") as stream:
-            dsc_sha256 = _keep(cache, stream, f"debian:{spec}", host_config().limits.source_size)
+            dsc_sha256 = cache.keep(stream, None, f"debian:{spec}", dscs[0].name,
+                                    max_size=host_config().limits.source_size).sha256
         found = _dsc_version(dscs[0])
     return Pin({"debian": package, "version": found, "dsc-sha256": dsc_sha256}, DEBIAN_PATCHES)
 

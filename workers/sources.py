@@ -78,9 +78,10 @@ class SourceCache:
     def mirror_path(self, url: str) -> Path:
         return self.root / "git" / (hashlib.sha256(url.encode()).hexdigest() + ".git")
 
-    def keep(self, stream: BinaryIO, expected: str, uri: str, name: str, *,
+    def keep(self, stream: BinaryIO, expected: str | None, uri: str, name: str, *,
              max_size: int | None = None, tell_digest: bool = True) -> FetchedFile:
         """Copy `stream` into the cache if its sha256 is `expected`; refuse it otherwise.
+        `expected` None keeps whatever it is (`kiln source pin` finding a pin).
 
         Past `max_size` bytes the copy stops and nothing is kept. `tell_digest`
         False keeps the actual digest out of the refusal (a host file's)."""
@@ -97,64 +98,81 @@ class SourceCache:
                     digest.update(chunk)
                     out.write(chunk)
             actual = digest.hexdigest()
-            if actual != expected:
+            if expected is not None and actual != expected:
                 found = f"sha256 is {actual}" if tell_digest else "the content differs"
                 raise SourceDigestMismatch(
                     f"{uri}: {found}, the recipe pins {expected}; not kept")
             os.chmod(tmp, 0o444)
-            os.replace(tmp, self.file_path(expected))
+            os.replace(tmp, self.file_path(actual))
         finally:
             tmp.unlink(missing_ok=True)
-        return FetchedFile(self.file_path(expected), expected, uri, name)
+        return FetchedFile(self.file_path(actual), actual, uri, name)
 
 
 def fetch_url(cache: SourceCache, source: UrlSource, host: HostConfig | None = None,
               max_size: int | None = None) -> FetchedFile:
     """An https or file: source, from the cache when it is there."""
     host = host or host_config()
-    max_size = max_size or host.limits.source_size
+    # Before the cache too: what was allowed once may not be any longer.
+    _refuse_host_file(source, host)
     name = Path(urllib.parse.urlparse(source.url).path.rstrip("/")).name
-    if source.url.startswith("file:"):
-        path = file_url_path(source.url)
-        # Before the cache too: what was allowed once may not be any longer.
-        problem = local_source_problem(source, None, host)
-        if problem:
-            raise InputError(problem, reason="local-source-not-allowed")
     cached = cache.file_path(source.sha256)
     if cached.exists():
         mark_used(cached)
         return FetchedFile(cached, source.sha256, source.url, name)
+    return _download(cache, source.url, source.sha256, name,
+                     max_size or host.limits.source_size)
+
+
+def fetch_unpinned(cache: SourceCache, url: str, host: HostConfig | None = None) -> FetchedFile:
+    """An https or file: source whose pin is not known yet, kept under its sha256."""
+    host = host or host_config()
+    _refuse_host_file(UrlSource(url, "", 0), host)
+    name = Path(urllib.parse.urlparse(url).path.rstrip("/")).name
+    return _download(cache, url, None, name, host.limits.source_size)
+
+
+def _refuse_host_file(source: UrlSource, host: HostConfig) -> None:
     if source.url.startswith("file:"):
+        problem = local_source_problem(source, None, host)
+        if problem:
+            raise InputError(problem, reason="local-source-not-allowed")
+
+
+def _download(cache: SourceCache, url: str, expected: str | None, name: str,
+              max_size: int) -> FetchedFile:
+    """Fetch `url` (file: or https) into the cache, checked against `expected`."""
+    if url.startswith("file:"):
         try:
-            with open(path, "rb") as stream:
+            with open(file_url_path(url), "rb") as stream:
                 if not os.path.isfile(f"/proc/self/fd/{stream.fileno()}"):
-                    raise InputError(f"{source.url}: not a regular file", reason="bad-source")
-                return cache.keep(stream, source.sha256, source.url, name,
-                                  max_size=max_size, tell_digest=False)
+                    raise InputError(f"{url}: not a regular file", reason="bad-source")
+                return cache.keep(stream, expected, url, name, max_size=max_size,
+                                  tell_digest=False)
         except OSError as exc:
-            raise InputError(f"{source.url}: cannot read: {exc.strerror}",
+            raise InputError(f"{url}: cannot read: {exc.strerror}",
                              reason="source-unreachable") from exc
-    if not source.url.startswith("https://"):
-        raise InputError(f"{source.url}: only https:// and file: sources are fetched",
+    if not url.startswith("https://"):
+        raise InputError(f"{url}: only https:// and file: sources are fetched",
                          reason="bad-source")
     # The system's CA store; SSL_CERT_FILE points it at a private CA.
     context = ssl.create_default_context()
     try:
-        with urllib.request.urlopen(source.url, timeout=TIMEOUT, context=context) as response:
+        with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_size:
-                raise InputError(f"{source.url}: the server announces {length} bytes, more"
+                raise InputError(f"{url}: the server announces {length} bytes, more"
                                  f" than {max_size} (limit source-size)",
                                  reason="source-too-large")
-            return cache.keep(response, source.sha256, source.url, name, max_size=max_size)
+            return cache.keep(response, expected, url, name, max_size=max_size)
     except urllib.error.HTTPError as exc:
         # A 404 stays a 404; a server error or a throttle may pass.
-        raise InputError(f"{source.url}: the server answered {exc.code} {exc.reason}",
+        raise InputError(f"{url}: the server answered {exc.code} {exc.reason}",
                          reason="source-unreachable",
                          temporary=exc.code >= 500 or exc.code == 429) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise InputError(f"{source.url}: cannot fetch: {reason}",
+        raise InputError(f"{url}: cannot fetch: {reason}",
                          reason="source-unreachable", temporary=True) from exc
 
 

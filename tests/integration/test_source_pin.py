@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,12 @@ def test_a_host_file_is_pinned_only_where_the_operator_allows(
     pinned = kiln("source", "pin", source.as_uri(), "--json")
     assert pinned.code == 0, pinned.err
     assert json.loads(pinned.out)["sha256"] == hashlib.sha256(b"data\n").hexdigest()
+    if os.geteuid() == 0:  # a device among the allowed files is no source either
+        zero = tmp_path / "allowed" / "zero"
+        os.mknod(zero, 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+        device = kiln("source", "pin", zero.as_uri())
+        assert device.code == 2
+        assert "[bad-source]" in device.err
     refused = kiln("source", "pin", secret.as_uri())
     assert refused.code == 2
     assert "[local-source-not-allowed]" in refused.err
