@@ -92,7 +92,7 @@ def closure(apt: Apt, roots: list[AptPackage],
         following: list[AptPackage] = []
         for package in level:
             for group in package.depends:
-                if any(_satisfied(option, chosen, provided) for option in group):
+                if any(satisfied(option, chosen, provided) for option in group):
                     continue
                 pick = _first_available(apt, package, group)
                 chosen.setdefault(pick.name, pick)
@@ -102,7 +102,9 @@ def closure(apt: Apt, roots: list[AptPackage],
     return sorted(chosen.values(), key=lambda p: p.name)
 
 
-def _satisfied(option: DebRelation, chosen: dict[str, AptPackage], provided: set[str]) -> bool:
+def satisfied(option: DebRelation, chosen: dict[str, AptPackage], provided: set[str]) -> bool:
+    """Whether `option` is met by a chosen package (at an acceptable version) or by
+    one that provides it."""
     if option.name in provided:
         return True
     package = chosen.get(option.name)
@@ -128,12 +130,12 @@ def _first_available(apt: Apt, parent: AptPackage, group: tuple[DebRelation, ...
         if Relation(option.name, option.operator, option.version).satisfied_by(
                 candidate.name, candidate.version):
             return candidate
-    wanted = " | ".join(_describe(option) for option in group)
+    wanted = " | ".join(describe_relation(option) for option in group)
     raise InputError(f"{parent.name} {parent.version} depends on {wanted}, which apt cannot"
                      " provide", reason="deb-unsatisfiable")
 
 
-def _describe(option: DebRelation) -> str:
+def describe_relation(option: DebRelation) -> str:
     return option.name if option.operator is None else \
         f"{option.name} ({option.operator} {option.version})"
 

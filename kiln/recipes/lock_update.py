@@ -23,11 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.debian.apt import Apt, AptPackage, DebRelation
+from kiln.debian.apt import Apt, AptPackage
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet
 from kiln.recipes.lock import Lock, LockedPackage, read_lock, write_lock
-from kiln.relations import Relation
 from kiln.store.store import Store
 
 
@@ -143,16 +142,16 @@ def _resolve(apt: Apt, roots: list[str], kept: dict[str, LockedPackage]) -> dict
 
 
 def _refuse_unmet(chosen: dict[str, AptPackage], kept: dict[str, LockedPackage]) -> None:
-    from kiln.debian.importer import package_name
+    from kiln.debian.importer import describe_relation, package_name, satisfied
 
     kept_debian = {package_name(name): name for name in kept}
     provided = {p for record in chosen.values() for p in record.provides}
     for record in chosen.values():
         for group in record.depends:
-            if any(_meets(option, chosen, provided) for option in group):
+            if any(satisfied(option, chosen, provided) for option in group):
                 continue
             blocking = [option for option in group if option.name in kept_debian]
-            wanted = " | ".join(_describe(option) for option in group)
+            wanted = " | ".join(describe_relation(option) for option in group)
             if blocking:
                 locked = kept[kept_debian[blocking[0].name]]
                 raise InputError(
@@ -162,20 +161,6 @@ def _refuse_unmet(chosen: dict[str, AptPackage], kept: dict[str, LockedPackage])
                     reason="lock-would-move")
             raise InputError(f"{record.name} {record.version} needs {wanted}, which apt"
                              " cannot provide", reason="deb-unsatisfiable")
-
-
-def _meets(option: DebRelation, chosen: dict[str, AptPackage], provided: set[str]) -> bool:
-    if option.name in provided:
-        return True
-    package = chosen.get(option.name)
-    return package is not None and Relation(option.name, option.operator,
-                                            option.version).satisfied_by(package.name,
-                                                                         package.version)
-
-
-def _describe(option: DebRelation) -> str:
-    return option.name if option.operator is None else \
-        f"{option.name} ({option.operator} {option.version})"
 
 
 def _import(store: Store, apt: Apt, records: Iterable[AptPackage],
