@@ -93,7 +93,9 @@ def cache_entries(store: Store) -> list[CacheEntry]:
     for path in _listing(layout.cache / "archives"):
         groups.setdefault(path.name.split(".")[0], []).append(path)
     found += [_files("archives", tuple(paths)) for paths in groups.values()]
-    found += [_file("bundles", path) for path in _listing(layout.cache / "bundles")]
+    bundles = layout.cache / "bundles"  # the bundles, and the lists of them by subject
+    found += [_file("bundles", path) for directory in (bundles, bundles / "subjects")
+              for path in _listing(directory) if not path.is_dir()]
     found += [_directory("materialized", path, data=False)
               for path in _listing(layout.materialized)]
     return found
