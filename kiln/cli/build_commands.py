@@ -159,10 +159,9 @@ def _collect_past_threshold(store: Store) -> None:
     import dataclasses
 
     from kiln.cli.output import human_size
-    from kiln.cli.store_commands import describe_freed, freed_by_kind
+    from kiln.cli.store_commands import collect_bounded, describe_freed
     from kiln.hostconfig import host_config
     from kiln.store.caches import caches_size
-    from kiln.store.gc import collect_garbage
 
     policy = host_config().gc
     threshold = policy.threshold
@@ -173,8 +172,8 @@ def _collect_past_threshold(store: Store) -> None:
         return
     if policy.max_size is None:
         policy = dataclasses.replace(policy, max_size=threshold)
-    report = collect_garbage(store, policy)
-    freed = describe_freed(freed_by_kind(report.caches, policy), report.caches.kept_bytes)
+    report, by_kind = collect_bounded(store, policy)
+    freed = describe_freed(by_kind, report.caches.kept_bytes)
     print(f"kiln: the caches held {human_size(size)}, above the gc threshold of"
           f" {human_size(threshold)}: {freed}", file=sys.stderr)
 

@@ -9,7 +9,9 @@ from kiln.cli.common import add_json_flag, open_store, resolve_ref
 from kiln.cli.output import human_size, print_json
 
 if TYPE_CHECKING:
-    from kiln.store.caches import CachePolicy, CacheReport, Freed
+    from kiln.store.caches import CachePolicy, Freed
+    from kiln.store.gc import GcReport
+    from kiln.store.store import Store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,7 +73,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from kiln.store.gc import collect_garbage, live_filesets
+    from kiln.store.gc import live_filesets
     from workers.build import forget_dead_builds
 
     store = open_store(args)
@@ -79,10 +81,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
     with store.shared():
         for ref in args.pin:
             store.pin(resolve_ref(store, ref).digest)
-    report = collect_garbage(store, policy)
+    report, freed = collect_bounded(store, policy)
     with store.exclusive():
         builds_forgotten = forget_dead_builds(store, live_filesets(store))
-    freed = freed_by_kind(report.caches, policy)
     if args.json:
         print_json({"filesets_removed": report.filesets_removed,
                     "trees_removed": report.trees_removed,
@@ -120,15 +121,18 @@ def gc_policy(args: argparse.Namespace) -> CachePolicy:
     return CachePolicy(days, size, configured.threshold)
 
 
-def freed_by_kind(caches: CacheReport, policy: CachePolicy) -> dict[str, Freed]:
-    """The store's caches freed, and the host's cached build roots by the same bounds."""
+def collect_bounded(store: Store, policy: CachePolicy) -> tuple[GcReport, dict[str, Freed]]:
+    """gc with the caches' bounds, then the host's cached build roots by the same
+    bounds; the report and what went, by kind."""
     from kiln.store.caches import KINDS, Freed
+    from kiln.store.gc import collect_garbage
     from workers.rootfs import prune_roots
 
-    freed = {kind: caches.freed.get(kind, Freed()) for kind in KINDS}
+    report = collect_garbage(store, policy)
+    freed = {kind: report.caches.freed.get(kind, Freed()) for kind in KINDS}
     if policy.bounded:
         freed["roots"] = Freed(prune_roots(policy.keep_days, empty=policy.max_size == 0), 0)
-    return freed
+    return report, freed
 
 
 def describe_freed(freed: dict[str, Freed], kept: int) -> str:
