@@ -3,8 +3,8 @@ a power cut.
 
 The store names nothing before what it names is on the disk: a FileSet's
 objects, tree and manifest are synced, then its name is written and synced,
-then the command reports it. Two ways were measured (bench/README.md, "Durable
-writes"), both correct:
+then the command reports it. Two ways were measured (bench/README.md, "Ingest":
+durable writes), both correct:
 
 - `syncfs` of the store's file system, twice per record: once before the name,
   once after. It also covers objects that an earlier writer left unsynced (it
