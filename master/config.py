@@ -7,6 +7,8 @@ recipes:                       # the recipe repository the farm builds
   branch: main
   path: recipes                # where the recipes lie in it
   poll: 0                      # seconds between GitPoller polls; 0: the post-receive hook only
+  hosted: recipes.git          # the bare repository this master keeps, if `repository` is a
+                               # URL serving it to workers on other hosts (git://master/...)
 registry: {host: 127.0.0.1:5000, prefix: kiln, http: true}
 database: sqlite:///state.sqlite   # Buildbot's; postgresql://... in production
 index: sqlite:///index.sqlite      # Kiln's own (master/index), never Buildbot's database
@@ -50,6 +52,7 @@ class RecipeSource:
     branch: str = "main"
     path: str = "recipes"
     poll: int = 0  # seconds; 0: the post-receive hook only
+    hosted: str | None = None  # the bare repository kept here, when `repository` serves it
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,15 @@ class FarmConfig:
         if "://" in repository or repository.startswith("git@"):
             return repository
         return str(self.path(repository))
+
+    @property
+    def hosted_recipes(self) -> Path | None:
+        """The bare recipe repository this master keeps (and whose hook tells it of
+        pushes): `hosted`, else `repository` when that is a path; None for a remote one."""
+        if self.recipes.hosted:
+            return self.path(self.recipes.hosted)
+        url = self.recipes_url
+        return None if "://" in url or url.startswith("git@") else Path(url)
 
     @property
     def www_url(self) -> str:
@@ -160,7 +172,7 @@ def load_farm(directory: Path) -> FarmConfig:
 def _recipes(reader: Reader, node: Node | None) -> RecipeSource | None:
     if node is None:
         return None
-    fields = reader.mapping(node, "recipes", {"repository", "branch", "path", "poll"},
+    fields = reader.mapping(node, "recipes", {"repository", "branch", "path", "poll", "hosted"},
                             {"repository"})
     repository = reader.string(fields.get("repository"), "recipes repository")
     poll = reader.string(fields.get("poll"), "recipes poll",
@@ -169,7 +181,7 @@ def _recipes(reader: Reader, node: Node | None) -> RecipeSource | None:
         return None
     return RecipeSource(repository, reader.string(fields.get("branch"), "branch") or "main",
                         reader.string(fields.get("path"), "path") or "recipes",
-                        int(poll or 0))
+                        int(poll or 0), reader.string(fields.get("hosted"), "recipes hosted"))
 
 
 def _registry(reader: Reader, node: Node | None) -> RegistrySettings | None:

@@ -337,13 +337,53 @@ def _make_key(keys: Path) -> Path:
     return generate_key_pair(keys, "farm").private
 
 
+def setup_farm(directory: Path, *, seed: Path | None = None, upgrade: bool = False,
+               ) -> list[str]:
+    """Lay out what a farm directory lacks, around a farm.yaml, keys and passwords put
+    there by someone else (Ansible's master role): the hosted recipe repository (seeded
+    when new) and its hook, Buildbot's master directory and its database, the local
+    worker. What it made or changed; nothing on a second run. `upgrade` brings
+    Buildbot's database to the installed Buildbot (its master stopped)."""
+    farm = load_farm(directory)
+    made = []
+    bare = farm.hosted_recipes
+    if bare is not None and not (bare / "HEAD").exists():
+        _seed_repository(farm, seed)
+        made.append("recipes")
+    elif bare is not None and _write_hook(farm, bare):
+        made.append("hook")
+    if not (farm.path("master") / "buildbot.tac").exists():
+        _create_master(farm)
+        made.append("master")
+    elif upgrade:
+        _upgrade_master(farm)
+        made.append("database")
+    if (farm.path("master") / "master.cfg").read_text() != MASTER_CFG:
+        (farm.path("master") / "master.cfg").write_text(MASTER_CFG)
+        made.append("master.cfg")
+    if not (_worker_dir(farm, LOCAL_WORKER) / "buildbot.tac").exists():
+        _create_worker(farm, LOCAL_WORKER)
+        made.append(f"worker-{LOCAL_WORKER}")
+    return made
+
+
+def _write_hook(farm: FarmConfig, bare: Path) -> bool:
+    """The post-receive hook, as this Kiln writes it; whether it changed."""
+    hook = bare / "hooks" / "post-receive"
+    text = POST_RECEIVE.format(python=sys.executable, farm=farm.directory)
+    if hook.exists() and hook.read_text() == text:
+        return False
+    hook.write_text(text)
+    hook.chmod(0o755)
+    return True
+
+
 def _seed_repository(farm: FarmConfig, seed: Path | None) -> None:
-    bare = Path(farm.recipes_url)
+    bare = farm.hosted_recipes
+    assert bare is not None
     subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(bare)],
                    check=True)
-    hook = bare / "hooks" / "post-receive"
-    hook.write_text(POST_RECEIVE.format(python=sys.executable, farm=farm.directory))
-    hook.chmod(0o755)
+    _write_hook(farm, bare)
     if seed is None:
         return
     with tempfile.TemporaryDirectory(prefix="kiln-seed-") as scratch:
@@ -368,12 +408,16 @@ def _create_master(farm: FarmConfig) -> None:
     (master / "handed-back").mkdir()
     if not farm.database.startswith("sqlite:"):
         # create-master made its tables in SQLite: make them where farm.yaml says.
-        upgraded = subprocess.run([_tool("buildbot"), "upgrade-master", str(master)],
-                                  capture_output=True, text=True, check=False)
-        if upgraded.returncode != 0:
-            raise InputError(f"Buildbot's database {farm.database.split('@')[-1]} cannot be"
-                             f" made ready: {upgraded.stdout.strip()[-400:]}",
-                             reason="database-unreachable")
+        _upgrade_master(farm)
+
+
+def _upgrade_master(farm: FarmConfig) -> None:
+    upgraded = subprocess.run([_tool("buildbot"), "upgrade-master", str(farm.path("master"))],
+                              capture_output=True, text=True, check=False)
+    if upgraded.returncode != 0:
+        raise InputError(f"Buildbot's database {farm.database.split('@')[-1]} cannot be"
+                         f" made ready: {upgraded.stdout.strip()[-400:]}",
+                         reason="database-unreachable")
 
 
 def _create_worker(farm: FarmConfig, name: str) -> None:

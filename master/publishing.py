@@ -9,7 +9,7 @@ from pathlib import Path
 from kiln.errors import KilnError
 from kiln.record import BuildRecord, build_key_tag
 from kiln.registry.artifact import MANIFEST_TYPE
-from kiln.registry.client import RegistryClient
+from kiln.registry.client import RegistryClient, client_for
 from kiln.registry.config import Mapping as RegistryMapping
 from kiln.registry.config import RegistryConfig
 from kiln.registry.reference import Reference, parse_reference
@@ -22,18 +22,21 @@ from provenance.statement import Reproduction
 def registry_config(farm: FarmConfig) -> RegistryConfig:
     """Every name lives under the farm's registry prefix (registries.yaml's form)."""
     settings = farm.registry
+    plain, tls = (frozenset({settings.host}), frozenset()) if settings.http \
+        else (frozenset(), frozenset({settings.host}))
     return RegistryConfig((RegistryMapping("", f"{settings.host}/{settings.prefix}"),),
-                          frozenset({settings.host}) if settings.http else frozenset())
+                          plain, tls)
 
 
 def client(farm: FarmConfig) -> RegistryClient:
-    return RegistryClient(farm.registry.host, plain_http=farm.registry.http)
+    """The farm's registry, with the credentials the auth file holds for it (a deployed
+    farm's registry asks for them: $REGISTRY_AUTH_FILE, as podman and skopeo read it)."""
+    return client_for(farm.registry.host, registry_config(farm))
 
 
 def plan_tag(key: str) -> str:
     """The tag that marks a package as the output of a plan key."""
     return "plan-" + key.removeprefix("sha256:")
-
 
 
 def published_keys(farm: FarmConfig, keys: Mapping[str, str]) -> set[str]:

@@ -52,6 +52,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                       help="publish when K of the N builds agree (default: N)")
     init.set_defaults(handler=cmd_init)
 
+    _register_setup(sub)
+
     for verb, what in (("start", "start the master and workers"),
                        ("stop", "stop every process of the farm"),
                        ("status", "the console URL, workers and the last plan")):
@@ -96,6 +98,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     wait.set_defaults(handler=cmd_wait)
 
 
+def _register_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    setup = sub.add_parser("setup", help="lay out what a farm directory lacks around its"
+                                         " farm.yaml (the deployment's master role): the"
+                                         " recipe repository, Buildbot's master, its local"
+                                         " worker; nothing on a second run")
+    setup.add_argument("directory", type=Path, metavar="DIR")
+    setup.add_argument("--seed", type=Path, metavar="DIR",
+                       help="the recipes a new recipe repository starts with")
+    setup.add_argument("--upgrade", action="store_true",
+                       help="bring Buildbot's database to the installed Buildbot (with the"
+                            " master stopped, after an upgrade of Kiln)")
+    add_json_flag(setup)
+    setup.set_defaults(handler=cmd_setup)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from master.planning import plan_commits
 
@@ -125,6 +142,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"farm made in {farm.directory}: recipes at {farm.recipes_url}, workers"
           f" {', '.join(farm.workers)}, console {farm.www_url}; each package published when"
           f" {farm.reproducibility.default.describe()} builds agree")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from master.lifecycle import setup_farm
+
+    made = setup_farm(args.directory, seed=args.seed, upgrade=args.upgrade)
+    if args.json:
+        print_json({"made": made, "changed": bool(made)})
+    else:
+        print(f"farm in {args.directory.resolve()}: {', '.join(made) or 'nothing to do'}")
     return 0
 
 
