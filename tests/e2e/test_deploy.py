@@ -158,11 +158,11 @@ def _inventory(tmp_path: Path, hosts: Hosts, groups: dict[str, tuple[str, ...]],
             children.setdefault(group, {"hosts": {}})["hosts"][host] = {
                 **connection, "ansible_host": hosts.container(host)}
     inventory = {"all": {
-        "vars": {"kiln_signing_key_file": str(secrets / "farm.pem"),
-                 "kiln_secrets_dir": str(secrets),
+        "vars": {"farm_signing_key_file": str(secrets / "farm.pem"),
+                 "farm_secrets_dir": str(secrets),
                  # Kept between runs: the dependencies' wheels are made once per pin set.
-                 "kiln_wheelhouse": str(REPO / ".state" / "wheelhouse"),
-                 "kiln_seed_recipes": str(recipes)},
+                 "farm_wheelhouse": str(REPO / ".state" / "wheelhouse"),
+                 "master_seed_recipes": str(recipes)},
         "children": children}}
     path = tmp_path / f"inventory-{len(groups)}.yml"
     path.write_text(yaml.safe_dump(inventory))
