@@ -109,6 +109,13 @@ class FarmConfig:
         return None if "://" in url or url.startswith("git@") else Path(url)
 
     @property
+    def recipes_for_master(self) -> str:
+        """Where the master itself reads the recipes: the bare repository it keeps, when
+        it keeps one (not through the git daemon it serves them with), else the URL."""
+        hosted = self.hosted_recipes
+        return str(hosted) if hosted is not None else self.recipes_url
+
+    @property
     def www_url(self) -> str:
         return f"http://{self.listen}:{self.www_port}/"
 

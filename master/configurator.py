@@ -189,7 +189,7 @@ GATE_WORKERS = GateWorkers()
 def _change_sources(farm: FarmConfig) -> list[Any]:
     if farm.recipes.poll <= 0:
         return []  # the post-receive hook posts each push to the change hook
-    return [changes.GitPoller(repourl=farm.recipes_url, branches=[farm.recipes.branch],
+    return [changes.GitPoller(repourl=farm.recipes_for_master, branches=[farm.recipes.branch],
                               pollInterval=farm.recipes.poll,
                               workdir=str(farm.path("master/gitpoller")))]
 

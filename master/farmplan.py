@@ -73,7 +73,8 @@ def mirror(farm: FarmConfig) -> Path:
     """The master's mirror of the recipe repository, fetched now."""
     path = farm.path("master/recipes.git")
     if not path.exists():
-        subprocess.run(["git", "clone", "--quiet", "--mirror", farm.recipes_url, str(path)],
+        subprocess.run(["git", "clone", "--quiet", "--mirror", farm.recipes_for_master,
+                        str(path)],
                        check=True, capture_output=True)
     else:
         subprocess.run(["git", "-C", str(path), "fetch", "--quiet", "--prune", "origin",

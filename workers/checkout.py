@@ -12,7 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,14 +113,22 @@ def repository_in(repo: Any, relative: Path, commit: str, into: Path) -> RecipeR
 
 
 def _extract(repo: Any, commit: str, relative: Path, into: Path) -> None:
-    """Lay the directory `relative` of `commit` at `into` (git archive, then tar)."""
-    archive = into.parent / f"{into.name}.tar"
-    with open(archive, "wb") as out:
-        repo.archive(out, commit, path=str(relative) if str(relative) != "." else None)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into.parent / f"{into.name}.checkout", filter="data")
-    (into.parent / f"{into.name}.checkout" / relative).rename(into)
-    archive.unlink()
+    """Lay the directory `relative` of `commit` at `into`, as git itself writes a tree:
+    never through a symlink the tree holds, whatever a hostile recipe commits. (Through
+    an index of its own, so a bare repository's is untouched; not `git archive` and
+    tarfile, whose safe extraction Debian 12's Python 3.11.2 lacks.)"""
+    tree = commit if str(relative) == "." else f"{commit}:{relative.as_posix()}"
+    into.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="kiln-checkout-") as scratch:
+        git = ["git", f"--git-dir={repo.git_dir}", f"--work-tree={into}"]
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        for command in (["read-tree", tree], ["checkout-index", "--all"]):
+            done = subprocess.run([*git, *command], env=env, capture_output=True, text=True,
+                                  check=False)
+            if done.returncode != 0:
+                shutil.rmtree(into, ignore_errors=True)
+                raise InputError(f"cannot lay out {relative} of {commit[:12]}:"
+                                 f" {done.stderr.strip()}", reason="bad-recipe")
 
 
 def _remote_holding(repo: Any, commit: str) -> str | None:
