@@ -1,4 +1,5 @@
-"""Reading a .deb: an ar archive whose data.tar.* member is the package's tree."""
+"""Reading a .deb: an ar archive whose data.tar.* member is the package's tree, and
+whose control.tar.* holds its own control fields."""
 
 from __future__ import annotations
 
@@ -16,6 +17,36 @@ _HEADER = 60
 
 def data_tar(deb: BinaryIO, where: str) -> ByteStream:
     """The decompressed data.tar of a .deb, as a stream."""
+    return _member(deb, where, "data.tar")
+
+
+def control_summary(deb: BinaryIO, where: str) -> str:
+    """The first line of the package's own Description (its control file). apt's record
+    carries it only where apt fetched translations, which a host may not."""
+    import tarfile
+
+    stream = _member(deb, where, "control.tar")
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            for entry in tar:
+                if entry.isfile() and entry.name.lstrip("./") == "control":
+                    control = tar.extractfile(entry)
+                    assert control is not None
+                    return _description(control.read(1 << 20).decode("utf-8", "replace"))
+    except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as exc:
+        raise InputError(f"{where}: unreadable control.tar: {exc}", reason="bad-deb") from exc
+    raise InputError(f"{where}: control.tar has no control file", reason="bad-deb")
+
+
+def _description(control: str) -> str:
+    for line in control.splitlines():
+        if line.startswith("Description:"):
+            return line.removeprefix("Description:").strip()
+    return ""
+
+
+def _member(deb: BinaryIO, where: str, prefix: str) -> ByteStream:
+    """The decompressed ar member whose name starts with `prefix`, as a stream."""
     if deb.read(len(_MAGIC)) != _MAGIC:
         raise InputError(f"{where} is not a Debian package (no ar header)", reason="bad-deb")
     while header := deb.read(_HEADER):
@@ -26,21 +57,21 @@ def data_tar(deb: BinaryIO, where: str) -> ByteStream:
             size = int(header[48:58].decode("ascii").strip())
         except ValueError:
             raise InputError(f"{where}: corrupt ar member size", reason="bad-deb") from None
-        if name.startswith("data.tar"):
+        if name.startswith(prefix):
             member = io.BytesIO(deb.read(size))
             if len(member.getbuffer()) != size:
                 raise InputError(f"{where}: truncated {name}", reason="bad-deb")
             return _decompress(name, member, where)
         deb.seek(size + size % 2, io.SEEK_CUR)
-    raise InputError(f"{where} has no data.tar member", reason="bad-deb")
+    raise InputError(f"{where} has no {prefix} member", reason="bad-deb")
 
 
 def _decompress(name: str, member: BinaryIO, where: str) -> ByteStream:
-    if name == "data.tar":
+    if name in ("data.tar", "control.tar"):
         return member  # type: ignore[return-value]
-    if name == "data.tar.xz":
+    if name.endswith(".tar.xz"):
         return lzma.LZMAFile(member)
-    if name == "data.tar.gz":
+    if name.endswith(".tar.gz"):
         return gzip.GzipFile(fileobj=member)
     raise InputError(f"{where}: {name} is compressed in a way Kiln cannot read yet",
                      reason="bad-deb")

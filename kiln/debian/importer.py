@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kiln.archive.importer import import_tar_stream
 from kiln.debian.apt import Apt, AptPackage, DebRelation
-from kiln.debian.deb import data_tar
+from kiln.debian.deb import control_summary, data_tar
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet
 from kiln.naming import DEBIAN_DOMAIN
@@ -166,9 +166,13 @@ def import_deb_file(store: Store, deb: Path, package: AptPackage, suite: str) ->
                 f"{deb}: sha256 is {actual}, apt's record for {package.name} {package.version}"
                 f" says {package.sha256}; refused")
         handle.seek(0)
+        summary = control_summary(handle, str(deb))
+        handle.seek(0)
         result = import_tar_stream(store, data_tar(handle, str(deb)), str(deb),
                                    name=kiln_name(suite, package.name), version=package.version,
-                                   metadata=metadata_for(package, suite), strip_setuid=True)
+                                   metadata=metadata_for(replace(package, summary=summary),
+                                                         suite),
+                                   strip_setuid=True)
     return result.fileset
 
 

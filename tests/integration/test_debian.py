@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,21 @@ def test_a_tampered_deb_is_refused_and_nothing_written(tmp_path: Path, store: St
     assert record.sha256 in caught.value.message
     assert sorted(p.name for p in store.layout.filesets.iterdir()) == before
     assert list(store.layout.objects.iterdir()) == []
+
+
+def test_the_same_deb_is_the_same_fileset_whatever_apt_fetched(
+        tmp_path: Path, store: Store, apt_lists: None) -> None:
+    # A host whose apt fetched no translations has no Description in apt's record (a
+    # deployed master's, say): the FileSet must not change with it, or the lock breaks.
+    subprocess.run(["apt-get", "download", "-q", "hello"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    (deb,) = tmp_path.glob("hello_*.deb")
+    record = Apt(tmp_path / "apt").show("hello")
+    with_translations = import_deb_file(store, deb, record, "bookworm")
+    without = import_deb_file(store, deb, replace(record, summary=""), "bookworm")
+    assert without.digest == with_translations.digest
+    assert isinstance(without.metadata, PackageMetadata)
+    assert without.metadata.summary == apt_field("hello", "Description")
 
 
 def test_closure_takes_alternatives_and_virtual_packages(kiln: Kiln, apt_lists: None) -> None:
