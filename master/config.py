@@ -156,7 +156,7 @@ def load_farm(directory: Path) -> FarmConfig:
         index_sync=int(reader.string(top.get("index-sync"), "index-sync",
                                      pattern_check(re.compile(r"[0-9]{1,5}"),
                                                    "a number of seconds")) or 5),
-        signer=reader.string(top.get("signer"), "signer") or "",
+        signer=_signer(reader.string(top.get("signer"), "signer") or "", directory),
         builder_id=reader.string(top.get("builder-id"), "builder-id")
         or "https://kiln.dev/builders/farm",
         www_port=_port(reader, ports.get("www"), 8010),
@@ -213,6 +213,15 @@ def _console(reader: Reader, node: Node | None) -> ConsoleSettings:
     session = reader.string(fields.get("session"), "console session",
                             pattern_check(re.compile(r"[1-9][0-9]{0,6}"), "a number of seconds"))
     return ConsoleSettings(public != "false", int(session) if session else 8 * 3600)
+
+
+def _signer(uri: str, directory: Path) -> str:
+    """A key file's signer URI, relative to farm.yaml's directory as every path here is,
+    made absolute: the master signs from Buildbot's own directory, not this one."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "file" and rest and not Path(rest).is_absolute():
+        return f"file:{(directory / rest).resolve()}"
+    return uri
 
 
 def _port(reader: Reader, node: Node | None, default: int) -> int:

@@ -52,10 +52,12 @@ def test_setup_lays_out_a_hosted_repository_master_and_local_worker_once(
                              "--name-only", "main"], capture_output=True, text=True, check=True)
     assert listed.stdout.split() == ["recipes/base/recipe.yaml", "recipes/kiln.lock"]
     hook = farm_dir / "recipes.git" / "hooks" / "post-receive"
-    assert hook.stat().st_mode & 0o111 and "master.hook" in hook.read_text()
+    assert hook.stat().st_mode & 0o111
+    assert "master.hook" in hook.read_text()
     assert "load_farm" in (farm_dir / "master" / "master.cfg").read_text()
     tac = (farm_dir / "worker-master-local" / "buildbot.tac").read_text()
-    assert "'master-local'" in tac and "local-secret" in tac
+    assert "'master-local'" in tac
+    assert "local-secret" in tac
 
     # A second run makes nothing, and a seed never overwrites a repository's history.
     head = (farm_dir / "recipes.git" / "refs" / "heads" / "main").read_text()

@@ -73,3 +73,16 @@ def test_a_bad_console_setting_is_named_with_its_line(tmp_path: Path) -> None:
         load_farm(tmp_path)
     assert "farm.yaml:8: console public: " in raised.value.message
     assert "(and 1 more)" in raised.value.message
+
+
+def test_a_relative_key_file_is_the_farm_directorys(tmp_path: Path) -> None:
+    # The master signs from Buildbot's directory (DIR/master): a key named relative to
+    # farm.yaml must still be found, as farm.yaml's other paths are.
+    (tmp_path / "farm.yaml").write_text(
+        "recipes: {repository: recipes.git}\nregistry: {host: 127.0.0.1:5000}\n"
+        "signer: file:keys/farm.pem\nworkers: [w1]\n")
+    assert load_farm(tmp_path).signer == f"file:{tmp_path.resolve() / 'keys' / 'farm.pem'}"
+    (tmp_path / "farm.yaml").write_text(
+        "recipes: {repository: recipes.git}\nregistry: {host: 127.0.0.1:5000}\n"
+        "signer: sigstore:staging\nworkers: [w1]\n")
+    assert load_farm(tmp_path).signer == "sigstore:staging"
