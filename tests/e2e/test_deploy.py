@@ -17,8 +17,10 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -126,6 +128,33 @@ def test_ansible_deploys_a_farm_across_hosts_that_builds_and_publishes(tmp_path:
         assert _main_pid(hosts, "kiln-w1", "kiln-worker") == before
         assert {"kiln-w1", "kiln-w2"} <= connected_workers(farm)
 
+        _a_new_kiln_rolls_out_without_killing_a_build(hosts, farm, clone, grown, tmp_path,
+                                                      before)
+
+
+def _a_new_kiln_rolls_out_without_killing_a_build(
+        hosts: Hosts, farm: FarmConfig, clone: Path, inventory: Path, tmp_path: Path,
+        worker_pid: str) -> None:
+    """A new Kiln rolls out while a build runs, and the build is not killed: the master's
+    stop waits for it (Buildbot's clean shutdown), then each worker in turn drains, is
+    upgraded and starts again."""
+    slow = push(clone, {"slow": ("sleep 40; echo slow > /out/slow", SHELL)}, "slow")
+    running = _builds_of(farm, "kiln.dev/slow", started=True)
+    upgraded = _playbook(inventory, "-e", f"farm_source={_changed_kiln(tmp_path)}")
+    assert upgraded.returncode == 0, upgraded.stdout[-6000:]
+    assert wait_for_commit(farm, slow, PLAN_TIMEOUT)["results"] == 0
+    # Two workers: the gate's 2 of 2, one build on each, neither lost nor retried.
+    done = _builds_of(farm, "kiln.dev/slow", started=False)
+    assert [b["results"] for b in done] == [0, 0], done
+    assert {b["buildid"] for b in running} <= {b["buildid"] for b in done}
+    release = json.loads((REPO / ".state" / "wheelhouse" / "build.json").read_text())
+    for host in ("kiln-master", "kiln-w1", "kiln-w2"):
+        installed = hosts.run(host, ["cat", "/opt/kiln/venv/.release"]).stdout.strip()
+        assert installed == release["release"], host
+    assert _main_pid(hosts, "kiln-w1", "kiln-worker") != worker_pid
+    stops = sorted(_restart_window(hosts, host) for host in ("kiln-w1", "kiln-w2"))
+    assert stops[0][1] <= stops[1][0], stops  # one worker out at a time
+
 
 def _start(hosts: Hosts, names: list[str]) -> None:
     """Boot hosts side by side (each waits for its systemd)."""
@@ -169,10 +198,10 @@ def _inventory(tmp_path: Path, hosts: Hosts, groups: dict[str, tuple[str, ...]],
     return path
 
 
-def _playbook(inventory: Path) -> subprocess.CompletedProcess[str]:
+def _playbook(inventory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     tools = Path(sys.executable).parent
     return subprocess.run(
-        [str(tools / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOK)],
+        [str(tools / "ansible-playbook"), "-i", str(inventory), *extra, str(PLAYBOOK)],
         capture_output=True, text=True, timeout=1800, check=False,
         env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
              "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
@@ -184,6 +213,43 @@ def _changed(output: str) -> dict[str, int]:
     recap = output[output.rindex("PLAY RECAP"):]
     return {host: int(changed) for host, changed in
             re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.MULTILINE)}
+
+
+def _builds_of(farm: FarmConfig, package: str, *, started: bool) -> list[dict[str, Any]]:
+    """The builds of `package` once one has started (`started`), or once all finished."""
+    deadline = time.monotonic() + PLAN_TIMEOUT
+    while time.monotonic() < deadline:
+        builds = [b for b in package_builds(farm)
+                  if b["properties"].get("package", [None])[0] == package]
+        if builds and (any(b["started_at"] for b in builds) if started
+                       else all(b["complete"] for b in builds)):
+            return builds
+        time.sleep(0.5)
+    raise AssertionError(f"no build of {package} {'started' if started else 'finished'}")
+
+
+def _changed_kiln(tmp_path: Path) -> Path:
+    """Kiln's sources with one comment more: another wheel, so another release."""
+    source = tmp_path / "kiln-next"
+    for name in ("kiln", "workers", "provenance", "master"):
+        shutil.copytree(REPO / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+        shutil.copyfile(REPO / name, source / name)
+    with open(source / "kiln" / "__init__.py", "a") as module:
+        module.write("# the next release\n")
+    return source
+
+
+def _restart_window(hosts: Hosts, host: str) -> tuple[float, float]:
+    """When the worker's unit last began to stop (drain) and was running again
+    (monotonic seconds: one clock for every host of this machine)."""
+    shown = hosts.run(host, ["systemctl", "show", "kiln-worker", "-p",
+                             "ActiveExitTimestampMonotonic",
+                             "-p", "ActiveEnterTimestampMonotonic"]).stdout
+    values = dict(line.split("=", 1) for line in shown.split())
+    return (int(values["ActiveExitTimestampMonotonic"]) / 1e6,
+            int(values["ActiveEnterTimestampMonotonic"]) / 1e6)
 
 
 def _main_pid(hosts: Hosts, host: str, unit: str) -> str:
