@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kiln.canonical import canonical_json, sha256_digest
 from kiln.recipes.model import DebianSource, GitSource, PathSource, Recipe, UrlSource
+from kiln.recipes.pipelines import PIPELINE_URI, pipelines_used
 from kiln.recipes.repository import RecipeRepository
 from kiln.relations import Alternatives
 from master.plan import RecipeInputs
@@ -33,7 +34,8 @@ def recipe_inputs(repository: RecipeRepository) -> dict[str, RecipeInputs]:
 
 
 def _own(repository: RecipeRepository, recipe: Recipe) -> str:
-    """A digest of the recipe's own inputs: its tree, its pins, its locked Debian closure."""
+    """A digest of the recipe's own inputs: its tree, its pins and the pipelines it uses,
+    its locked Debian closure."""
     lock = repository.lock
     debian: list[tuple[str, str]] = []
     if lock is not None:
@@ -46,7 +48,9 @@ def _own(repository: RecipeRepository, recipe: Recipe) -> str:
             debian.append((locked_name, locked.digest))
     return sha256_digest(canonical_json({
         "tree": recipe_tree(recipe.directory),
-        "sources": [_pin(recipe, source) for source in recipe.sources],
+        "sources": [_pin(recipe, source) for source in recipe.sources]
+        + [f"{PIPELINE_URI}{pipeline.name}:{pipeline.sha256}"
+           for pipeline in pipelines_used(recipe.steps, repository.pipelines)],
         "debian": [list(pair) for pair in debian],
     }))
 

@@ -30,6 +30,7 @@ from kiln.naming import is_debian
 from kiln.package import PackageMetadata
 from kiln.recipes.lock import Lock, ensure_locked
 from kiln.recipes.model import DebianSource, GitSource, PathSource, Recipe, UrlSource
+from kiln.recipes.pipelines import PIPELINE_URI, pipelines_used, render
 from kiln.recipes.repository import RecipeRepository
 from kiln.record import (
     BuildRecord,
@@ -239,7 +240,8 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
     root = compose_root(store, build_root)
     prologue = f"umask {variation.umask}\ncd {variation.directory}\n"
     result = sandbox.run(bounded(RunSpec(
-        argv=("/bin/sh", "-ec", prologue + recipe.build), env=env, log=log,
+        argv=("/bin/sh", "-ec", prologue + render(recipe.steps, checkout.repository.pipelines)),
+        env=env, log=log,
         mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True),
                 *varied.mounts),
         scratch=(Scratch(variation.directory, limits.build_size),),
@@ -344,6 +346,9 @@ def source_refs(recipe: Recipe, checkout: Checkout) -> tuple[SourceRef, ...]:
             assert isinstance(source, GitSource)
             resolved = source.resolved(checkout.recipes)
             refs.append(SourceRef(f"git+{resolved.url}", commit=source.commit))
+    # The pipelines the build uses are inputs too: a changed one is another build key.
+    refs.extend(SourceRef(f"{PIPELINE_URI}{pipeline.name}", sha256=pipeline.sha256)
+                for pipeline in pipelines_used(recipe.steps, checkout.repository.pipelines))
     return tuple(refs)
 
 

@@ -15,6 +15,7 @@ from kiln.errors import InputError
 from kiln.limits import read_limits
 from kiln.naming import validate_name, validate_version
 from kiln.package import DEFAULT_INSTALL, Requirements
+from kiln.recipes.pipelines import RunStep, Step, read_steps
 from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml, pattern_check
 from kiln.relations import Alternatives, parse_alternatives
 from kiln.tree import check_path
@@ -97,7 +98,7 @@ class Recipe:
     test_requires: tuple[Alternatives, ...]
     requires: tuple[Alternatives, ...]
     env: Mapping[str, str]
-    build: str
+    build: str  # the build script as written; empty when the build is a list of steps
     install: tuple[str, ...]
     test: str | None
     requirements: Requirements
@@ -111,6 +112,8 @@ class Recipe:
     lines: Mapping[str, int] = field(default_factory=dict)
     # build-requires, test-requires, requires: the line of each entry, in order
     entry_lines: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # The build as steps (kiln.recipes.pipelines): one `runs` for a script as written.
+    steps: tuple[Step, ...] = ()
 
     @property
     def directory(self) -> Path:
@@ -137,6 +140,7 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
     reader = Reader(name, "bad-recipe")
     top = reader.mapping(root, "the recipe", _TOP, _REQUIRED)
     package = _package(reader, top.get("package"))
+    steps = read_steps(reader, top.get("build"))
     recipe = Recipe(
         file=file,
         package=package or PackageInfo("", "", "", "", ""),
@@ -147,7 +151,8 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
                                           parse_alternatives)),
         requires=tuple(reader.parsed(top.get("requires"), "requires", parse_alternatives)),
         env=reader.env(top.get("env")),
-        build=reader.string(top.get("build"), "build") or "",
+        build=steps[0].script if top.get("build") is not None and top["build"].kind == "scalar"
+        and isinstance(steps[0], RunStep) else "",
         install=tuple(reader.parsed(top.get("install"), "install", check_path))
         if "install" in top else DEFAULT_INSTALL,
         test=reader.string(top.get("test"), "test"),
@@ -160,6 +165,7 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
         lines={key: line for key, line, _ in root.pairs} if root.kind == "map" else {},
         entry_lines={key: tuple(item.line for item in top[key].items)
                      for key in ("build-requires", "test-requires", "requires") if key in top},
+        steps=steps,
     )
     return (None if reader.problems else recipe), reader.problems
 

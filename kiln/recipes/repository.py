@@ -11,13 +11,15 @@ more, are drift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import InputError
 from kiln.naming import is_debian
 from kiln.recipes.lock import Lock, read_lock
 from kiln.recipes.model import RECIPE_FILE, GitSource, PathSource, Recipe, UrlSource, load_recipe
+from kiln.recipes.pipelines import Pipeline, check_steps, load_pipelines
 from kiln.recipes.yamldoc import Problem
 from kiln.relations import Alternatives
 
@@ -35,6 +37,7 @@ class RecipeRepository:
     problems: tuple[Problem, ...]
     lock: Lock | None = None
     unreadable: tuple[str, ...] = ()  # recipe files that could not be read
+    pipelines: Mapping[str, Pipeline] = field(default_factory=dict)  # pipelines/, by name
 
 
 def load_repository(root: Path) -> RecipeRepository:
@@ -42,10 +45,13 @@ def load_repository(root: Path) -> RecipeRepository:
     if not root.is_dir():
         raise InputError(f"{root} is not a directory of recipes", reason="not-found")
     recipes: dict[str, Recipe] = {}
-    problems: list[Problem] = []
+    pipelines, problems = load_pipelines(root)
     unreadable: list[str] = []
     for file in sorted(root.glob(f"*/{RECIPE_FILE}")):
         recipe, found = load_recipe(file)
+        if recipe is not None:  # a recipe using what is not there cannot be built
+            found = check_steps(file, recipe.steps, pipelines)
+            recipe = None if found else recipe
         problems.extend(found)
         if recipe is None:
             unreadable.append(str(file))
@@ -66,7 +72,7 @@ def load_repository(root: Path) -> RecipeRepository:
     except InputError as exc:
         problems.append(Problem(str(root / LOCK_FILE), 1, exc.message, exc.reason))
         lock = None
-    return RecipeRepository(root, recipes, tuple(problems), lock, tuple(unreadable))
+    return RecipeRepository(root, recipes, tuple(problems), lock, tuple(unreadable), pipelines)
 
 
 def debian_requirements(repository: RecipeRepository) -> set[str]:
