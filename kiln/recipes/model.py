@@ -16,7 +16,14 @@ from kiln.limits import read_limits
 from kiln.naming import validate_name, validate_version
 from kiln.package import DEFAULT_INSTALL, Requirements
 from kiln.recipes.pipelines import RunStep, Step, read_steps
-from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml, pattern_check
+from kiln.recipes.yamldoc import (
+    Node,
+    Problem,
+    Reader,
+    load_yaml,
+    pattern_check,
+    yaml_problem,
+)
 from kiln.relations import Alternatives, parse_alternatives
 from kiln.tree import check_path
 
@@ -134,9 +141,7 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(name, 1, f"cannot read the recipe: {exc}", "unreadable-file")]
     except InputError as exc:
-        line = int(exc.message.split(":")[1]) if exc.message.startswith(name + ":") else 1
-        message = exc.message.removeprefix(f"{name}:{line}: ")
-        return None, [Problem(name, line, message, exc.reason)]
+        return None, [yaml_problem(exc, name)]
     reader = Reader(name, "bad-recipe")
     top = reader.mapping(root, "the recipe", _TOP, _REQUIRED)
     package = _package(reader, top.get("package"))

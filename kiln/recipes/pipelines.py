@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml
+from kiln.errors import InputError
+from kiln.recipes.yamldoc import Node, Problem, Reader, load_yaml, yaml_problem
 
 PIPELINE_DIRECTORY = "pipelines"
 PIPELINE_URI = "pipeline:"  # a pipeline among a build record's sources: pipeline:NAME
@@ -126,11 +127,13 @@ def _load_pipeline(file: Path, name: str) -> tuple[Pipeline | None, list[Problem
     if file.is_symlink() or not _NAME.fullmatch(name):
         return None, [Problem(where, 1, f"{name!r} is not a pipeline's name: lower case,"
                                         " digits, '.', '-', a plain file", "bad-recipe")]
-    data = file.read_bytes()
     try:
+        data = file.read_bytes()
         root = load_yaml(data.decode("utf-8"), where)
-    except UnicodeDecodeError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(where, 1, f"cannot read the pipeline: {exc}", "unreadable-file")]
+    except InputError as exc:  # not YAML
+        return None, [yaml_problem(exc, where)]
     reader = Reader(where, "bad-recipe")
     top = reader.mapping(root, "the pipeline", {"description", "inputs", "runs"}, {"runs"})
     inputs: dict[str, PipelineInput] = {}

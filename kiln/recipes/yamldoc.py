@@ -57,6 +57,12 @@ def load_yaml(text: str, file: str) -> Node:
     return _convert(root, file)
 
 
+def yaml_problem(exc: InputError, file: str) -> Problem:
+    """load_yaml's error as a Problem of `file`, at the line it names."""
+    line = int(exc.message.split(":")[1]) if exc.message.startswith(file + ":") else 1
+    return Problem(file, line, exc.message.removeprefix(f"{file}:{line}: "), exc.reason)
+
+
 def load_yaml_file(path: Path) -> Node:
     """Read and parse one YAML file; one that cannot be read is an error naming it."""
     try:

@@ -89,11 +89,13 @@ def test_a_bad_step_is_named_by_file_and_line(tmp_path: Path, build: str, line: 
 def test_a_bad_pipeline_is_named_by_file_and_line(tmp_path: Path) -> None:
     root = _repository(tmp_path, {}, {
         "bad": "inputs: {x: {}}\nruns: echo ${{inputs.y}}\n",
+        "broken": "runs: [\n",
         "odd": "runs: make\nsteps: []\n"})
     pipelines, problems = load_pipelines(root)
     assert pipelines == {}
     assert [(Path(p.file).name, p.line, p.reason) for p in problems] == [
-        ("bad.yaml", 2, "bad-recipe"), ("odd.yaml", 2, "unknown-key")]
+        ("bad.yaml", 2, "bad-recipe"), ("broken.yaml", 2, "bad-yaml"),
+        ("odd.yaml", 2, "unknown-key")]
 
 
 def test_a_changed_pipeline_changes_the_keys_of_exactly_the_recipes_using_it(
