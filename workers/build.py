@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -50,6 +51,7 @@ from kiln.store.store import Store
 from workers.build_logs import keep_failed_logs
 from workers.checkout import Checkout, checkout_recipes, file_sha256, recipe_tree, tree_of
 from workers.debsource import debian_source_uri, fetch_debian
+from workers.debugging import NO_DEBUGGING, Debugging, keep_failed_tree, open_shell
 from workers.root import compose_root
 from workers.sandbox import Mount, RunSpec, Sandbox, Scratch, bounded
 from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
@@ -99,7 +101,8 @@ class BuildPlan:
 def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
           commit: str | None = None, allow_dirty: bool = False, jobs: int = 2,
           work: Path | None = None, check: bool = False, fetch: FetchPackage | None = None,
-          substitute: Substitute | None = None, attempt: int | None = None) -> BuildOutcome:
+          substitute: Substitute | None = None, attempt: int | None = None,
+          debugging: Debugging = NO_DEBUGGING) -> BuildOutcome:
     """Build the recipe `name` (a package name or its directory) of `recipes`.
 
     A build key built here before is not built again; with `substitute`, one
@@ -107,7 +110,8 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
     CHECK_VARIATIONS (even if built before) and refuse, naming the files that
     differ, unless both trees are the same. With `attempt` (a farm's gate), build
     once under that attempt's variation, even if built before: a gate counts builds,
-    never reuses."""
+    never reuses. With `debugging`, a failed run's /build and /out are kept (and a shell
+    opened on them)."""
     # The store's shared lock from start to end: gc (which bounds the caches this
     # build reads, its materialised inputs among them) waits for the build to end.
     # Not under the store's tmp/: gc takes everything there for a crash's leftovers.
@@ -130,7 +134,8 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
         variations = (CHECK_VARIATIONS if check
                       else (variation(attempt),) if attempt is not None else CHECK_VARIATIONS[:1])
         try:
-            return execute(store, sandbox, plan, jobs=jobs, variations=variations)
+            return execute(store, sandbox, plan, jobs=jobs, variations=variations,
+                           debugging=debugging)
         except BuildFailed as exc:
             raise _with_kept_log(store, plan, exc) from exc
 
@@ -178,7 +183,8 @@ def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sand
 
 
 def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
-            variations: tuple[Variation, ...] = CHECK_VARIATIONS[:1]) -> BuildOutcome:
+            variations: tuple[Variation, ...] = CHECK_VARIATIONS[:1],
+            debugging: Debugging = NO_DEBUGGING) -> BuildOutcome:
     """Fetch and verify the sources, build under each variation (refusing builds that
     differ), ingest the first, test, and record."""
     recipe, checkout = plan.recipe, plan.checkout
@@ -188,8 +194,8 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
     with ExitStack() as volumes:
         src = plan.scratch / "src"
         _fetch_sources(store, recipe, checkout, src, host, plan.limits)
-        runs = [_run_build(store, sandbox, recipe, checkout, build_root, src,
-                           plan.scratch / f"run{index}", jobs, varied, plan.limits, volumes)
+        runs = [_run_build(store, sandbox, plan, build_root, src, plan.scratch / f"run{index}",
+                           jobs, varied, volumes, debugging)
                 for index, varied in enumerate(variations)]
         out, log = runs[0]
         for other, _ in runs[1:]:
@@ -224,13 +230,18 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
     return BuildOutcome(record, package, False, plan.build_key)
 
 
-def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkout,
-               build_root: list[FileSet], src: Path, scratch: Path, jobs: int,
-               variation: Variation, limits: Limits, volumes: ExitStack) -> tuple[Path, Path]:
+def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list[FileSet],
+               src: Path, scratch: Path, jobs: int, variation: Variation, volumes: ExitStack,
+               debugging: Debugging) -> tuple[Path, Path]:
     """One run of the build script; its /out (mounted until `volumes` closes) and its log."""
+    recipe, checkout, limits = plan.recipe, plan.checkout, plan.limits
     scratch.mkdir()
     out = volumes.enter_context(output_volume(scratch / "out", limits.out_size,
                                               sandbox.host_uid))
+    # /build is a tmpfs of the run's own, unless a failure is to be kept: then one of the
+    # host's, as /out is, so that it outlives the run.
+    kept_build = volumes.enter_context(output_volume(
+        scratch / "build", limits.build_size, sandbox.host_uid)) if debugging.keeping else None
     log = scratch / "build.log"
     env = _environment(checkout, variation.jobs or jobs, build_root, recipe)
     varied = varied_environment(variation, recipe)
@@ -239,17 +250,28 @@ def _run_build(store: Store, sandbox: Sandbox, recipe: Recipe, checkout: Checkou
         env = dict(reversed(env.items()))
     root = compose_root(store, build_root)
     prologue = f"umask {variation.umask}\ncd {variation.directory}\n"
-    result = sandbox.run(bounded(RunSpec(
+    spec = bounded(RunSpec(
         argv=("/bin/sh", "-ec", prologue + render(recipe.steps, checkout.repository.pipelines)),
         env=env, log=log,
         mounts=(*root.mounts, Mount("/src", src), Mount("/out", out, writable=True),
-                *varied.mounts),
-        scratch=(Scratch(variation.directory, limits.build_size),),
-        links=root.links, links_key=root.key, hostname=variation.hostname), limits))
+                *varied.mounts,
+                *([Mount(variation.directory, kept_build, writable=True)] if kept_build else [])),
+        scratch=() if kept_build else (Scratch(variation.directory, limits.build_size),),
+        links=root.links, links_key=root.key, hostname=variation.hostname), limits)
+    result = sandbox.run(spec)
     if not result.ok:
-        raise BuildFailed(f"{recipe.package.name}: the build "
-                          f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
-                          + result.log_tail(20))
+        message = (f"{recipe.package.name}: the build "
+                   f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
+                   + result.log_tail(20))
+        if kept_build is not None:
+            kept = keep_failed_tree(store, recipe.package.name, recipe.package.version,
+                                    plan.build_key, kept_build, out)
+            message += f"\nits /build and /out are kept in {kept}"
+            if debugging.shell:
+                print(f"kiln: a shell in the failed build's sandbox, in {variation.directory}"
+                      f" (kept in {kept}); exit to end it", file=sys.stderr, flush=True)
+                open_shell(sandbox, spec, kept, variation.directory)
+        raise BuildFailed(message)
     check_output(out, limits, recipe.package.name)
     return out, log
 

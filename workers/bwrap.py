@@ -84,7 +84,7 @@ class BwrapSandbox:
                 process = subprocess.Popen(
                     [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--",
                      *self._arguments(spec, root, seccomp_fd)],
-                    env={}, stdin=subprocess.DEVNULL, stdout=output.fd,
+                    env={}, stdin=spec.stdin, stdout=output.fd,
                     stderr=subprocess.STDOUT, pass_fds=(seccomp_fd,), start_new_session=True,
                     preexec_fn=_stage(cgroups.procs_files, _binds(spec, root)))  # noqa: PLW1509
             except subprocess.SubprocessError as exc:
@@ -164,3 +164,4 @@ def _stage(procs_files: list[str], binds: list[tuple[bytes, bytes]]) -> Callable
             check(libc.mount(source, target, None, _MS_BIND | _MS_REC, None), target)
 
     return stage
+

@@ -88,7 +88,7 @@ class RuncSandbox:
         with RunOutput(spec) as output:
             process = subprocess.Popen(
                 [self._runc, "--root", str(state), "run", "--bundle", str(bundle), container],
-                stdin=subprocess.DEVNULL, stdout=output.fd, stderr=subprocess.STDOUT,
+                stdin=spec.stdin, stdout=output.fd, stderr=subprocess.STDOUT,
                 start_new_session=True)
             output.started()
 
@@ -163,3 +163,4 @@ def _config(spec: RunSpec, host_uid: int) -> dict[str, Any]:
             "readonlyPaths": _READ_ONLY,
         },
     }
+

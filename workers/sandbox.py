@@ -68,10 +68,16 @@ class RunSpec:
     pids: int = DEFAULT_PIDS
     capabilities: tuple[str, ...] = ()  # kept, all others dropped (CAP_NET_BIND_SERVICE ...)
     output_fd: int | None = None  # write output here (kiln run's terminal), not to `log`
+    input_fd: int | None = None  # read input here (a debugging shell's terminal); else none
     user: tuple[int, int] | None = None  # (uid, gid) inside the run; None: its root
     scratch: tuple[Scratch, ...] = ()  # writable tmpfs besides /tmp
     tmp_size: int = DEFAULT_TMP_SIZE
     log_size: int = DEFAULT_LOG_SIZE  # past this the log is cut, with a marker
+
+    @property
+    def stdin(self) -> int:
+        """The run's standard input: the terminal a debugging shell reads, else nothing."""
+        return subprocess.DEVNULL if self.input_fd is None else self.input_fd
 
     @property
     def inside_ids(self) -> tuple[int, int]:

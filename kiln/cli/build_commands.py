@@ -40,6 +40,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument("--check", action="store_true",
                        help="build twice, varying directory, umask, JOBS, environment order"
                             " and clock; fail naming the files that differ")
+    build.add_argument("--keep-failed", action="store_true",
+                       help="keep a failed build's /build and /out (the error says where)")
+    build.add_argument("--shell", action="store_true",
+                       help="after a failure, a shell in the same sandbox (root, sources,"
+                            " environment) on the failed build's /build and /out")
     build.add_argument("--attempt", type=int, metavar="N",
                        help="a farm's reproducibility gate: build under the Nth variation"
                             " (1 is a plain build), even if built before")
@@ -92,6 +97,7 @@ def cmd_build_log(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from workers.backends import open_sandbox
     from workers.build import build
+    from workers.debugging import Debugging
 
     sandbox = open_sandbox(args.sandbox)
     store = open_store(args)
@@ -101,7 +107,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     outcome = build(store, sandbox, args.recipes, args.recipe,
                     commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
                     check=args.check, fetch=fetch, substitute=substitute,
-                    attempt=args.attempt)
+                    attempt=args.attempt,
+                    debugging=Debugging(keep=args.keep_failed, shell=args.shell))
     if outcome.record is None:  # a substitute: the farm built, signed and published it
         if args.json:
             print_json({"output": {"name": outcome.fileset.name,

@@ -30,8 +30,8 @@ from kiln.store.store import Store
 
 DAY = 86400.0
 # The order gc reports them in; the index of a kind also breaks ties of age.
-KINDS = ("sources", "git-mirrors", "build-records", "hash-indexes", "apt", "archives",
-         "bundles", "materialized")
+KINDS = ("sources", "git-mirrors", "build-records", "kept-builds", "hash-indexes", "apt",
+         "archives", "bundles", "materialized")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,8 @@ def cache_entries(store: Store) -> list[CacheEntry]:
     for directory in (builds, builds / "failed"):  # failed builds keep their logs too
         found += [_files("build-records", (path, path.with_suffix(".log")))
                   for path in _listing(directory) if path.suffix == ".json"]
+    # what `kiln build --keep-failed` kept of a failed run (workers/debugging.py)
+    found += [_directory("kept-builds", path, data=True) for path in _listing(builds / "kept")]
     found += [_file("hash-indexes", path) for path in _listing(layout.cache)
               if path.suffix == ".index"]
     found += [_file("apt", path) for path in _listing(layout.cache / "apt")

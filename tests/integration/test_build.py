@@ -19,7 +19,7 @@ from kiln.registry.client import RegistryClient
 from kiln.registry.reference import parse_reference
 from kiln.store import Store
 from provenance.registry import fetch_bundles
-from tests.conftest import REPO, Kiln
+from tests.conftest import REPO, Kiln, run_kiln_process
 from tests.fixtures.keys import write_key
 from tests.fixtures.registry import registry_config, run_registry
 from tests.integration.test_debian import apt_lists  # noqa: F401 - fixture
@@ -508,3 +508,37 @@ def test_build_deps_builds_the_recipes_it_needs_in_waves_and_plan_shows_them(
                                 "--json").out)
     assert replanned["waves"] == [["kiln.dev/tiny"], ["kiln.dev/mid"], ["kiln.dev/app"]]
     assert replanned["published"] == ["kiln.dev/other"]
+
+
+def test_a_failed_build_is_kept_and_a_shell_opens_in_its_state(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    (recipes / "tiny/recipe.yaml").write_text(textwrap.dedent("""\
+        package: {name: kiln.dev/tiny, version: '1'}
+        build-requires: [debian.org/bookworm/dash, debian.org/bookworm/coreutils]
+        env: {HALF: way}
+        build: |
+          mkdir half; echo "half$HALF" > half/state; echo partial > /out/partial
+          ln -s /etc/shadow half/link; chmod u+s half/state
+          exit 3
+        """))
+    kept = kiln("build", "tiny", "--recipes", recipes, "--allow-dirty", "--keep-failed")
+    assert kept.code == 1, kept.err
+    where = Path(kept.err.split("its /build and /out are kept in ")[1].split()[0])
+    assert (where / "build/half/state").read_text() == "halfway\n"
+    assert (where / "out/partial").read_text() == "partial\n"
+    # What the build wrote is copied as it is, never followed, and runs as no one.
+    assert os.readlink(where / "build/half/link") == "/etc/shadow"
+    assert not (where / "build/half/state").stat().st_mode & 0o6000
+    assert (where.parent.stat().st_mode & 0o777) == 0o700
+
+    # The shell: the failed build's /build and /out, its sources and its environment.
+    script = "cat half/state; cat /out/partial; echo \"env $HALF\"; echo shell > /out/more\n"
+    shell = run_kiln_process(kiln.store_dir, "build", "tiny", "--recipes", recipes,
+                             "--allow-dirty", "--shell", stdin=script, timeout=300)
+    assert shell.returncode == 1, shell.stderr
+    assert "halfway\npartial\nenv way\n" in shell.stdout
+    assert "a shell in the failed build's sandbox" in shell.stderr
+    assert (where / "out/more").read_text() == "shell\n"  # the kept state, writable
+    # gc bounds what was kept, as it bounds the failed builds' logs.
+    assert kiln("store", "gc", "--max-size", "0").code == 0
+    assert not where.exists()
