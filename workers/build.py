@@ -57,6 +57,7 @@ from workers.sandbox import Mount, RunSpec, Sandbox, Scratch, bounded
 from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
 from workers.variation import CHECK_VARIATIONS, Variation, variation, varied_environment
 from workers.volumes import check_output, output_volume
+from workers.watching import BuildWatcher, following
 
 PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 
@@ -102,7 +103,8 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
           commit: str | None = None, allow_dirty: bool = False, jobs: int = 2,
           work: Path | None = None, check: bool = False, fetch: FetchPackage | None = None,
           substitute: Substitute | None = None, attempt: int | None = None,
-          debugging: Debugging = NO_DEBUGGING) -> BuildOutcome:
+          debugging: Debugging = NO_DEBUGGING,
+          watcher: BuildWatcher | None = None) -> BuildOutcome:
     """Build the recipe `name` (a package name or its directory) of `recipes`.
 
     A build key built here before is not built again; with `substitute`, one
@@ -135,7 +137,7 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
                       else (variation(attempt),) if attempt is not None else CHECK_VARIATIONS[:1])
         try:
             return execute(store, sandbox, plan, jobs=jobs, variations=variations,
-                           debugging=debugging)
+                           debugging=debugging, watcher=watcher)
         except BuildFailed as exc:
             raise _with_kept_log(store, plan, exc) from exc
 
@@ -184,7 +186,8 @@ def prepare(store: Store, recipes: str | Path, name: str, scratch: Path, *, sand
 
 def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
             variations: tuple[Variation, ...] = CHECK_VARIATIONS[:1],
-            debugging: Debugging = NO_DEBUGGING) -> BuildOutcome:
+            debugging: Debugging = NO_DEBUGGING,
+            watcher: BuildWatcher | None = None) -> BuildOutcome:
     """Fetch and verify the sources, build under each variation (refusing builds that
     differ), ingest the first, test, and record."""
     recipe, checkout = plan.recipe, plan.checkout
@@ -193,9 +196,10 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
     build_root = _materialised(store, plan.lock, plan.build_requires)
     with ExitStack() as volumes:
         src = plan.scratch / "src"
+        _tell(watcher, "fetching sources")
         _fetch_sources(store, recipe, checkout, src, host, plan.limits)
         runs = [_run_build(store, sandbox, plan, build_root, src, plan.scratch / f"run{index}",
-                           jobs, varied, volumes, debugging)
+                           jobs, varied, volumes, debugging, watcher)
                 for index, varied in enumerate(variations)]
         out, log = runs[0]
         for other, _ in runs[1:]:
@@ -206,10 +210,13 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
             homepage=recipe.package.homepage, requires=recipe.requires,
             provides=recipe.provides, replaces=recipe.replaces, install=recipe.install,
             env=recipe.env, requirements=recipe.requirements)
+        _tell(watcher, "storing the output")
         package = ingest_directory(store, out, name=recipe.package.name,
                                    version=recipe.package.version, metadata=metadata).fileset
-    _test(store, sandbox, plan.lock, recipe, package, checkout, src, plan.scratch, jobs,
-          plan.limits)
+    _tell(watcher, "testing")
+    with following(plan.scratch / "test.log", watcher):
+        _test(store, sandbox, plan.lock, recipe, package, checkout, src, plan.scratch, jobs,
+              plan.limits)
     record = BuildRecord(
         recipe=RecipeRef(checkout.origin, checkout.commit, recipe.directory.name,
                          plan.recipe_tree, checkout.dirty),
@@ -232,7 +239,7 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
 
 def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list[FileSet],
                src: Path, scratch: Path, jobs: int, variation: Variation, volumes: ExitStack,
-               debugging: Debugging) -> tuple[Path, Path]:
+               debugging: Debugging, watcher: BuildWatcher | None) -> tuple[Path, Path]:
     """One run of the build script; its /out (mounted until `volumes` closes) and its log."""
     recipe, checkout, limits = plan.recipe, plan.checkout, plan.limits
     scratch.mkdir()
@@ -258,7 +265,9 @@ def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list
                 *([Mount(variation.directory, kept_build, writable=True)] if kept_build else [])),
         scratch=() if kept_build else (Scratch(variation.directory, limits.build_size),),
         links=root.links, links_key=root.key, hostname=variation.hostname), limits)
-    result = sandbox.run(spec)
+    _tell(watcher, f"building ({scratch.name})" if scratch.name != "run0" else "building")
+    with following(log, watcher):
+        result = sandbox.run(spec)
     if not result.ok:
         message = (f"{recipe.package.name}: the build "
                    f"{'timed out' if result.timed_out else 'failed'}; last lines:\n"
@@ -274,6 +283,11 @@ def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list
         raise BuildFailed(message)
     check_output(out, limits, recipe.package.name)
     return out, log
+
+
+def _tell(watcher: BuildWatcher | None, phase: str) -> None:
+    if watcher is not None:
+        watcher.phase(phase)
 
 
 def _compare(recipe_file: Path, first: Path, second: Path) -> None:

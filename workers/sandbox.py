@@ -152,6 +152,7 @@ class RunOutput:
             room = self._limit - kept
             if room > 0:
                 self._log.write(chunk[:room])
+                self._log.flush()  # in the log at once, for whoever follows the build
                 kept += min(room, len(chunk))
             dropped += max(0, len(chunk) - max(room, 0))
         if dropped:

@@ -13,6 +13,7 @@ from kiln.cli.output import print_json
 
 if TYPE_CHECKING:
     from kiln.store import Store
+    from workers.build import BuildOutcome
     from workers.sandbox import Sandbox
 
 
@@ -94,21 +95,35 @@ def cmd_build_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from workers.backends import open_sandbox
+def _watched_build(args: argparse.Namespace, store: Store, sandbox: Sandbox,
+                   fetch: Any, substitute: Any) -> BuildOutcome:
+    """The build, its phase and log's last line on stderr while it runs."""
+    from kiln.cli.progress import BuildLines
     from workers.build import build
     from workers.debugging import Debugging
+
+    # The shell's own prompt has the terminal: no status line over it.
+    watcher = None if args.shell else BuildLines(args.recipe)
+    try:
+        return build(store, sandbox, args.recipes, args.recipe, commit=args.commit,
+                     allow_dirty=args.allow_dirty, jobs=args.jobs, check=args.check,
+                     fetch=fetch, substitute=substitute, attempt=args.attempt,
+                     debugging=Debugging(keep=args.keep_failed, shell=args.shell),
+                     watcher=watcher)
+    finally:
+        if watcher is not None:
+            watcher.close()
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from workers.backends import open_sandbox
 
     sandbox = open_sandbox(args.sandbox)
     store = open_store(args)
     if args.deps:
         _build_needs(args, store, sandbox)
     fetch, substitute = _substitution(args, store)
-    outcome = build(store, sandbox, args.recipes, args.recipe,
-                    commit=args.commit, allow_dirty=args.allow_dirty, jobs=args.jobs,
-                    check=args.check, fetch=fetch, substitute=substitute,
-                    attempt=args.attempt,
-                    debugging=Debugging(keep=args.keep_failed, shell=args.shell))
+    outcome = _watched_build(args, store, sandbox, fetch, substitute)
     if outcome.record is None:  # a substitute: the farm built, signed and published it
         if args.json:
             print_json({"output": {"name": outcome.fileset.name,

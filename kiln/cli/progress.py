@@ -93,3 +93,54 @@ class _LineProgress(_Counting):
 
     def finish(self) -> None:
         pass
+
+
+class BuildLines:
+    """What a build is doing, on stderr: one line rewritten on a terminal (its phase and
+    its log's last line); elsewhere (a farm's step log, a pipe) a line at each phase and
+    the log's last line at most every LINE_INTERVAL seconds."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._tty = sys.stderr.isatty()
+        self._lock = threading.Lock()
+        self._phase = ""
+        self._said = 0.0  # when the last line was printed (not on a terminal)
+        self._text = ""  # the log's line shown or printed last
+
+    def phase(self, name: str) -> None:
+        with self._lock:
+            self._phase, self._text = name, ""
+            if self._tty:
+                self._draw("")
+            else:
+                print(f"kiln: {self._label}: {name}", file=sys.stderr, flush=True)
+                self._said = time.monotonic()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            if text == self._text:
+                return
+            if self._tty:
+                self._draw(text)
+            elif time.monotonic() - self._said >= LINE_INTERVAL:
+                print(f"kiln: {self._label}: {self._phase}: {text}", file=sys.stderr,
+                      flush=True)
+                self._said = time.monotonic()
+            else:
+                return  # said again when the interval has passed, if still the last
+            self._text = text
+
+    def close(self) -> None:
+        if self._tty:
+            with self._lock:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+
+    def _draw(self, text: str) -> None:
+        import shutil
+
+        width = shutil.get_terminal_size().columns - 1
+        status = f"{self._label}: {self._phase}" + (f" | {text}" if text else "")
+        sys.stderr.write("\r\x1b[K" + status[:width])
+        sys.stderr.flush()

@@ -542,3 +542,18 @@ def test_a_failed_build_is_kept_and_a_shell_opens_in_its_state(
     # gc bounds what was kept, as it bounds the failed builds' logs.
     assert kiln("store", "gc", "--max-size", "0").code == 0
     assert not where.exists()
+
+
+def test_a_build_tells_its_phases_and_its_logs_last_line(
+        recipes: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    write_tiny(recipes.parent, "echo configuring; sleep 6; echo made > /out/made",
+               WITH_COREUTILS)
+    built = run_kiln_process(kiln.store_dir, "build", "tiny", "--recipes", recipes,
+                             "--allow-dirty")
+    assert built.returncode == 0, built.stderr
+    # Not a terminal (a farm's step log): a line at each phase, the log's last line
+    # once the build has run for a while.
+    said = built.stderr.splitlines()
+    assert said[:2] == ["kiln: tiny: fetching sources", "kiln: tiny: building"]
+    assert "kiln: tiny: building: configuring" in said
+    assert said.index("kiln: tiny: building: configuring") < said.index("kiln: tiny: testing")
