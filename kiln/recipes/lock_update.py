@@ -84,6 +84,8 @@ def update_lock(store: Store, repository_dir: Path, *, add: Sequence[str] = (),
     roots = (wanted | added_names | moving) - set(kept)
     apt = Apt(store.layout.cache / "apt")
     chosen = _resolve(apt, [package_name(n) for n in sorted(roots)], kept)
+    if moving:
+        _refuse_broken_kept(apt, kept, chosen, moving)
     new_records = [record for record in chosen.values()
                    if kiln_name(suite, record.name) not in kept]
     imported = _import(store, apt, new_records, suite)
@@ -161,6 +163,34 @@ def _refuse_unmet(chosen: dict[str, AptPackage], kept: dict[str, LockedPackage])
                     reason="lock-would-move")
             raise InputError(f"{record.name} {record.version} needs {wanted}, which apt"
                              " cannot provide", reason="deb-unsatisfiable")
+
+
+def _refuse_broken_kept(apt: Apt, kept: dict[str, LockedPackage],
+                        chosen: dict[str, AptPackage], moving: set[str]) -> None:
+    """`--only` moves one package: every package kept where it is must still accept it.
+    One whose own relation on it (its locked version's, as apt lists it) the new version
+    breaks is refused, naming both."""
+    from kiln.debian.importer import describe_relation, package_name, satisfied
+
+    moved = {package_name(name) for name in moving}
+    provided = {p for record in chosen.values() for p in record.provides}
+    for name, locked in sorted(kept.items()):
+        if not moving & set(locked.requires):
+            continue
+        try:
+            record = apt.show(package_name(name), locked.version)
+        except NotFound:
+            continue  # apt no longer lists that version: its relations cannot be read
+        for group in record.depends:
+            if not any(option.name in moved for option in group) or any(
+                    satisfied(option, chosen, provided) for option in group):
+                continue
+            new = chosen[next(option.name for option in group if option.name in moved)]
+            wanted = " | ".join(describe_relation(option) for option in group)
+            raise InputError(
+                f"{locked.name}@{locked.version} needs {wanted}; --only would move"
+                f" {new.name} to {new.version}: move both (`--only {locked.name}` too),"
+                " or neither", reason="lock-would-break")
 
 
 def _import(store: Store, apt: Apt, records: Iterable[AptPackage],
