@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -37,9 +38,14 @@ def test_hello_builds_hermetically_runs_and_is_not_built_twice(
     assert json.loads(built.out)["reused"] is False
     assert record["recipe"]["commit"] == git.Repo(REPO).commit("HEAD").hexsha
     assert record["recipe"]["dirty"] is False
+    # The Debian source, then each pipeline the build uses, by the digest of its file.
+    pipelines = REPO / "recipes" / "pipelines"
     assert record["sources"] == [{
         "uri": "debian-source:hello=2.10-3",
-        "sha256": "75296f5ef618ae2f1849e22b142a2b5ab52c452ebefa4e7b0564c44617db3790"}]
+        "sha256": "75296f5ef618ae2f1849e22b142a2b5ab52c452ebefa4e7b0564c44617db3790"}] + [
+        {"uri": f"pipeline:{name}",
+         "sha256": hashlib.sha256((pipelines / f"{name}.yaml").read_bytes()).hexdigest()}
+        for name in ("autoconf/configure", "make/build", "make/install", "tar/unpack")]
     lock = read_lock(REPO / "recipes/kiln.lock")
     assert lock is not None
     for dependency in record["build_requires"]:
