@@ -68,6 +68,5 @@ def open_shell(sandbox: Sandbox, failed: RunSpec, kept: Path, directory: str) ->
     spec = replace(failed, argv=("/bin/sh", "-i"), cwd=directory, input_fd=0, output_fd=1,
                    mounts=(*mounts, Mount(directory, kept / "build", writable=True),
                            Mount("/out", kept / "out", writable=True)),
-                   scratch=tuple(s for s in failed.scratch if s.target != directory),
                    log=kept / "shell.log")
     return sandbox.run(spec).exit_code

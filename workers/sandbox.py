@@ -104,14 +104,18 @@ class RunResult:
 
     def log_tail(self, lines: int = 30) -> str:
         """The log's last lines, read from its end: a log may be large."""
-        try:
-            with open(self.log, "rb") as handle:
-                size = handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, size - TAIL_BYTES))
-                text = handle.read().decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(log_end(self.log).splitlines()[-lines:])
+
+
+def log_end(log: Path, size: int = TAIL_BYTES) -> str:
+    """The last `size` bytes of a log, as text ("" if it cannot be read)."""
+    try:
+        with open(log, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, end - size))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 class Sandbox(Protocol):

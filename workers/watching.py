@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from workers.sandbox import log_end
+
 _TAIL = 4096  # bytes read from the log's end for its last line
 
 
@@ -47,17 +49,9 @@ def following(log: Path, watcher: BuildWatcher | None, interval: float = 0.5,
 
 def last_line(log: Path) -> str:
     """The last non-empty line of `log` (its end only is read), printable characters only."""
-    try:
-        with open(log, "rb") as stream:
-            stream.seek(0, 2)
-            size = stream.tell()
-            stream.seek(max(0, size - _TAIL))
-            tail = stream.read()
-    except OSError:
-        return ""
-    for raw in reversed(tail.splitlines()):
+    for raw in reversed(log_end(log, _TAIL).splitlines()):
         # A build's output is not to drive this terminal: no escapes, no control bytes.
-        text = "".join(c for c in raw.decode("utf-8", "replace") if c.isprintable()).strip()
+        text = "".join(c for c in raw if c.isprintable()).strip()
         if text:
             return text
     return ""
