@@ -10,6 +10,7 @@ from kiln.recipes.repository import RecipeRepository
 from kiln.relations import Alternatives
 from master.plan import RecipeInputs
 from workers.checkout import file_sha256, recipe_tree
+from workers.debian_patches import DEBIAN_PATCHES_URI, UNPACK_SHA256
 
 
 def recipe_inputs(repository: RecipeRepository) -> dict[str, RecipeInputs]:
@@ -61,7 +62,9 @@ def _pin(recipe: Recipe, source: object) -> str:
     if isinstance(source, GitSource):
         return f"git:{source.url}@{source.commit}"
     if isinstance(source, DebianSource):
-        return f"dsc:{source.dsc_sha256}"
+        # With its patches applied, how Kiln applies them is an input too.
+        return f"dsc:{source.dsc_sha256}" + (f" {DEBIAN_PATCHES_URI}:{UNPACK_SHA256}"
+                                             if source.patches else "")
     assert isinstance(source, PathSource)
     path = recipe.directory / source.path
     return f"path:{source.path}:{file_sha256(path) if path.is_file() else 'missing'}"

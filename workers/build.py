@@ -50,6 +50,7 @@ from kiln.store.layout import mark_used
 from kiln.store.store import Store
 from workers.build_logs import keep_failed_logs
 from workers.checkout import Checkout, checkout_recipes, file_sha256, recipe_tree, tree_of
+from workers.debian_patches import DEBIAN_PATCHES_URI, UNPACK_SHA256, unpack_step
 from workers.debsource import debian_source_uri, fetch_debian
 from workers.debugging import NO_DEBUGGING, Debugging, keep_failed_tree, open_shell
 from workers.root import compose_root
@@ -197,9 +198,9 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
     with ExitStack() as volumes:
         src = plan.scratch / "src"
         _tell(watcher, "fetching sources")
-        _fetch_sources(store, recipe, checkout, src, host, plan.limits)
+        unpacking = _fetch_sources(store, recipe, checkout, src, host, plan.limits)
         runs = [_run_build(store, sandbox, plan, build_root, src, plan.scratch / f"run{index}",
-                           jobs, varied, volumes, debugging, watcher)
+                           jobs, varied, volumes, debugging, watcher, unpacking)
                 for index, varied in enumerate(variations)]
         out, log = runs[0]
         for other, _ in runs[1:]:
@@ -239,8 +240,11 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
 
 def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list[FileSet],
                src: Path, scratch: Path, jobs: int, variation: Variation, volumes: ExitStack,
-               debugging: Debugging, watcher: BuildWatcher | None) -> tuple[Path, Path]:
-    """One run of the build script; its /out (mounted until `volumes` closes) and its log."""
+               debugging: Debugging, watcher: BuildWatcher | None,
+               unpacking: str = "") -> tuple[Path, Path]:
+    """One run of the build script (after `unpacking`, the steps Kiln adds for sources
+    such as `debian-patches: true`); its /out (mounted until `volumes` closes) and its
+    log."""
     recipe, checkout, limits = plan.recipe, plan.checkout, plan.limits
     scratch.mkdir()
     out = volumes.enter_context(output_volume(scratch / "out", limits.out_size,
@@ -256,7 +260,7 @@ def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list
     if variation.reverse_env:
         env = dict(reversed(env.items()))
     root = compose_root(store, build_root)
-    prologue = f"umask {variation.umask}\ncd {variation.directory}\n"
+    prologue = f"umask {variation.umask}\ncd {variation.directory}\n{unpacking}"
     spec = bounded(RunSpec(
         argv=("/bin/sh", "-ec", prologue + render(recipe.steps, checkout.repository.pipelines)),
         env=env, log=log,
@@ -264,7 +268,8 @@ def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list
                 *varied.mounts,
                 *([Mount(variation.directory, kept_build, writable=True)] if kept_build else [])),
         scratch=() if kept_build else (Scratch(variation.directory, limits.build_size),),
-        links=root.links, links_key=root.key, hostname=variation.hostname), limits)
+        links=root.links, links_key=root.key, hostname=variation.hostname,
+        root_cache=root.cache), limits)
     _tell(watcher, f"building ({scratch.name})" if scratch.name != "run0" else "building")
     with following(log, watcher):
         result = sandbox.run(spec)
@@ -378,6 +383,9 @@ def source_refs(recipe: Recipe, checkout: Checkout) -> tuple[SourceRef, ...]:
             refs.append(SourceRef(fetched.uri, sha256=fetched.sha256))
         elif isinstance(source, DebianSource):
             refs.append(SourceRef(debian_source_uri(source), sha256=source.dsc_sha256))
+            if source.patches and SourceRef(DEBIAN_PATCHES_URI, UNPACK_SHA256) not in refs:
+                # How Kiln unpacks and patches is an input, as a pipeline is.
+                refs.append(SourceRef(DEBIAN_PATCHES_URI, sha256=UNPACK_SHA256))
         else:
             assert isinstance(source, GitSource)
             resolved = source.resolved(checkout.recipes)
@@ -389,11 +397,13 @@ def source_refs(recipe: Recipe, checkout: Checkout) -> tuple[SourceRef, ...]:
 
 
 def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
-                   host: HostConfig, limits: Limits) -> None:
-    """Each source fetched, verified and laid into `src`, in order."""
+                   host: HostConfig, limits: Limits) -> str:
+    """Each source fetched, verified and laid into `src`, in order; the steps that
+    unpack the Debian sources marked `debian-patches: true`, for the build to run first."""
     cache = SourceCache(store.layout.root / "sources")
     src.mkdir()
     repositories = 0
+    unpacking = []
     for source in recipe.sources:
         if isinstance(source, UrlSource):
             fetched = fetch_url(cache, source, host, limits.source_size)
@@ -405,6 +415,8 @@ def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
             debian = fetch_debian(cache, source)
             for item in (debian.dsc, *debian.files):
                 _place(item.path, src / item.name)
+            if source.patches:
+                unpacking.append(unpack_step(source, [item.name for item in debian.files]))
         else:
             assert isinstance(source, GitSource)
             # A relative URL names a repository beside the recipe repository.
@@ -416,6 +428,7 @@ def _fetch_sources(store: Store, recipe: Recipe, checkout: Checkout, src: Path,
             target.mkdir()
             _extract_commit(git_source.mirror, git_source.commit, target,
                             f"{recipe.file}:{source.line}")
+    return "".join(unpacking)
 
 
 def _extract_commit(mirror: Path, commit: str, target: Path, where: str) -> None:
@@ -462,8 +475,8 @@ def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: F
     log = scratch / "test.log"
     result = sandbox.run(bounded(RunSpec(
         argv=("/bin/sh", "-ec", "cd /tmp\n" + recipe.test), env=env, log=log,
-        mounts=(*root.mounts, Mount("/src", src)), links=root.links, links_key=root.key),
-        limits))
+        mounts=(*root.mounts, Mount("/src", src)), links=root.links, links_key=root.key,
+        root_cache=root.cache), limits))
     if not result.ok:
         raise BuildFailed(f"{recipe.package.name}: the test failed; last lines:\n"
                           + result.log_tail(20), reason="test-failed")

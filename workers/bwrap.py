@@ -25,15 +25,17 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache, cached_property
 from pathlib import Path
 
 from kiln.hostconfig import host_config
 from workers import seccomp
 from workers.cgroups import RunCgroups
-from workers.rootfs import root_in_use
+from workers.rootfs import SCRATCH, root_in_use
 from workers.sandbox import (
     RunOutput,
     RunResult,
@@ -78,7 +80,7 @@ class BwrapSandbox:
 
     def _run(self, spec: RunSpec, cgroups: RunCgroups, seccomp_fd: int) -> RunResult:
         start = time.monotonic()
-        with root_in_use(spec) as root, RunOutput(spec) as output:
+        with root_in_use(spec) as cached, staging_point() as root, RunOutput(spec) as output:
             uid = str(self.host_uid)
             try:
                 process = subprocess.Popen(
@@ -86,7 +88,9 @@ class BwrapSandbox:
                      *self._arguments(spec, root, seccomp_fd)],
                     env={}, stdin=spec.stdin, stdout=output.fd,
                     stderr=subprocess.STDOUT, pass_fds=(seccomp_fd,), start_new_session=True,
-                    preexec_fn=_stage(cgroups.procs_files, _binds(spec, root)))  # noqa: PLW1509
+                    preexec_fn=_stage(cgroups.procs_files,  # noqa: PLW1509
+                                      [(os.fsencode(cached), os.fsencode(root)),
+                                       *_binds(spec, root)]))
             except subprocess.SubprocessError as exc:
                 # Fails closed: a run that could not join its cgroups, or stage its
                 # root, does not run at all.
@@ -130,6 +134,19 @@ class BwrapSandbox:
 @cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+@contextmanager
+def staging_point() -> Iterator[Path]:
+    """An empty directory the run's uid can reach, where the root is bound (in the run's
+    own mount namespace only) before its inputs are: a root cached in a store's
+    directory lies beneath directories only root may enter."""
+    point = Path(tempfile.mkdtemp(prefix="kiln-stage-", dir=SCRATCH))
+    try:
+        point.chmod(0o755)
+        yield point
+    finally:
+        point.rmdir()
 
 
 def _binds(spec: RunSpec, root: Path) -> list[tuple[bytes, bytes]]:

@@ -119,14 +119,21 @@ def fetch_debian(cache: SourceCache, source: DebianSource) -> FetchedDebianSourc
             raise InputError(f"apt-get source {source.package}={source.version} gave"
                              f" {sorted(p.name for p in dscs)}, not {_dsc_name(source)}",
                              reason="source-unreachable")
-        uri = debian_source_uri(source)
-        with open(dscs[0], "rb") as stream:
-            dsc = cache.keep(stream, source.dsc_sha256, uri, dscs[0].name)
-        files = []
-        for name, sha in _dsc_files(dsc.path, uri):
-            with open(directory / name, "rb") as stream:
-                files.append(cache.keep(stream, sha, f"{uri} ({name})", name))
-        return FetchedDebianSource(dsc, tuple(files))
+        return keep_downloaded(cache, source, directory)
+
+
+def keep_downloaded(cache: SourceCache, source: DebianSource,
+                    directory: Path) -> FetchedDebianSource:
+    """The .dsc and its files that apt downloaded into `directory`, each checked (the
+    .dsc against its pin, the files against the .dsc) and kept in the cache."""
+    uri = debian_source_uri(source)
+    with open(directory / _dsc_name(source), "rb") as stream:
+        dsc = cache.keep(stream, source.dsc_sha256, uri, _dsc_name(source))
+    files = []
+    for name, sha in _dsc_files(dsc.path, uri):
+        with open(directory / name, "rb") as stream:
+            files.append(cache.keep(stream, sha, f"{uri} ({name})", name))
+    return FetchedDebianSource(dsc, tuple(files))
 
 
 def _from_cache(cache: SourceCache, source: DebianSource) -> FetchedDebianSource | None:

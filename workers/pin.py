@@ -8,8 +8,8 @@ store's source cache, so the build that follows fetches nothing.
                                       when no version is given)
 
 Debian's patches: a `debian:` source lays the .dsc and its files in /src untouched;
-the package's own patches (debian/patches, a quilt series) are applied only if the
-build script does it. The pin says so, and how.
+the package's own patches (debian/patches, a quilt series) are applied only with
+`debian-patches: true` on the source (workers/debian_patches.py). The pin says so.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from kiln.hostconfig import host_config
 from workers.sources import SourceCache, fetch_unpinned
 
 DEBIAN_PATCHES = ("Debian's patches are not applied: the build finds the .dsc and its files"
-                  " in /src. To apply them, start the build with\n"
-                  "    dpkg-source -x /src/*.dsc /build/src && cd /build/src\n"
-                  "(dpkg-dev in build-requires), which unpacks and applies the quilt series.")
+                  " in /src. To apply them, add `debian-patches: true` to the source: the"
+                  " build then starts in a tree unpacked as `dpkg-source -x` would, in"
+                  " /build/<package>, the quilt series applied (tar, sed and patch in"
+                  " build-requires).")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def _pin_git(text: str) -> Pin:
 
 
 def _pin_debian(cache: SourceCache, text: str) -> Pin:
-    from workers.debsource import DebianSourceApt
+    from kiln.recipes.model import DebianSource
+    from workers.debsource import DebianSourceApt, keep_downloaded
 
     package, _, version = text.partition("=")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", package):
@@ -101,6 +103,8 @@ def _pin_debian(cache: SourceCache, text: str) -> Pin:
             dsc_sha256 = cache.keep(stream, None, f"debian:{spec}", dscs[0].name,
                                     max_size=host_config().limits.source_size).sha256
         found = _dsc_version(dscs[0])
+        # Its files too, checked against the .dsc: the build that follows fetches nothing.
+        keep_downloaded(cache, DebianSource(package, found, dsc_sha256, 0), directory)
     return Pin({"debian": package, "version": found, "dsc-sha256": dsc_sha256}, DEBIAN_PATCHES)
 
 

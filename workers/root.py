@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from kiln.fileset import FileSet
 from kiln.install import install_links
@@ -21,6 +22,7 @@ class Root:
     links: dict[str, str]
     env: dict[str, str]
     key: str  # identifies the links, for the sandbox's cached farm
+    cache: Path | None = None  # where its skeleton is made: the store's (RunSpec.root_cache)
 
 
 # A worker composes the same toolchain root for build after build.
@@ -54,4 +56,4 @@ def _compose(store: Store, filesets: list[FileSet]) -> Root:
                    for fileset in sorted(filesets, key=lambda f: (f.name, f.version)))
     plan = install_links(store, filesets)
     key = hashlib.sha256(json.dumps(sorted(plan.links.items())).encode()).hexdigest()
-    return Root(mounts, plan.links, plan.env, key)
+    return Root(mounts, plan.links, plan.env, key, store.layout.cache / "roots")

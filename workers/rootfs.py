@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,18 +32,28 @@ from pathlib import Path
 
 from kiln.errors import ConflictError, StoreError
 from kiln.ownership import owned_directory
-from workers.sandbox import RunSpec
+from workers.sandbox import Mount, RunSpec
 
 # Fast, and cleaned up with the machine: the farm holds thousands of symlinks.
 SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-ROOT_FORMAT = "kiln.root/v4"  # bump when _make_root changes what it makes
+ROOT_FORMAT = "kiln.root/v5"  # bump when _make_root changes what it makes
 KEPT_ROOTS = 32
+PACKAGES = "/packages/"  # where package trees are mounted (DESIGN.md 2b)
 _DIRECTORY = os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY | os.O_CLOEXEC
 
 
-def roots_directory() -> Path:
-    """Where composed roots are cached: made by this user, writable by no other."""
-    return owned_directory(SCRATCH / f"kiln-roots-{os.geteuid()}", "the build-root cache")
+def roots_directory(store_cache: Path | None = None) -> Path:
+    """Where composed roots are cached: made by this user, writable by no other; in
+    `store_cache` (a store's, RunSpec.root_cache), else the host's shared one."""
+    return owned_directory(store_cache or SCRATCH / f"kiln-roots-{os.geteuid()}",
+                           "the build-root cache")
+
+
+def _package_mounts(spec: RunSpec) -> list[Mount]:
+    """The package trees a root's links may hard-link into (DESIGN.md 2b: /packages/)."""
+    if spec.root_cache is None:
+        return []
+    return [m for m in spec.mounts if m.target.startswith(PACKAGES) and not m.writable]
 
 
 @contextmanager
@@ -73,10 +84,12 @@ def cached_root(spec: RunSpec) -> Path:
     """The root's skeleton for `spec`, made on first use (runs take it with
     `root_in_use`, which keeps it from being pruned)."""
     links = spec.links_key or sorted(spec.links.items())
+    # Hard links hold the packages' content: which trees they came from is the key's too.
+    packages = sorted((m.target, str(m.source)) for m in _package_mounts(spec))
     key = hashlib.sha256(json.dumps(
         [ROOT_FORMAT, spec.hostname, sorted(m.target for m in spec.mounts),
-         sorted(s.target for s in spec.scratch), links]).encode()).hexdigest()
-    roots = roots_directory()
+         sorted(s.target for s in spec.scratch), links, packages]).encode()).hexdigest()
+    roots = roots_directory(spec.root_cache)
     final = roots / key
     if final.exists():
         os.utime(final)  # recently used: the last to be pruned
@@ -130,14 +143,18 @@ def _remove_unless_used(roots: Path, path: Path) -> bool:
     return True
 
 
-def prune_roots(keep_days: float | None, *, empty: bool = False) -> int:
-    """`kiln store gc`'s bounds on this host's cached roots: those unused for
-    `keep_days`, or every one no run holds (`empty`); how many went."""
-    roots = roots_directory()
-    for leftover in roots.glob(".dead-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+def prune_roots(keep_days: float | None, *, empty: bool = False,
+                store_cache: Path | None = None) -> int:
+    """`kiln store gc`'s bounds on the cached roots (this host's shared ones, and a
+    store's with `store_cache`): those unused for `keep_days`, or every one no run
+    holds (`empty`); how many went."""
     older = None if keep_days is None else time.time() - keep_days * 86400
-    return _prune(roots, keep=0 if empty else KEPT_ROOTS, older_than=older)
+    pruned = 0
+    for roots in (roots_directory(), *([roots_directory(store_cache)] if store_cache else [])):
+        for leftover in roots.glob(".dead-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        pruned += _prune(roots, keep=0 if empty else KEPT_ROOTS, older_than=older)
+    return pruned
 
 
 def _make_root(rootfs: Path, spec: RunSpec) -> None:
@@ -162,10 +179,87 @@ def _make_root(rootfs: Path, spec: RunSpec) -> None:
         for path, text in basics.items():
             if f"/{path}" not in spec.links:
                 _write_new_file(top, path, text.encode())
-        for path, target in sorted(spec.links.items()):
-            _make_link(top, path, target)
+        with _PackageFiles(_package_mounts(spec)) as files:
+            for path, target in sorted(spec.links.items()):
+                if not files.hard_link(target, top, path):
+                    _make_link(top, path, target)
     finally:
         os.close(top)
+
+
+class _PackageFiles:
+    """Hard links from a root to the regular files of its package trees.
+
+    A link to a package's file (`/usr/bin/cmake -> /packages/.../usr/bin/cmake`) is
+    made a hard link where it can be: the program then is at /usr/bin/cmake, and
+    finds its data beside it as after dpkg -i. Package trees are walked one
+    directory at a time without following a link; what is not a regular file, or
+    lies on another filesystem, stays a symbolic link."""
+
+    def __init__(self, mounts: list[Mount]) -> None:
+        self.mounts = {m.target.rstrip("/"): m.source for m in mounts}
+        self.parent: tuple[str, int] | None = None  # the last directory opened, by path
+
+    def __enter__(self) -> _PackageFiles:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.parent is not None:
+            os.close(self.parent[1])
+
+    def hard_link(self, target: str, top: int, path: str) -> bool:
+        if not self.mounts or not target.startswith(PACKAGES):
+            return False
+        directory, _, name = target.rpartition("/")
+        source = self._directory(directory)
+        if source is None:
+            return False
+        try:
+            if not stat.S_ISREG(os.stat(name, dir_fd=source, follow_symlinks=False).st_mode):
+                return False
+        except OSError:
+            return False
+        parent, _, link_name = path.lstrip("/").rpartition("/")
+        destination = _make_directories(top, parent)
+        try:
+            os.link(name, link_name, src_dir_fd=source, dst_dir_fd=destination,
+                    follow_symlinks=False)
+        except FileExistsError:
+            raise ConflictError(f"{path}: a package links a path the root already has (a"
+                                " mount point or Kiln's own directory)",
+                                reason="root-path-taken") from None
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                return False  # another filesystem, or links refused: a symbolic link
+            raise
+        finally:
+            os.close(destination)
+        return True
+
+    def _directory(self, directory: str) -> int | None:
+        """A descriptor of a package tree's directory, opened without following links."""
+        if self.parent is not None and self.parent[0] == directory:
+            return self.parent[1]
+        mount = next((m for m in self.mounts if directory == m
+                      or directory.startswith(m + "/")), None)
+        if mount is None:
+            return None
+        try:
+            current = os.open(self.mounts[mount], _DIRECTORY)
+        except OSError:
+            return None
+        try:
+            for part in _parts(directory[len(mount):]):
+                following = os.open(part, _DIRECTORY, dir_fd=current)
+                os.close(current)
+                current = following
+        except OSError:
+            os.close(current)
+            return None
+        if self.parent is not None:
+            os.close(self.parent[1])
+        self.parent = (directory, current)
+        return current
 
 
 def _make_directories(top: int, path: str) -> int:

@@ -73,6 +73,11 @@ class RunSpec:
     scratch: tuple[Scratch, ...] = ()  # writable tmpfs besides /tmp
     tmp_size: int = DEFAULT_TMP_SIZE
     log_size: int = DEFAULT_LOG_SIZE  # past this the log is cut, with a marker
+    # Where the root's skeleton is made: a directory on the filesystem of the package
+    # mounts (the store's), so that links to package files are hard links and a program
+    # that finds its own files from /proc/self/exe (cmake, python, gcc) finds them in
+    # the root. None: the host's shared cache, symbolic links only.
+    root_cache: Path | None = None
 
     @property
     def stdin(self) -> int:

@@ -1,4 +1,5 @@
-"""`kiln recipe ...`: check a recipe repository."""
+"""`kiln recipe ...`: check a recipe repository, start a new recipe; `kiln source pin`,
+`kiln lock update`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="a directory holding <name>/recipe.yaml")
     add_json_flag(check)
     check.set_defaults(handler=cmd_check)
+    new = sub.add_parser("new", help="write a recipe from a pinned source, its build system"
+                                     " guessed, and lock what it needs")
+    new.add_argument("name", metavar="NAME",
+                     help="the package's name (kiln.dev/lz4), or its last part (lz4) under"
+                          " the prefix the repository's recipes use")
+    source = new.add_mutually_exclusive_group(required=True)
+    source.add_argument("--debian", metavar="SOURCE[=VERSION]",
+                        help="a Debian source package (apt's candidate without a version)")
+    source.add_argument("--url", metavar="URL", help="a tarball, https:// or file:")
+    source.add_argument("--git", metavar="URL@REF", help="a git repository at a branch, tag"
+                                                         " or commit")
+    new.add_argument("--version", metavar="V",
+                     help="the package's version (default: the source's, revision -1)")
+    new.add_argument("--recipes", type=Path, default=Path("recipes"), metavar="REPO",
+                     help="the recipe repository (default: recipes)")
+    new.add_argument("--no-lock", action="store_true",
+                     help="leave kiln.lock as it is (kiln lock update adds what is missing)")
+    add_json_flag(new)
+    new.set_defaults(handler=cmd_new)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -32,6 +52,36 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem)
         print(f"{len(problems)} problems" if problems else "recipes are clean")
     return 1 if problems else 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    import sys
+
+    from kiln.cli.common import open_store
+    from workers.scaffold import new_recipe
+
+    created = new_recipe(open_store(args), args.recipes, args.name, debian=args.debian,
+                         url=args.url, git=args.git, version=args.version,
+                         update_the_lock=not args.no_lock)
+    recipe = created.recipe
+    if args.json:
+        print_json({"file": str(created.file), "name": recipe.name, "version": recipe.version,
+                    "build_system": recipe.system.name,
+                    "build_requires": list(recipe.build_requires),
+                    "left_out": list(created.dropped),
+                    "lock": created.lock.to_json() if created.lock else None})
+        return 0
+    print(f"{created.file}: {recipe.name} {recipe.version}, built with {recipe.system.name},"
+          f" {len(recipe.build_requires)} build-requires")
+    for note in recipe.notes:
+        print(f"kiln: {note}", file=sys.stderr)
+    if created.lock is not None:
+        for line in created.lock.diff_lines():
+            print(line)
+        print(f"{args.recipes / 'kiln.lock'}: {len(created.lock.added)} added")
+    print(f"next: read it, commit it, then kiln build {recipe.name} --recipes {args.recipes}"
+          " --check", file=sys.stderr)
+    return 0
 
 
 def register_source(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -131,7 +131,8 @@ def collect_bounded(store: Store, policy: CachePolicy) -> tuple[GcReport, dict[s
     report = collect_garbage(store, policy)
     freed = {kind: report.caches.freed.get(kind, Freed()) for kind in KINDS}
     if policy.bounded:
-        freed["roots"] = Freed(prune_roots(policy.keep_days, empty=policy.max_size == 0), 0)
+        freed["roots"] = Freed(prune_roots(policy.keep_days, empty=policy.max_size == 0,
+                                               store_cache=store.layout.cache / "roots"), 0)
     return report, freed
 
 

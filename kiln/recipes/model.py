@@ -32,6 +32,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9.+-]+")
 _CAPABILITY = re.compile(r"CAP_[A-Z_]+")
+_BOOLEAN = re.compile(r"true|false")
 _KERNEL = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
 
 
@@ -74,12 +75,17 @@ class PathSource:
 
 @dataclass(frozen=True)
 class DebianSource:
-    """A Debian source package, pinned by the sha256 of its .dsc."""
+    """A Debian source package, pinned by the sha256 of its .dsc.
+
+    With `patches` (`debian-patches: true`), the build starts with the package
+    unpacked as `dpkg-source -x` would, Debian's quilt series applied, in
+    /build/<package>; without, /src holds the .dsc and its files untouched."""
 
     package: str
     version: str
     dsc_sha256: str
     line: int
+    patches: bool = False
 
 
 Source = UrlSource | GitSource | PathSource | DebianSource
@@ -213,14 +219,16 @@ def _sources(reader: Reader, node: Node | None) -> list[Source]:
 def _source(reader: Reader, node: Node) -> Source | None:
     kinds = {"url": {"url", "sha256"}, "git": {"git", "commit"}, "path": {"path"},
              "debian": {"debian", "version", "dsc-sha256"}}
+    optional = {"debian": {"debian-patches"}}
     keys = {key for key, _line, _value in node.pairs} if node.kind == "map" else set()
     kind = next((k for k in kinds if k in keys), None)
     if kind is None:
         reader.problem(node.line, "a source needs one of url, git, path or debian",
                        "bad-source")
         return None
-    fields = reader.mapping(node, f"a {kind} source", kinds[kind], kinds[kind])
-    if len(fields) != len(kinds[kind]) or set(fields) != kinds[kind]:
+    known = kinds[kind] | optional.get(kind, set())
+    fields = reader.mapping(node, f"a {kind} source", known, kinds[kind])
+    if not kinds[kind] <= set(fields) <= known:
         return None
     line = node.line
     if kind == "url":
@@ -242,7 +250,11 @@ def _source(reader: Reader, node: Node) -> Source | None:
                                                                  "a Debian package name"))
     version = reader.string(fields["version"], "version", validate_version)
     dsc = reader.string(fields["dsc-sha256"], "dsc-sha256", pattern_check(_SHA256, "64 hex digits"))
-    return DebianSource(package, version, dsc, line) if package and version and dsc else None
+    patches = reader.string(fields.get("debian-patches"), "debian-patches",
+                            pattern_check(_BOOLEAN, "true or false"))
+    if not (package and version and dsc) or ("debian-patches" in fields and patches is None):
+        return None
+    return DebianSource(package, version, dsc, line, patches == "true")
 
 
 def _requirements(reader: Reader, node: Node | None) -> Requirements:
