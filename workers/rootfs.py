@@ -190,11 +190,12 @@ def _make_root(rootfs: Path, spec: RunSpec) -> None:
 class _PackageFiles:
     """Hard links from a root to the regular files of its package trees.
 
-    A link to a package's file (`/usr/bin/cmake -> /packages/.../usr/bin/cmake`) is
-    made a hard link where it can be: the program then is at /usr/bin/cmake, and
-    finds its data beside it as after dpkg -i. Package trees are walked one
-    directory at a time without following a link; what is not a regular file, or
-    lies on another filesystem, stays a symbolic link."""
+    Kiln's link to a package's file (`/usr/bin/cmake -> /packages/N/V/usr/bin/cmake`:
+    the path, under the package's mount) is made a hard link where it can be: the
+    program then is at /usr/bin/cmake, and finds its data beside it as after dpkg -i.
+    A package's own symlinks stay symlinks, whatever they name. Package trees are
+    walked one directory at a time without following a link; what is not a regular
+    file, or lies on another filesystem, stays a symbolic link."""
 
     def __init__(self, mounts: list[Mount]) -> None:
         self.mounts = {m.target.rstrip("/"): m.source for m in mounts}
@@ -208,10 +209,11 @@ class _PackageFiles:
             os.close(self.parent[1])
 
     def hard_link(self, target: str, top: int, path: str) -> bool:
-        if not self.mounts or not target.startswith(PACKAGES):
+        mount = target[:-len(path)] if target.endswith(path) else ""
+        if mount not in self.mounts:
             return False
-        directory, _, name = target.rpartition("/")
-        source = self._directory(directory)
+        directory, _, name = path.lstrip("/").rpartition("/")
+        source = self._directory(mount, directory)
         if source is None:
             return False
         try:
@@ -219,10 +221,9 @@ class _PackageFiles:
                 return False
         except OSError:
             return False
-        parent, _, link_name = path.lstrip("/").rpartition("/")
-        destination = _make_directories(top, parent)
+        destination = _make_directories(top, directory)
         try:
-            os.link(name, link_name, src_dir_fd=source, dst_dir_fd=destination,
+            os.link(name, name, src_dir_fd=source, dst_dir_fd=destination,
                     follow_symlinks=False)
         except FileExistsError:
             raise ConflictError(f"{path}: a package links a path the root already has (a"
@@ -236,20 +237,20 @@ class _PackageFiles:
             os.close(destination)
         return True
 
-    def _directory(self, directory: str) -> int | None:
-        """A descriptor of a package tree's directory, opened without following links."""
-        if self.parent is not None and self.parent[0] == directory:
+    def _directory(self, mount: str, directory: str) -> int | None:
+        """A descriptor of `directory` in the package tree at `mount`, opened without
+        following links; None where that is not a directory."""
+        key = f"{mount}/{directory}"
+        if self.parent is not None and self.parent[0] == key:
             return self.parent[1]
-        mount = next((m for m in self.mounts if directory == m
-                      or directory.startswith(m + "/")), None)
-        if mount is None:
-            return None
         try:
             current = os.open(self.mounts[mount], _DIRECTORY)
         except OSError:
             return None
         try:
-            for part in _parts(directory[len(mount):]):
+            for part in directory.split("/") if directory else ():
+                if part in ("", ".", ".."):
+                    raise NotADirectoryError(part)
                 following = os.open(part, _DIRECTORY, dir_fd=current)
                 os.close(current)
                 current = following
@@ -258,7 +259,7 @@ class _PackageFiles:
             return None
         if self.parent is not None:
             os.close(self.parent[1])
-        self.parent = (directory, current)
+        self.parent = (key, current)
         return current
 
 

@@ -164,3 +164,47 @@ def test_roots_unused_for_the_days_kept_are_pruned(tmp_path: Path, store: Store,
     assert rootfs.prune_roots(30) == 1
     assert not old.exists()
     assert new.is_dir()
+
+
+def test_a_stores_root_hard_links_package_files_and_keeps_package_symlinks(
+        tmp_path: Path, store: Store) -> None:
+    # cmake (and python, gcc) find their own data from /proc/self/exe: through a
+    # symbolic link that is the package's mount, where cmake-data's files are not.
+    tools = package(store, tmp_path, "tools", {
+        "usr/bin/tool": File(b"tool", True),
+        "usr/bin/alias": Link("tool"),
+        # A package's own link that names a package path stays the link it is.
+        "usr/bin/across": Link("/packages/kiln.dev/tools/1/usr/bin/tool")})
+    root = compose_root(store, [tools])
+    assert root.cache == store.layout.cache / "roots"
+    skeleton = cached_root(RunSpec(argv=("true",), env={}, log=Path("/dev/null"),
+                                   mounts=root.mounts, links=root.links, links_key=root.key,
+                                   root_cache=root.cache))
+    assert skeleton.parent == store.layout.cache / "roots"
+    tree = next(m.source for m in root.mounts)
+    linked = skeleton / "usr/bin/tool"
+    assert not linked.is_symlink()
+    assert linked.stat().st_ino == (tree / "usr/bin/tool").stat().st_ino
+    assert os.readlink(skeleton / "usr/bin/alias") == "tool"
+    assert os.readlink(skeleton / "usr/bin/across") == "/packages/kiln.dev/tools/1/usr/bin/tool"
+    # The host's shared cache (no store's) keeps symbolic links only.
+    assert (_skeleton(store, [tools]) / "usr/bin/tool").is_symlink()
+
+
+def test_a_root_never_hard_links_through_a_packages_directory_link(
+        tmp_path: Path, store: Store) -> None:
+    secret = tmp_path / "host" / "secret"
+    secret.parent.mkdir()
+    secret.write_text("host file\n")
+    tools = package(store, tmp_path, "tools", {"usr/bin/tool": File(b"tool", True)})
+    root = compose_root(store, [tools])
+    # A link plan naming a file beneath a package's symlink to a host directory (as a
+    # hostile package would like it): walked without following, it stays a symlink.
+    tree = next(m.source for m in root.mounts)
+    os.chmod(tree / "usr", 0o755)
+    (tree / "usr" / "host").symlink_to(secret.parent)
+    links = {**root.links, "/usr/host/secret": "/packages/kiln.dev/tools/1/usr/host/secret"}
+    skeleton = cached_root(RunSpec(argv=("true",), env={}, log=Path("/dev/null"),
+                                   mounts=root.mounts, links=links, root_cache=root.cache))
+    assert (skeleton / "usr/host/secret").is_symlink()
+    assert secret.stat().st_nlink == 1

@@ -1,0 +1,83 @@
+"""`kiln recipe new` for real: two of Debian 12's source packages the curated recipes do
+not have, one built with autoconf (libyaml: configure.ac, no configure shipped) and one
+with cmake (cJSON, with Debian's security patches), each written, locked, and built
+twice identically (`--check`) without an edit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import git
+import pytest
+
+from kiln.recipes.lock import read_lock
+from tests.conftest import REPO, Kiln
+from tests.integration.test_debian import apt_lists  # noqa: F401 - a fixture
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="apt-get source and builds run as root"),
+]
+
+
+def test_new_recipes_from_debian_build_and_reproduce_without_edits(
+        tmp_path: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+    # greet's source is Kiln's own repository, by a relative URL this copy lacks.
+    shutil.copytree(REPO / "recipes", tmp_path / "recipes",
+                    ignore=shutil.ignore_patterns("greet"))
+    recipes = tmp_path / "recipes"
+    repo = git.Repo.init(tmp_path)
+    repo.index.add(["recipes"])
+    repo.index.commit("the curated recipes")
+    before = read_lock(recipes / "kiln.lock")
+    assert before is not None
+
+    made = {}
+    for name, source in (("cjson", "cjson"), ("yaml", "libyaml")):
+        result = kiln("recipe", "new", name, "--debian", source, "--recipes", recipes, "--json")
+        assert result.code == 0, result.err
+        made[name] = json.loads(result.out)
+    assert made["cjson"]["build_system"] == "cmake"  # Debian builds it with cmake
+    assert made["yaml"]["build_system"] == "autoconf"
+    assert "debian.org/bookworm/cmake" in made["cjson"]["build_requires"]
+    assert {"debian.org/bookworm/cmake", "debian.org/bookworm/automake"} <= {
+        row["name"] for change in made.values() for row in change["lock"]["added"]}
+    after = read_lock(recipes / "kiln.lock")
+    assert after is not None
+    # Every pin the lock held stays as it was: new packages only.
+    assert all(after.get(p.name) == p for p in before.packages)
+    text = (recipes / "cjson" / "recipe.yaml").read_text()
+    assert "debian-patches: true" in text
+    assert 'license: "MIT"' in text  # from debian/copyright's Files: *
+    checked = kiln("recipe", "check", recipes)
+    assert checked.code == 0, checked.out
+
+    repo.index.add(["recipes"])
+    repo.index.commit("cjson and yaml, as kiln recipe new wrote them")
+    for name, wanted in (("cjson", "usr/include/cjson/cJSON.h"), ("yaml", "usr/include/yaml.h")):
+        built = kiln("build", name, "--recipes", recipes, "--check", "--json")
+        assert built.code == 0, built.err
+        record = json.loads(built.out)
+        # How Kiln applied Debian's patches is an input of the build, as a pipeline is.
+        assert "kiln:debian-patches" in {source["uri"] for source in record["sources"]}
+        out = tmp_path / f"{name}-tree"
+        package = f"{record['output']['name']}@{record['output']['version']}"
+        assert kiln("fileset", "materialize", package, out).code == 0
+        assert (out / wanted).is_file()
+        assert list((out / "usr").rglob("lib*.so.*"))  # a shared library, wherever it lies
+        if name == "cjson":  # Debian's 12 security fixes are in, and the log says so
+            assert "applying debian/patches/" in kiln("build", "log", package).out
+
+    # A recipe's directory is never written over; an unknown source writes nothing.
+    again = kiln("recipe", "new", "cjson", "--debian", "cjson", "--recipes", recipes)
+    assert again.code == 2
+    assert "[recipe-exists]" in again.err
+    assert (recipes / "cjson" / "recipe.yaml").read_text() == text
+    missing = kiln("recipe", "new", "nothing", "--debian", "kiln-no-such-source",
+                   "--recipes", recipes)
+    assert missing.code == 2
+    assert "[source-unreachable]" in missing.err
+    assert not (recipes / "nothing").exists()
