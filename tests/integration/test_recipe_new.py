@@ -1,13 +1,14 @@
 """`kiln recipe new` for real: two of Debian 12's source packages the curated recipes do
 not have, one built with autoconf (libyaml: configure.ac, no configure shipped) and one
 with cmake (cJSON, with Debian's security patches), each written, locked, and built
-twice identically (`--check`) without an edit."""
+twice identically (`--check`) without an edit; then a tarball and a git commit."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import git
@@ -24,7 +25,8 @@ pytestmark = [
 
 
 def test_new_recipes_from_debian_build_and_reproduce_without_edits(
-        tmp_path: Path, kiln: Kiln, apt_lists: None) -> None:  # noqa: F811
+        tmp_path: Path, kiln: Kiln, apt_lists: None,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # greet's source is Kiln's own repository, by a relative URL this copy lacks.
     shutil.copytree(REPO / "recipes", tmp_path / "recipes",
                     ignore=shutil.ignore_patterns("greet"))
@@ -70,6 +72,37 @@ def test_new_recipes_from_debian_build_and_reproduce_without_edits(
         assert list((out / "usr").rglob("lib*.so.*"))  # a shared library, wherever it lies
         if name == "cjson":  # Debian's 12 security fixes are in, and the log says so
             assert "applying debian/patches/" in kiln("build", "log", package).out
+
+    # A tarball and a git commit (local ones, where the host allows them), built with make.
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    (upstream / "Makefile").write_text(
+        "all:\n\techo built > made.txt\ninstall:\n"
+        "\tmkdir -p $(DESTDIR)$(PREFIX)/share/tool && cp made.txt $(DESTDIR)$(PREFIX)/share/tool/\n")
+    upstream_repo = git.Repo.init(upstream)
+    upstream_repo.index.add(["Makefile"])
+    upstream_repo.index.commit("a tool")
+    subprocess.run(["tar", "-czf", tmp_path / "tool-1.2.tar.gz", "-C", tmp_path, "upstream"],
+                   check=True)
+    (tmp_path / "host.yaml").write_text(f"file-sources: {tmp_path}\n")
+    monkeypatch.setenv("KILN_CONFIG", str(tmp_path / "host.yaml"))
+    for name, how in (("tool", ["--url", (tmp_path / "tool-1.2.tar.gz").as_uri()]),
+                      ("gtool", ["--git", f"{upstream}@master"])):
+        result = kiln("recipe", "new", name, *how, "--recipes", recipes, "--json")
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["build_system"] == "make"
+    assert 'version: "1.2-1"' in (recipes / "tool" / "recipe.yaml").read_text()
+    assert upstream_repo.head.commit.hexsha in (recipes / "gtool" / "recipe.yaml").read_text()
+    repo.index.add(["recipes"])
+    repo.index.commit("tool and gtool")
+    for name in ("tool", "gtool"):
+        built = kiln("build", name, "--recipes", recipes, "--json")
+        assert built.code == 0, built.err
+        output = json.loads(built.out)["output"]
+        out = tmp_path / f"{name}-tree"
+        assert kiln("fileset", "materialize", f"{output['name']}@{output['version']}",
+                    out).code == 0
+        assert (out / "usr/share/tool/made.txt").read_text() == "built\n"
 
     # A recipe's directory is never written over; an unknown source writes nothing.
     again = kiln("recipe", "new", "cjson", "--debian", "cjson", "--recipes", recipes)
