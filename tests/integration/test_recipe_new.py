@@ -73,12 +73,30 @@ def test_new_recipes_from_debian_build_and_reproduce_without_edits(
         if name == "cjson":  # Debian's 12 security fixes are in, and the log says so
             assert "applying debian/patches/" in kiln("build", "log", package).out
 
-    # A tarball and a git commit (local ones, where the host allows them), built with make.
+    _a_tarball_and_a_git_commit(tmp_path, kiln, recipes, repo, monkeypatch)
+
+    # A recipe's directory is never written over; an unknown source writes nothing.
+    again = kiln("recipe", "new", "cjson", "--debian", "cjson", "--recipes", recipes)
+    assert again.code == 2
+    assert "[recipe-exists]" in again.err
+    assert (recipes / "cjson" / "recipe.yaml").read_text() == text
+    missing = kiln("recipe", "new", "nothing", "--debian", "kiln-no-such-source",
+                   "--recipes", recipes)
+    assert missing.code == 2
+    assert "[source-unreachable]" in missing.err
+    assert not (recipes / "nothing").exists()
+
+
+def _a_tarball_and_a_git_commit(tmp_path: Path, kiln: Kiln, recipes: Path, repo: git.Repo,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tarball and a git commit (local ones, where the host allows them), made into
+    recipes that build with make."""
     upstream = tmp_path / "upstream"
     upstream.mkdir()
     (upstream / "Makefile").write_text(
         "all:\n\techo built > made.txt\ninstall:\n"
-        "\tmkdir -p $(DESTDIR)$(PREFIX)/share/tool && cp made.txt $(DESTDIR)$(PREFIX)/share/tool/\n")
+        "\tmkdir -p $(DESTDIR)$(PREFIX)/share/tool\n"
+        "\tcp made.txt $(DESTDIR)$(PREFIX)/share/tool/\n")
     upstream_repo = git.Repo.init(upstream)
     upstream_repo.index.add(["Makefile"])
     upstream_repo.index.commit("a tool")
@@ -87,7 +105,7 @@ def test_new_recipes_from_debian_build_and_reproduce_without_edits(
     (tmp_path / "host.yaml").write_text(f"file-sources: {tmp_path}\n")
     monkeypatch.setenv("KILN_CONFIG", str(tmp_path / "host.yaml"))
     for name, how in (("tool", ["--url", (tmp_path / "tool-1.2.tar.gz").as_uri()]),
-                      ("gtool", ["--git", f"{upstream}@master"])):
+                      ("gtool", ["--git", f"{upstream}@{upstream_repo.active_branch.name}"])):
         result = kiln("recipe", "new", name, *how, "--recipes", recipes, "--json")
         assert result.code == 0, result.err
         assert json.loads(result.out)["build_system"] == "make"
@@ -103,14 +121,3 @@ def test_new_recipes_from_debian_build_and_reproduce_without_edits(
         assert kiln("fileset", "materialize", f"{output['name']}@{output['version']}",
                     out).code == 0
         assert (out / "usr/share/tool/made.txt").read_text() == "built\n"
-
-    # A recipe's directory is never written over; an unknown source writes nothing.
-    again = kiln("recipe", "new", "cjson", "--debian", "cjson", "--recipes", recipes)
-    assert again.code == 2
-    assert "[recipe-exists]" in again.err
-    assert (recipes / "cjson" / "recipe.yaml").read_text() == text
-    missing = kiln("recipe", "new", "nothing", "--debian", "kiln-no-such-source",
-                   "--recipes", recipes)
-    assert missing.code == 2
-    assert "[source-unreachable]" in missing.err
-    assert not (recipes / "nothing").exists()

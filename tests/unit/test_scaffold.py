@@ -42,7 +42,8 @@ def test_debians_build_depends_choose_between_a_trees_build_systems() -> None:
     both = ["configure", "meson.build", "src/main.cc"]
     assert guess_build_system(both, ["meson"], "x").name == "meson"
     shipped = guess_build_system(both, [], "x")
-    assert shipped.name == "autoconf" and shipped.cxx  # a C++ tree wants g++ too
+    assert shipped.name == "autoconf"
+    assert shipped.cxx  # a C++ tree wants g++ too
     assert shipped.steps[0].startswith("uses: autoconf/configure")
     # The build directory must not reach the debug info: `--check` varies it.
     assert "-ffile-prefix-map=$PWD=." in shipped.steps[0]
@@ -52,7 +53,8 @@ def test_debians_build_depends_choose_between_a_trees_build_systems() -> None:
     assert {"autoconf", "automake", "libtool"} <= set(bare.tools)
     assert guess_build_system(["pyproject.toml"], [], "p").name == "python"
     make = guess_build_system(["Makefile", "lz4.c"], [], "lz4")
-    assert make.name == "make" and "PREFIX=/usr" in make.steps[1]
+    assert make.name == "make"
+    assert "PREFIX=/usr" in make.steps[1]
     with pytest.raises(InputError) as caught:
         guess_build_system(["README", "src/a.c"], [], "x")
     assert caught.value.reason == "no-build-system"
