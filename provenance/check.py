@@ -130,7 +130,7 @@ class Checker:
                               " to verify (kiln attest publishes a package with its own)",
                               reason="no-provenance") from exc
         except KilnError as exc:
-            raise CheckFailed(exc.message, reason=exc.reason) from exc
+            raise CheckFailed(exc.message, reason=exc.reason, temporary=exc.temporary) from exc
         artifact = as_check(lambda: parse_fileset_manifest(manifest, where))
         fileset: FileSet = as_check(lambda: pull_fileset(self.store, client, reference,
                                                          manifest=manifest))
@@ -180,7 +180,7 @@ class Checker:
         """Verify an image's provenance and every package's."""
         from kiln.image.inspect import summarize
 
-        manifest, digest = as_check(location.manifest)
+        manifest, digest = _image_manifest(location)
         summary = as_check(lambda: summarize(manifest, digest, location.describe()))
         bundles = as_check(lambda: location.attachments(digest, BUNDLE_TYPE))
         verified = self.first_verified(bundles, summary.name, digest, location.describe())
@@ -212,7 +212,7 @@ class Checker:
         from kiln.image.inspect import summarize
 
         if self.policy is not None:
-            manifest, digest = as_check(location.manifest)
+            manifest, digest = _image_manifest(location)
             summary = as_check(lambda: summarize(manifest, digest, location.describe()))
             denied = []
             for package in summary.packages:
@@ -246,12 +246,24 @@ def _check_layers(summary: ImageSummary, proofs: list[PackageProof], where: str)
                                   f" archive", reason="layer-mismatch")
 
 
+def _image_manifest(location: LayoutStore | RegistryImageStore) -> tuple[bytes, Digest]:
+    """The image's manifest; an image that is not there is bad input (exit 2), as for
+    `kiln pull`, while anything else wrong with it fails the check."""
+    try:
+        return location.manifest()
+    except NotFound:
+        raise
+    except KilnError as exc:
+        raise CheckFailed(exc.message, reason=exc.reason, temporary=exc.temporary) from exc
+
+
 def as_check(action: Callable[[], T]) -> T:
     """Run `action`; what goes wrong on the way (a digest mismatch, a missing blob) fails
-    the check (exit 1) with its own reason."""
+    the check (exit 1) with its own reason. A service that could not be reached stays
+    temporary (exit 75): the check did not run, it did not fail."""
     try:
         return action()
     except CheckFailed:
         raise
     except KilnError as exc:
-        raise CheckFailed(exc.message, reason=exc.reason) from exc
+        raise CheckFailed(exc.message, reason=exc.reason, temporary=exc.temporary) from exc

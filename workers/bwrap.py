@@ -22,20 +22,16 @@ in three steps, each dropping something:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 
 from kiln.hostconfig import host_config
 from workers import seccomp
 from workers.cgroups import RunCgroups
-from workers.rootfs import SCRATCH, root_in_use
+from workers.rootfs import root_in_use
 from workers.sandbox import (
     RunOutput,
     RunResult,
@@ -44,9 +40,8 @@ from workers.sandbox import (
     require_tool,
     wait_with_deadline,
 )
+from workers.staging import staged, staging_point
 
-_CLONE_NEWNS = 0x00020000
-_MS_BIND, _MS_REC, _MS_PRIVATE = 0x1000, 0x4000, 0x40000
 # Parts of procfs that change the host, made read-only over the run's own procfs
 # (the rest of it is the run's PID namespace, or read-only to a non-root uid).
 _PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
@@ -88,7 +83,7 @@ class BwrapSandbox:
                      *self._arguments(spec, root, seccomp_fd)],
                     env={}, stdin=spec.stdin, stdout=output.fd,
                     stderr=subprocess.STDOUT, pass_fds=(seccomp_fd,), start_new_session=True,
-                    preexec_fn=_stage(cgroups.procs_files,  # noqa: PLW1509
+                    preexec_fn=staged(cgroups.procs_files,  # noqa: PLW1509
                                       [(os.fsencode(cached), os.fsencode(root)),
                                        *_binds(spec, root)]))
             except subprocess.SubprocessError as exc:
@@ -131,54 +126,7 @@ class BwrapSandbox:
         return [*args, "--", *spec.argv]
 
 
-@cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-@contextmanager
-def staging_point() -> Iterator[Path]:
-    """An empty directory the run's uid can reach, where the root is bound (in the run's
-    own mount namespace only) before its inputs are: a root cached in a store's
-    directory lies beneath directories only root may enter."""
-    point = Path(tempfile.mkdtemp(prefix="kiln-stage-", dir=SCRATCH))
-    try:
-        point.chmod(0o755)
-        yield point
-    finally:
-        point.rmdir()
-
-
 def _binds(spec: RunSpec, root: Path) -> list[tuple[bytes, bytes]]:
     """(source, mount point in the root) of every input, as the kernel takes paths."""
     return [(os.fsencode(mount.source), os.fsencode(root / mount.target.lstrip("/")))
             for mount in spec.mounts]
-
-
-def _stage(procs_files: list[str], binds: list[tuple[bytes, bytes]]) -> Callable[[], None]:
-    """What the forked child does as root before it executes setpriv.
-
-    Everything is prepared in the parent: the child only makes system calls, so no
-    lock another thread of the parent held at the fork can be met here."""
-    libc = _libc()
-    pid_line = b"%d\n"
-
-    def check(result: int, what: bytes) -> None:
-        if result != 0:
-            raise OSError(ctypes.get_errno(), f"{what.decode(errors='replace')}")
-
-    def stage() -> None:
-        mine = pid_line % os.getpid()
-        for procs in procs_files:
-            fd = os.open(procs, os.O_WRONLY)
-            try:
-                os.write(fd, mine)
-            finally:
-                os.close(fd)
-        check(libc.unshare(_CLONE_NEWNS), b"unshare")
-        check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), b"private mounts")
-        for source, target in binds:
-            check(libc.mount(source, target, None, _MS_BIND | _MS_REC, None), target)
-
-    return stage
-

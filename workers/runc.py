@@ -30,6 +30,7 @@ from kiln.hostconfig import host_config
 from workers import seccomp
 from workers.rootfs import SCRATCH, root_in_use
 from workers.sandbox import RunOutput, RunResult, RunSpec, require_tool, wait_with_deadline
+from workers.staging import staged, staging_point
 
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -71,10 +72,13 @@ class RuncSandbox:
         finished = False
         try:
             config = _config(spec, self.host_uid)
-            with root_in_use(spec) as root:
+            with root_in_use(spec) as cached, staging_point() as root:
+                # runc's init walks its root as the run's mapped uid: the cached root
+                # is bound where that uid can reach it, in runc's own mount namespace.
                 config["root"]["path"] = str(root)
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
-                result = self._run(spec, bundle, state, container)
+                result = self._run(spec, bundle, state, container,
+                                   [(os.fsencode(cached), os.fsencode(root))])
             finished = not result.timed_out
             return result
         finally:
@@ -83,13 +87,14 @@ class RuncSandbox:
                                 container], capture_output=True, check=False)
             shutil.rmtree(bundle, ignore_errors=True)
 
-    def _run(self, spec: RunSpec, bundle: Path, state: Path, container: str) -> RunResult:
+    def _run(self, spec: RunSpec, bundle: Path, state: Path, container: str,
+             binds: list[tuple[bytes, bytes]]) -> RunResult:
         start = time.monotonic()
         with RunOutput(spec) as output:
             process = subprocess.Popen(
                 [self._runc, "--root", str(state), "run", "--bundle", str(bundle), container],
                 stdin=spec.stdin, stdout=output.fd, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=staged([], binds))  # noqa: PLW1509
             output.started()
 
             def kill() -> None:

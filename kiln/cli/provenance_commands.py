@@ -186,10 +186,11 @@ def _located(config: RegistryConfig, text: str) -> Reference:
 def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]:
     """A package or an image, told apart by the manifest's artifactType."""
     from kiln.registry.artifact import ARTIFACT_TYPE
-    from provenance.check import as_check
 
     client = check.client(reference.host)
-    manifest, _, _ = as_check(lambda: client.get_manifest(reference))
+    # What the user named is not there: bad input (exit 2), as `kiln pull` says it; a
+    # package an image names and the registry lacks fails the image's check (exit 1).
+    manifest, _, _ = client.get_manifest(reference)
     if json.loads(manifest).get("artifactType") == ARTIFACT_TYPE:
         return dict(check.package(reference).to_json())
     from kiln.image.location import RegistryImageStore

@@ -321,3 +321,27 @@ def test_a_registry_over_https_is_trusted_through_its_ca_only(
         assert pushed.code == 0, pushed.err
         pulled = Kiln(tmp_path / "other", kiln._capsys)("pull", "kiln.dev/tls@1-1")
         assert pulled.code == 0, pulled.err
+
+
+def test_a_reference_the_registry_lacks_is_bad_input_for_every_command(
+        kiln: Kiln, tmp_path: Path, configured: Registry) -> None:
+    # One 404, one answer: a reference that names nothing exits 2, with the registry's
+    # host and port and the same reason, whichever command was given it (verify once
+    # said 1, as for a failed check, and pull 2).
+    made = kiln("key", "generate", tmp_path / "keys", "--json")
+    assert made.code == 0, made.err
+    key = json.loads(made.out)["public"]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"trust": [{"prefix": "", "keys": [key]}]}))
+    missing = f"{configured.host}/nothing/here:1"
+    commands = [("pull", missing), ("verify", missing, "--key", key),
+                ("image", "inspect", missing), ("image", "diff", missing, missing),
+                ("image", "update", missing, "--set", "kiln.dev/x=1", "-o",
+                 f"oci:{tmp_path / 'out'}"),
+                ("policy", "check", missing, "--policy", policy), ("run", missing)]
+    for command in commands:
+        result = kiln(*command)
+        assert result.code == 2, (command, result.err)
+        assert "[registry-not-found]" in result.err, (command, result.err)
+        assert configured.host in result.err, (command, result.err)
+    assert not (tmp_path / "out").exists()
