@@ -91,6 +91,17 @@ class BuildRecord:
     started: str
     finished: str
     raw: bytes | None = field(default=None, compare=False, repr=False)  # as read
+    # A split recipe's other outputs (`outputs:`), each a FileSet of its own made by the
+    # same build; `output` is the recipe's package, with what no output claimed.
+    also: tuple[Output, ...] = ()
+
+    @property
+    def outputs(self) -> tuple[Output, ...]:
+        """Every FileSet the build made: the package first, then its split outputs."""
+        return (self.output, *self.also)
+
+    def output_named(self, name: str) -> Output | None:
+        return next((output for output in self.outputs if output.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON values, in DESIGN.md 2c's shape."""
@@ -103,8 +114,9 @@ class BuildRecord:
             "lock": self.lock,
             "sandbox": {"backend": self.sandbox.backend, "version": self.sandbox.version},
             "kiln": self.kiln.to_json(),
-            "output": {"name": self.output.name, "version": self.output.version,
-                       "digest": self.output.digest, "archive": self.output.archive},
+            "output": _output_json(self.output),
+            # Only when split: an unsplit record keeps the bytes it always had.
+            **({"outputs": [_output_json(o) for o in self.also]} if self.also else {}),
             "log": self.log,
             "build_key": self.build_key,
             "source_date_epoch": self.source_date_epoch,
@@ -147,6 +159,11 @@ def build_key(recipe_tree: Digest, sources: tuple[SourceRef, ...],
 def build_key_tag(key: str) -> str:
     """The registry tag under which a farm keeps the package a build key made."""
     return "build-" + key.removeprefix("sha256:")
+
+
+def _output_json(output: Output) -> dict[str, str]:
+    return {"name": output.name, "version": output.version, "digest": output.digest,
+            "archive": output.archive}
 
 
 def dependency_json(dependency: Dependency) -> dict[str, str]:
@@ -192,7 +209,8 @@ class _Fields:
 def _record(document: object, raw: bytes) -> BuildRecord:
     top = _Fields(document, "the record",
                   {"recipe", "sources", "build_requires", "lock", "sandbox", "kiln", "output",
-                   "log", "build_key", "source_date_epoch", "started", "finished"})
+                   "log", "build_key", "source_date_epoch", "started", "finished"},
+                  frozenset({"outputs"}))
     recipe = _Fields(top.value["recipe"], "recipe", {"repo", "commit", "path", "tree"},
                      frozenset({"dirty"}))
     dirty = recipe.value.get("dirty", False)
@@ -206,7 +224,14 @@ def _record(document: object, raw: bytes) -> BuildRecord:
     kiln_dirty = kiln.value.get("dirty", False)
     if not isinstance(kiln_dirty, bool):
         raise ValueError("kiln.dirty is not true or false")
-    output = _Fields(top.value["output"], "output", {"name", "version", "digest", "archive"})
+    also = tuple(_output(item) for item in top.items("outputs")) if "outputs" in top.value \
+        else ()
+    if "outputs" in top.value and not also:
+        raise ValueError("outputs is empty: an unsplit record has none")
+    output = _output(top.value["output"])
+    names = [o.name for o in (output, *also)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two outputs of one name: {sorted(names)}")
     return BuildRecord(
         recipe=RecipeRef(recipe.text("repo"), recipe.text("commit", _COMMIT),
                          recipe.text("path"), recipe.digest("tree"), dirty),
@@ -215,15 +240,21 @@ def _record(document: object, raw: bytes) -> BuildRecord:
         lock=top.digest("lock"),
         sandbox=SandboxRef(sandbox.text("backend"), sandbox.text("version")),
         kiln=KilnRef(kiln.text("version"), kiln.optional_text("commit", _COMMIT), kiln_dirty),
-        output=Output(output.text("name"), output.text("version"), output.digest("digest"),
-                      output.digest("archive")),
+        output=output,
         log=top.digest("log"),
         build_key=top.digest("build_key"),
         source_date_epoch=epoch,
         started=top.text("started"),
         finished=top.text("finished"),
         raw=raw,
+        also=also,
     )
+
+
+def _output(item: object) -> Output:
+    fields = _Fields(item, "output", {"name", "version", "digest", "archive"})
+    return Output(fields.text("name"), fields.text("version"), fields.digest("digest"),
+                  fields.digest("archive"))
 
 
 def _source(item: object) -> SourceRef:

@@ -18,7 +18,9 @@ def recipe_inputs(repository: RecipeRepository) -> dict[str, RecipeInputs]:
     named by its directory as `?/DIRECTORY`)."""
     recipes = repository.recipes
     providers = _providers(repository)
-    runtime = {name: _recipe_options(recipe.requires, providers)
+    runtime = {name: _recipe_options((*recipe.requires,
+                                      *(g for o in recipe.outputs for g in o.requires)),
+                                     providers)
                for name, recipe in recipes.items()}
     inputs: dict[str, RecipeInputs] = {}
     for name, recipe in recipes.items():
@@ -41,7 +43,8 @@ def _own(repository: RecipeRepository, recipe: Recipe) -> str:
     debian: list[tuple[str, str]] = []
     if lock is not None:
         names = {option.name for group in (*recipe.build_requires, *recipe.test_requires,
-                                           *recipe.requires)
+                                           *recipe.requires,
+                                           *(g for o in recipe.outputs for g in o.requires))
                  for option in group.options if lock.get(option.name) is not None}
         for locked_name in sorted(lock.closure(names)):
             locked = lock.get(locked_name)
@@ -77,6 +80,9 @@ def _providers(repository: RecipeRepository) -> dict[str, str]:
         found.setdefault(name, name)
         for provided in recipe.provides:
             found.setdefault(provided, name)
+        for output in recipe.outputs:  # a split output is made by its recipe's build
+            for made in (output.name, *output.provides):
+                found.setdefault(made, name)
     return found
 
 

@@ -28,7 +28,7 @@ from kiln.errors import InputError
 from kiln.fileset import FileSet
 from kiln.package import PackageMetadata
 from kiln.recipes.repository import LOCAL_REPOSITORY
-from kiln.record import BuildRecord
+from kiln.record import BuildRecord, Output
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -127,10 +127,14 @@ def repository_uri(repo: str) -> str:
 
 
 def package_statement(record: BuildRecord, builder: str | None = None,
-                      reproduction: Reproduction | None = None) -> bytes:
+                      reproduction: Reproduction | None = None,
+                      output: Output | None = None) -> bytes:
     """The provenance of a package built by `kiln build`, from its build record; with
     the farm gate's `reproduction`, every agreeing build is a byproduct (its record's
-    digest, worker and variation) and internalParameters says what the gate asked."""
+    digest, worker and variation) and internalParameters says what the gate asked.
+
+    A split recipe's build makes several packages: each has a statement of its own
+    (`output`, default the recipe's package), one subject each, the same build."""
     recipe = record.recipe
     repo = repository_uri(recipe.repo)
     dependencies: list[dict[str, Any]] = [
@@ -149,11 +153,14 @@ def package_statement(record: BuildRecord, builder: str | None = None,
     sandbox = record.sandbox
     dependencies.append({"uri": f"kiln:sandbox/{sandbox.backend}@{sandbox.version}",
                          "name": "sandbox"})
-    output = record.output
+    output = output or record.output
     internal: dict[str, Any] = {
         "sandbox": {"backend": sandbox.backend, "version": sandbox.version},
         "kiln": record.kiln.to_json(), "buildKey": record.build_key, "dirty": recipe.dirty,
         "archive": output.archive, "version": output.version}
+    if record.also:  # which build made it, and what else that build made
+        internal["splitFrom"] = record.output.name
+        internal["outputs"] = [o.name for o in record.outputs]
     byproducts: list[dict[str, Any]] = [{"name": "log", "digest": sha256_of(record.log)}]
     if reproduction is not None:
         gate: dict[str, Any] = {"builds": reproduction.builds, "agree": reproduction.agree,

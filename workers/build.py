@@ -56,6 +56,7 @@ from workers.debugging import NO_DEBUGGING, Debugging, keep_failed_tree, open_sh
 from workers.root import compose_root
 from workers.sandbox import Mount, RunSpec, Sandbox, Scratch, bounded
 from workers.sources import SourceCache, fetch_git, fetch_path, fetch_url
+from workers.splitting import split_out
 from workers.variation import CHECK_VARIATIONS, Variation, variation, varied_environment
 from workers.volumes import check_output, output_volume
 from workers.watching import BuildWatcher, following
@@ -80,6 +81,12 @@ class BuildOutcome:
     reused: bool  # the build key was built before (here or, substituted, on a farm)
     build_key: Digest
     substituted: bool = False
+    split: tuple[FileSet, ...] = ()  # the recipe's split outputs (`outputs:`), in order
+
+    @property
+    def filesets(self) -> tuple[FileSet, ...]:
+        """Every FileSet the build made: the package, then its split outputs."""
+        return (self.fileset, *self.split)
 
 
 @dataclass(frozen=True)
@@ -125,11 +132,13 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
         if not check and attempt is None:
             previous = _previous(store, plan.build_key)
             if previous is not None:
-                record, fileset = previous
+                record, filesets = previous
                 # Built before, perhaps since unnamed (`kiln fileset rm`): a build that
-                # says it succeeded leaves its name resolvable.
-                store.set_ref(fileset.name, fileset.version, fileset.digest)
-                return BuildOutcome(record, fileset, True, plan.build_key)
+                # says it succeeded leaves its names resolvable.
+                for fileset in filesets:
+                    store.set_ref(fileset.name, fileset.version, fileset.digest)
+                return BuildOutcome(record, filesets[0], True, plan.build_key,
+                                    split=filesets[1:])
             published = (substitute(plan.recipe.package.name, plan.build_key)
                          if substitute is not None else None)
             if published is not None:
@@ -206,18 +215,19 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
         for other, _ in runs[1:]:
             _compare(checkout.recipes / recipe.file.relative_to(checkout.repository.root),
                      out, other)
+        _tell(watcher, "storing the output")
+        split = _ingest_split(store, recipe, out)
         metadata = PackageMetadata(
             summary=recipe.package.summary, license=recipe.package.license,
             homepage=recipe.package.homepage, requires=recipe.requires,
             provides=recipe.provides, replaces=recipe.replaces, install=recipe.install,
             env=recipe.env, requirements=recipe.requirements)
-        _tell(watcher, "storing the output")
         package = ingest_directory(store, out, name=recipe.package.name,
                                    version=recipe.package.version, metadata=metadata).fileset
     _tell(watcher, "testing")
     with following(plan.scratch / "test.log", watcher):
-        _test(store, sandbox, plan.lock, recipe, package, checkout, src, plan.scratch, jobs,
-              plan.limits)
+        _test(store, sandbox, plan.lock, recipe, [package, *split], checkout, src,
+              plan.scratch, jobs, plan.limits)
     record = BuildRecord(
         recipe=RecipeRef(checkout.origin, checkout.commit, recipe.directory.name,
                          plan.recipe_tree, checkout.dirty),
@@ -228,6 +238,8 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
         kiln=KilnRef(__version__, *kiln_source(KILN_ROOT)),
         output=Output(package.name, package.version, package.digest,
                       _archive_digest(store, package)),
+        also=tuple(Output(f.name, f.version, f.digest, _archive_digest(store, f))
+                   for f in split),
         log=Digest("sha256:" + file_sha256(log)),
         build_key=plan.build_key,
         source_date_epoch=checkout.source_date_epoch,
@@ -235,7 +247,24 @@ def execute(store: Store, sandbox: Sandbox, plan: BuildPlan, *, jobs: int = 2,
         finished=_now(),
     )
     _remember(store, record, log)
-    return BuildOutcome(record, package, False, plan.build_key)
+    return BuildOutcome(record, package, False, plan.build_key, split=tuple(split))
+
+
+def _ingest_split(store: Store, recipe: Recipe, out: Path) -> list[FileSet]:
+    """Each split output of `out` as a FileSet of its own (taken out of `out`, which
+    then holds the recipe's package alone)."""
+    made = []
+    for output, place in split_out(out, recipe.outputs, str(recipe.file)):
+        metadata = PackageMetadata(
+            summary=output.summary or recipe.package.summary, license=recipe.package.license,
+            homepage=recipe.package.homepage, requires=output.requires,
+            provides=output.provides, install=output.install,
+            requirements=recipe.requirements)
+        made.append(ingest_directory(store, place, name=output.name,
+                                     version=recipe.package.version,
+                                     metadata=metadata).fileset)
+        shutil.rmtree(place)
+    return made
 
 
 def _run_build(store: Store, sandbox: Sandbox, plan: BuildPlan, build_root: list[FileSet],
@@ -316,6 +345,9 @@ def find_recipe(repository: RecipeRepository, name: str) -> Recipe:
     for recipe in repository.recipes.values():
         if name in (recipe.package.name, recipe.directory.name):
             return recipe
+    made = repository.recipe_making(name)  # a split output builds with its recipe
+    if made is not None:
+        return made
     raise NotFound(f"no recipe {name}", reason="recipe-not-found")
 
 
@@ -324,19 +356,21 @@ def _fetch_recipe_packages(store: Store, repository: RecipeRepository, fetch: Fe
     """Fetch the packages of this repository's recipes that `groups` name, at the
     versions the commit's recipes give, with their runtime requires: a worker's
     store starts empty, and the farm published them in an earlier wave."""
-    pending = [o.name for g in groups for o in g.options if o.name in repository.recipes]
+    made = repository.made_here()
+    pending = [o.name for g in groups for o in g.options if o.name in made]
     seen: set[str] = set()
     while pending:
         name = pending.pop()
         if name in seen:
             continue
         seen.add(name)
-        recipe = repository.recipes[name]
-        version = recipe.package.version
+        recipe = repository.recipes[made[name]]
+        version = recipe.package.version  # a split output has its recipe's version
         if version not in store.versions(name):
             fetch(name, version)
-        pending.extend(o.name for g in recipe.requires for o in g.options
-                       if o.name in repository.recipes)
+        output = next((o for o in recipe.outputs if o.name == name), None)
+        requires = output.requires if output is not None else recipe.requires
+        pending.extend(o.name for g in requires for o in g.options if o.name in made)
 
 
 def _resolved(store: Store, lock: Lock, groups: tuple[Any, ...]) -> tuple[Dependency, ...]:
@@ -464,12 +498,18 @@ def _environment(checkout: Checkout, jobs: int, root: list[FileSet],
     return env
 
 
-def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: FileSet,
+def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, made: list[FileSet],
           checkout: Checkout, src: Path, scratch: Path, jobs: int, limits: Limits) -> None:
+    """The recipe's test, in a root of everything the build made (its split outputs
+    too), their runtime requires and the test-requires; $PACKAGE is the package's."""
     if not recipe.test:
         return
-    runtime = _locked(store, lock, (*recipe.requires, *recipe.test_requires))
-    root = compose_root(store, [package, *runtime])
+    package = made[0]
+    runtime = [f for f in _locked(store, lock, (
+        *recipe.requires, *recipe.test_requires,
+        *(g for output in recipe.outputs for g in output.requires)))
+        if f.name not in {m.name for m in made}]
+    root = compose_root(store, [*made, *runtime])
     env = {**_environment(checkout, jobs, runtime, recipe),
            "PACKAGE": f"/{package.mount_point}"}
     log = scratch / "test.log"
@@ -482,15 +522,17 @@ def _test(store: Store, sandbox: Sandbox, lock: Lock, recipe: Recipe, package: F
                           + result.log_tail(20), reason="test-failed")
 
 
-def _previous(store: Store, build_key: Digest) -> tuple[BuildRecord, FileSet] | None:
+def _previous(store: Store, build_key: Digest
+              ) -> tuple[BuildRecord, tuple[FileSet, ...]] | None:
+    """The record of `build_key` built here, and every FileSet it made (all still here)."""
     path = store.layout.cache / "builds" / f"{build_key.split(':')[1]}.json"
     try:
         record = BuildRecord.from_bytes(path.read_bytes(), str(path))
-        fileset = store.get(record.output.digest)
+        filesets = tuple(store.get(output.digest) for output in record.outputs)
     except (OSError, KilnError):
         return None  # never built here, or by an older Kiln: build it
     mark_used(path)  # used: the caches' bounds keep it longest
-    return record, fileset
+    return record, filesets
 
 
 def _remember(store: Store, record: BuildRecord, log: Path) -> None:
@@ -513,10 +555,11 @@ def forget_dead_builds(store: Store, live: set[Digest]) -> int:
     removed = 0
     for path in directory.glob("*.json"):
         try:
-            output = BuildRecord.from_bytes(path.read_bytes(), str(path)).output.digest
+            outputs = {o.digest for o in BuildRecord.from_bytes(path.read_bytes(),
+                                                                str(path)).outputs}
         except (OSError, KilnError):
-            output = Digest("")  # unreadable: nothing can reuse it
-        if output not in live:
+            outputs = {Digest("")}  # unreadable: nothing can reuse it
+        if not outputs <= live:
             path.unlink()
             path.with_suffix(".log").unlink(missing_ok=True)
             removed += 1

@@ -72,8 +72,9 @@ def build_logs(store: Store, name: str, version: str | None = None) -> list[Buil
         except (OSError, KilnError):
             continue
         log = record_path.with_suffix(".log")
-        if record.output.name == name and version in (None, record.output.version) and \
-                log.is_file():
+        # A split output's log is its recipe's build's.
+        if record.output_named(name) is not None and \
+                version in (None, record.output.version) and log.is_file():
             found.append(BuildLog(name, record.output.version, record.build_key, False,
                                   log.stat().st_mtime, log))
     for note_path in sorted(failed_directory(store).glob("*.json")):

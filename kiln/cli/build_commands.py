@@ -139,28 +139,34 @@ def cmd_build(args: argparse.Namespace) -> int:
         from kiln.registry.config import load_config
         from provenance.statement import package_statement
 
-        with store.shared():
-            attested = sign_fileset(store, outcome.fileset, package_statement(outcome.record),
-                                    args.sign, load_config())
-        signed = {"signer": attested.signer, "artifact": str(attested.artifact),
-                  "bundle": attested.referrer}
-        # Said on stderr, so that stdout stays the build's line (or its JSON).
-        print(f"signed the provenance of {outcome.fileset.label} with {attested.signer};"
-              f" attached to {attested.artifact} (bundle {attested.referrer})", file=sys.stderr)
+        signed = []
+        for fileset in outcome.filesets:  # a split build: each output's own statement
+            with store.shared():
+                attested = sign_fileset(store, fileset, package_statement(
+                    outcome.record, output=outcome.record.output_named(fileset.name)),
+                    args.sign, load_config())
+            signed.append({"name": fileset.name, "signer": attested.signer,
+                           "artifact": str(attested.artifact), "bundle": attested.referrer})
+            # Said on stderr, so that stdout stays the build's line (or its JSON).
+            print(f"signed the provenance of {fileset.label} with {attested.signer};"
+                  f" attached to {attested.artifact} (bundle {attested.referrer})",
+                  file=sys.stderr)
     if args.push_by_digest:
         from kiln.registry.artifact import push_fileset
         from kiln.registry.client import client_for
         from kiln.registry.config import load_config
 
         config = load_config()
-        target = config.locate(outcome.fileset.name)
-        client = client_for(target.host, config)
-        try:
-            with store.shared():
-                pushed = push_fileset(store, outcome.fileset, client, target)
-        finally:
-            client.close()
-        args.push_by_digest.write_text(f"{pushed.reference}\n")
+        lines = []
+        for fileset in outcome.filesets:  # one line each: the package, then its outputs
+            target = config.locate(fileset.name)
+            client = client_for(target.host, config)
+            try:
+                with store.shared():
+                    lines.append(f"{push_fileset(store, fileset, client, target).reference}\n")
+            finally:
+                client.close()
+        args.push_by_digest.write_text("".join(lines))
     if args.record:
         args.record.write_bytes(outcome.record.to_bytes())
     if args.json:
@@ -170,6 +176,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         state = "already built" if outcome.reused else (
             "built twice, identical" if args.check else "built")
         print(f"{outcome.fileset.label} {outcome.fileset.digest} ({state})")
+        for fileset in outcome.split:
+            print(f"{fileset.label} {fileset.digest} (split from {outcome.fileset.name})")
     _collect_past_threshold(store)
     return 0
 

@@ -100,6 +100,7 @@ def sign_fileset(store: Store, fileset: FileSet, statement: bytes, signer_uri: s
 
 
 def cmd_attest(args: argparse.Namespace) -> int:
+    from kiln.errors import InputError
     from kiln.record import BuildRecord
     from kiln.registry.config import load_config
     from provenance.statement import debian_statement, package_statement
@@ -110,21 +111,29 @@ def cmd_attest(args: argparse.Namespace) -> int:
         source = Path(args.source)
         if source.is_file():
             record = BuildRecord.from_bytes(source.read_bytes(), str(source))
-            fileset = store.get(record.output.digest)
-            statement = package_statement(record)
+            if record.also and (args.to or args.output):
+                raise InputError(f"{source} is a split build's ({len(record.outputs)}"
+                                 " packages): each is signed where registries.yaml places"
+                                 " it, and --to or -o name one place", reason="bad-usage")
+            signing = [(store.get(output.digest), package_statement(record, output=output))
+                       for output in record.outputs]
         else:
             fileset = resolve_ref(store, args.source)
-            statement = debian_statement(fileset)
-        attested = sign_fileset(store, fileset, statement, args.signer, config, args.to,
-                                args.output)
-    report = {"name": fileset.name, "version": fileset.version, "digest": fileset.digest,
-              "artifact": str(attested.artifact) if attested.artifact else None,
-              "bundle": attested.referrer}
-    if args.json:
-        print_json(report)
-    else:
-        where = f"attached to {attested.artifact}" if attested.artifact else f"in {args.output}"
-        print(f"signed the provenance of {fileset.label}, {where}")
+            signing = [(fileset, debian_statement(fileset))]
+        reports = []
+        for fileset, statement in signing:
+            attested = sign_fileset(store, fileset, statement, args.signer, config, args.to,
+                                    args.output)
+            reports.append({"name": fileset.name, "version": fileset.version,
+                            "digest": fileset.digest,
+                            "artifact": str(attested.artifact) if attested.artifact else None,
+                            "bundle": attested.referrer})
+            if not args.json:
+                where = (f"attached to {attested.artifact}" if attested.artifact
+                         else f"in {args.output}")
+                print(f"signed the provenance of {fileset.label}, {where}")
+    if args.json:  # one object, as before; a split build's, one each in a list
+        print_json(reports[0] if len(reports) == 1 else reports)
     return 0
 
 

@@ -101,6 +101,21 @@ class PackageInfo:
 
 
 @dataclass(frozen=True)
+class SplitOutput:
+    """One more package the recipe's build makes (`outputs:`): the paths of /out its
+    patterns claim, as a FileSet of its own, at the recipe's version, with its own
+    requires; the recipe's package keeps what no output claims."""
+
+    name: str
+    summary: str
+    paths: tuple[str, ...]  # fnmatch patterns, as `install` (a * crosses /)
+    requires: tuple[Alternatives, ...]
+    provides: tuple[str, ...]
+    install: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One recipe, with the line of each of its top-level keys for later problems."""
 
@@ -127,6 +142,7 @@ class Recipe:
     entry_lines: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     # The build as steps (kiln.recipes.pipelines): one `runs` for a script as written.
     steps: tuple[Step, ...] = ()
+    outputs: tuple[SplitOutput, ...] = ()  # split packages, in the order they claim paths
 
     @property
     def directory(self) -> Path:
@@ -135,7 +151,7 @@ class Recipe:
 
 _TOP = {"package", "sources", "build-requires", "test-requires", "requires", "env", "build",
         "install", "test", "requirements", "provides", "replaces", "limits",
-        "not-reproducible"}
+        "not-reproducible", "outputs"}
 _REQUIRED = {"package", "build"}
 
 
@@ -177,8 +193,40 @@ def load_recipe(file: Path) -> tuple[Recipe | None, list[Problem]]:
         entry_lines={key: tuple(item.line for item in top[key].items)
                      for key in ("build-requires", "test-requires", "requires") if key in top},
         steps=steps,
+        outputs=_outputs(reader, top.get("outputs"), package),
     )
     return (None if reader.problems else recipe), reader.problems
+
+
+def _outputs(reader: Reader, node: Node | None, package: PackageInfo | None
+             ) -> tuple[SplitOutput, ...]:
+    if node is None:
+        return ()
+    if node.kind != "seq" or not node.items:
+        reader.problem(node.line, "outputs must be a list of packages the build splits off")
+        return ()
+    found: list[SplitOutput] = []
+    for item in node.items:
+        fields = reader.mapping(item, "an output", {"name", "summary", "paths", "requires",
+                                                    "provides", "install"}, {"name", "paths"})
+        name = reader.string(fields.get("name"), "output name", validate_name)
+        paths = tuple(reader.parsed(fields.get("paths"), "paths", check_path))
+        if name is None:
+            continue
+        if (package is not None and name == package.name) or name in {o.name for o in found}:
+            reader.problem(item.line, f"output {name} is named twice (the recipe's package"
+                           " is an output already)", "duplicate-output")
+            continue
+        if "paths" in fields and not paths:
+            reader.problem(fields["paths"].line, f"output {name} claims no path")
+        found.append(SplitOutput(
+            name, reader.string(fields.get("summary"), "summary") or "", paths,
+            tuple(reader.parsed(fields.get("requires"), "requires", parse_alternatives)),
+            tuple(reader.parsed(fields.get("provides"), "provides", validate_name)),
+            tuple(reader.parsed(fields.get("install"), "install", check_path))
+            if "install" in fields else DEFAULT_INSTALL,
+            item.line))
+    return tuple(found)
 
 
 def _reason_check(text: str) -> str:

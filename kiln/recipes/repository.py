@@ -39,6 +39,19 @@ class RecipeRepository:
     unreadable: tuple[str, ...] = ()  # recipe files that could not be read
     pipelines: Mapping[str, Pipeline] = field(default_factory=dict)  # pipelines/, by name
 
+    def recipe_making(self, name: str) -> Recipe | None:
+        """The recipe whose package, or one of whose split outputs, is `name`."""
+        recipe = self.recipes.get(name)
+        if recipe is not None:
+            return recipe
+        return next((r for r in self.recipes.values()
+                     if any(output.name == name for output in r.outputs)), None)
+
+    def made_here(self) -> dict[str, str]:
+        """Every package the recipes make (split outputs too) -> its recipe's package."""
+        return {**{o.name: name for name, r in self.recipes.items() for o in r.outputs},
+                **{name: name for name in self.recipes}}
+
 
 def load_repository(root: Path) -> RecipeRepository:
     """Every recipe under `root`, and every problem found while reading them."""
@@ -62,9 +75,13 @@ def load_repository(root: Path) -> RecipeRepository:
             problems.append(Problem(str(file), line, f"package {name} lives in"
                                     f" {file.parent.name}/; its directory must be"
                                     f" {name.rsplit('/', 1)[1]}/", "directory-mismatch"))
-        if name in recipes:
-            problems.append(Problem(str(file), line, f"package {name} is also made by"
-                                    f" {recipes[name].file}", "duplicate-package"))
+        taken = {made: other for other in recipes.values()
+                 for made in (other.package.name, *(o.name for o in other.outputs))}
+        clash = next((made for made in (name, *(o.name for o in recipe.outputs))
+                      if made in taken), None)
+        if clash is not None:
+            problems.append(Problem(str(file), line, f"package {clash} is also made by"
+                                    f" {taken[clash].file}", "duplicate-package"))
             continue
         recipes[name] = recipe
     try:
@@ -78,7 +95,8 @@ def load_repository(root: Path) -> RecipeRepository:
 def debian_requirements(repository: RecipeRepository) -> set[str]:
     """The Debian packages the recipes build, test and run with (the lock's roots)."""
     return {option.name for recipe in repository.recipes.values()
-            for group in (*recipe.build_requires, *recipe.test_requires, *recipe.requires)
+            for group in (*recipe.build_requires, *recipe.test_requires, *recipe.requires,
+                          *(g for output in recipe.outputs for g in output.requires))
             for option in group.options if is_debian(option.name)}
 
 
@@ -147,6 +165,14 @@ def _check_relations(repository: RecipeRepository, recipe: Recipe) -> list[Probl
                                         _unsatisfied(repository, group, key),
                                         "lock-drift" if debian
                                         else f"missing-{key.removesuffix('s')}"))
+    for output in recipe.outputs:
+        for group in output.requires:
+            if not _satisfiable(repository, group):
+                debian = all(is_debian(name) for name in group.names)
+                problems.append(Problem(str(recipe.file), output.line,
+                                        f"output {output.name}: "
+                                        + _unsatisfied(repository, group, "requires"),
+                                        "lock-drift" if debian else "missing-require"))
     return problems
 
 
@@ -155,11 +181,12 @@ def _satisfiable(repository: RecipeRepository, group: Alternatives) -> bool:
         locked = repository.lock.get(option.name) if repository.lock else None
         if locked is not None and option.satisfied_by(locked.name, locked.version):
             return True
-        recipe = repository.recipes.get(option.name)
-        if recipe is not None and option.satisfied_by(recipe.package.name,
-                                                      recipe.package.version):
+        recipe = repository.recipe_making(option.name)
+        # A split output has its recipe's version.
+        if recipe is not None and option.satisfied_by(option.name, recipe.package.version):
             return True
-        if any(option.name in other.provides for other in repository.recipes.values()):
+        if any(option.name in (*other.provides, *(p for o in other.outputs for p in o.provides))
+               for other in repository.recipes.values()):
             return True
     return False
 
@@ -191,8 +218,9 @@ def _check_stale_lock(repository: RecipeRepository) -> list[Problem]:
 
 def _check_cycles(repository: RecipeRepository) -> list[Problem]:
     """Build cycles among recipes: a package cannot be needed to build itself."""
-    graph = {name: sorted({option.name for group in recipe.build_requires
-                           for option in group.options if option.name in repository.recipes})
+    made = repository.made_here()
+    graph = {name: sorted({made[option.name] for group in recipe.build_requires
+                           for option in group.options if option.name in made})
              for name, recipe in repository.recipes.items()}
     problems = []
     state: dict[str, int] = {}  # 1: on the current path, 2: done
