@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,11 @@ class Divergence:
     report: str  # what a maintainer reads: the summary, then diffoscope's text
 
 
-def explain(client: RegistryClient, repository: str, directory: Path,
+def explain(client: RegistryClient, locate: Callable[[str], str], directory: Path,
             compared: tuple[Attempt, ...], summary: str) -> Divergence:
-    """The divergence of a refused gate: two outputs compared, or a failure shown."""
+    """The divergence of a refused gate: two outputs compared, or a failure shown.
+    `locate` gives a package's repository; a split build's first package that differs
+    is the one compared."""
     header = [summary, ""]
     for attempt in compared:
         header.append(f"attempt {attempt.attempt} on {attempt.worker}:"
@@ -48,7 +51,14 @@ def explain(client: RegistryClient, repository: str, directory: Path,
         if failed:
             header += ["", f"the log of the failed build: {failed[0].log_url or 'its build'}"]
         return Divergence((), "\n".join(header) + "\n")
-    archives = [_pull_archive(client, repository, directory, attempt) for attempt in built[:2]]
+    records = [read_record(directory, attempt.attempt) for attempt in built[:2]]
+    index = next((i for i, (one, other) in enumerate(zip(
+        records[0].outputs, records[1].outputs, strict=False)) if one.digest != other.digest), 0)
+    differing = records[0].outputs[index]
+    if index:
+        header += ["", f"{differing.name} (split from {records[0].output.name}) differs:"]
+    archives = [_pull_archive(client, locate(differing.name), directory, attempt, index)
+                for attempt in built[:2]]
     # The FileSet's own manifest (its tree's digest) differs whenever a file does: name
     # the files, and the manifest only when nothing else differs.
     every = differing_paths(*archives)
@@ -60,16 +70,18 @@ def explain(client: RegistryClient, repository: str, directory: Path,
 
 
 def _pull_archive(client: RegistryClient, repository: str, directory: Path,
-                  attempt: Attempt) -> Path:
-    """The attempt's archive, pulled once into its hand-back directory, checked."""
+                  attempt: Attempt, index: int = 0) -> Path:
+    """The archive of the attempt's `index`th package (0: the recipe's), pulled once
+    into its hand-back directory, checked."""
     record = read_record(directory, attempt.attempt)
     target = directory / str(attempt.attempt) / "archive.tar"
     if target.exists():
         return target
-    size = _blob_size(client, repository, record.output.archive)
-    stream = VerifiedStream(client.open_blob(repository, record.output.archive),
-                            Descriptor(LAYER_TYPE, record.output.archive, size),
-                            f"{client.host}/{repository}@{record.output.archive}")
+    archive = record.outputs[index].archive
+    size = _blob_size(client, repository, archive)
+    stream = VerifiedStream(client.open_blob(repository, archive),
+                            Descriptor(LAYER_TYPE, archive, size),
+                            f"{client.host}/{repository}@{archive}")
     partial = target.with_suffix(".partial")
     with open(partial, "wb") as out:
         while chunk := stream.read(1 << 20):

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.canonical import sha256_digest
+from kiln.canonical import canonical_json, sha256_digest
 from kiln.errors import InputError, KilnError
 from kiln.record import BuildRecord
 from master.gate_config import GateRule
@@ -142,12 +142,20 @@ def record_outcome(directory: Path, attempt: int, worker: str, build_url: str,
         outcome = Attempt(attempt, worker, False, build_url=build_url, log_url=log_url)
     else:
         raw = (directory / str(attempt) / "record.json").read_bytes()
-        outcome = Attempt(attempt, worker, True, record.output.digest, sha256_digest(raw),
+        outcome = Attempt(attempt, worker, True, made_digest(record), sha256_digest(raw),
                           build_url, log_url)
     target = directory / str(attempt)
     target.mkdir(parents=True, exist_ok=True)
     _write_json(target / "outcome.json", outcome.to_json())
     return outcome
+
+
+def made_digest(record: BuildRecord) -> str:
+    """What a build made, as two builds must agree on it: the package's FileSet digest,
+    or for a split build, one digest over every package's (all of them must agree)."""
+    if not record.also:
+        return record.output.digest
+    return sha256_digest(canonical_json([output.digest for output in record.outputs]))
 
 
 def read_outcomes(directory: Path) -> list[Attempt]:

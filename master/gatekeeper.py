@@ -78,7 +78,8 @@ def pass_gate(farm: FarmConfig, directory: Path, package: str, attempt: int,
             return GateResult("failed", verdict.summary)
         registry = client(farm)
         try:
-            divergence = explain(registry, registry_config(farm).locate(package).repository,
+            config = registry_config(farm)
+            divergence = explain(registry, lambda name: config.locate(name).repository,
                                  directory, verdict.compared, verdict.summary)
         finally:
             registry.close()

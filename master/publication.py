@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from kiln.canonical import sha256_digest
 from kiln.errors import KilnError
-from kiln.record import BuildRecord
+from kiln.record import BuildRecord, Output
 from master.config import FarmConfig
 from master.index import writes
 from master.index.database import farm_index
@@ -33,36 +33,51 @@ class IndexEntry:
     place: writes.BuildPlace
     builder: str
     reproduction: Reproduction | None = None
+    # A split build's other packages: each published, and indexed as a package too.
+    also: tuple[tuple[Output, writes.Published], ...] = ()
 
 
 def publish_for_index(farm: FarmConfig, record: BuildRecord, pushed_file: Path, plan_key: str,
                       plan_id: int | None, place: writes.BuildPlace,
                       reproduction: Reproduction | None = None
                       ) -> tuple[Published, IndexEntry]:
-    """Publish; then the index entry, with who signed (the bundle just made, verified
-    against the farm's key: what the console shows)."""
+    """Publish; then the index entry, with who signed (each bundle just made, verified
+    against the farm's key: what the console shows). The package's publication is
+    returned; a split build's other packages are in the entry."""
     published = publish_build(farm, record, pushed_file, plan_key, reproduction)
+    rows = [_published_row(farm, output, made)
+            for output, made in zip(record.outputs, published, strict=True)]
+    entry = IndexEntry(record, rows[0], plan_id, place, farm.builder_id, reproduction,
+                       tuple(zip(record.also, rows[1:], strict=True)))
+    return published[0], entry
+
+
+def _published_row(farm: FarmConfig, output: Output, published: Published
+                   ) -> writes.Published:
     try:
         signer = verify_bundle(parse_bundle(published.bundle, "the bundle just signed"),
-                               farm_trust(farm), record.output.digest,
+                               farm_trust(farm), output.digest,
                                str(published.reference)).signer
         problem = ""
     except KilnError as exc:  # published all the same: the console says why it does not verify
         signer, problem = "", f"{exc.message} [{exc.reason}]"
     reference = published.reference
-    entry = IndexEntry(record, writes.Published(
-        f"{reference.host}/{reference.repository}", reference.tag or record.output.version,
-        published.manifest, sha256_digest(published.bundle), signer, not problem, problem),
-        plan_id, place, farm.builder_id, reproduction)
-    return published, entry
+    return writes.Published(
+        f"{reference.host}/{reference.repository}", reference.tag or output.version,
+        published.manifest, sha256_digest(published.bundle), signer, not problem, problem)
 
 
 def write_entry(farm: FarmConfig, entry: IndexEntry) -> int:
-    """Write one publication to the index; raises while the database is unreachable."""
-    return writes.record_publication(farm_index(farm.index, farm.path("master")),
-                                     entry.record, entry.published, plan_id=entry.plan_id,
-                                     place=entry.place, builder=entry.builder,
-                                     reproduction=entry.reproduction)
+    """Write one publication to the index (a split build's packages each, its other
+    packages first); raises while the database is unreachable."""
+    engine = farm_index(farm.index, farm.path("master"))
+    for output, published in entry.also:
+        writes.record_publication(engine, entry.record, published, plan_id=entry.plan_id,
+                                  place=entry.place, builder=entry.builder,
+                                  reproduction=entry.reproduction, output=output)
+    return writes.record_publication(engine, entry.record, entry.published,
+                                     plan_id=entry.plan_id, place=entry.place,
+                                     builder=entry.builder, reproduction=entry.reproduction)
 
 
 def index_name(farm: FarmConfig) -> str:

@@ -54,26 +54,40 @@ def published_keys(farm: FarmConfig, keys: Mapping[str, str]) -> set[str]:
 
 
 def publish_build(farm: FarmConfig, record: BuildRecord, pushed_file: Path,
-                  plan_key: str, reproduction: Reproduction | None = None) -> Published:
+                  plan_key: str, reproduction: Reproduction | None = None
+                  ) -> list[Published]:
     """Check, sign, attach and tag what a worker pushed (its record already read), with
-    what the gate found; then mark it with its plan key."""
-    pushed = parse_reference(pushed_file.read_text().strip())
-    _check_place(farm, record, pushed)
+    what the gate found; then mark it with its plan key. A split build pushed one
+    package a line, in the record's order: each is published, the package first."""
+    lines = pushed_file.read_text().split()
+    if len(lines) != len(record.outputs):
+        raise KilnError(f"the worker pushed {len(lines)} packages; the record names"
+                        f" {len(record.outputs)}", reason="pushed-mismatch")
+    places = [(output, parse_reference(line))
+              for output, line in zip(record.outputs, lines, strict=True)]
+    for output, pushed in places:
+        _check_place(farm, output.name, pushed)
+    signer = open_signer(farm.signer)
     registry = client(farm)
+    published = []
     try:
-        published = publish(registry, pushed, record, open_signer(farm.signer), farm.builder_id,
-                            reproduction)
-        for tag in (build_key_tag(record.build_key), plan_tag(plan_key)):
-            registry.put_manifest(pushed.repository, tag, published.manifest_bytes,
-                                  MANIFEST_TYPE)
+        # The package last: its plan tag says the whole build is published
+        # (published_keys), so a publication cut short is done again, outputs and all.
+        for output, pushed in [*places[1:], places[0]]:
+            made = publish(registry, pushed, record, signer, farm.builder_id, reproduction,
+                           output)
+            for tag in (build_key_tag(record.build_key), plan_tag(plan_key)):
+                registry.put_manifest(pushed.repository, tag, made.manifest_bytes,
+                                      MANIFEST_TYPE)
+            published.append(made)
     finally:
         registry.close()
-    return published
+    return [published[-1], *published[:-1]]  # the package first, as the record has it
 
 
-def _check_place(farm: FarmConfig, record: BuildRecord, pushed: Reference) -> None:
+def _check_place(farm: FarmConfig, name: str, pushed: Reference) -> None:
     """A worker may push only where the farm keeps that package."""
-    expected = registry_config(farm).locate(record.output.name)
+    expected = registry_config(farm).locate(name)
     if (pushed.host, pushed.repository) != (expected.host, expected.repository):
-        raise KilnError(f"the worker pushed {record.output.name} to {pushed}, not to"
+        raise KilnError(f"the worker pushed {name} to {pushed}, not to"
                         f" {expected.host}/{expected.repository}", reason="pushed-mismatch")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from kiln.canonical import Digest
 from kiln.errors import CheckFailed, KilnError
-from kiln.record import BuildRecord
+from kiln.record import BuildRecord, Output
 from kiln.registry.artifact import MANIFEST_TYPE, Descriptor, parse_fileset_manifest
 from kiln.registry.client import RegistryClient
 from kiln.registry.naming import version_to_tag
@@ -39,9 +39,10 @@ class Published:
     referrer: str
 
 
-def confirm_pushed(client: RegistryClient, pushed: Reference,
-                   record: BuildRecord) -> tuple[bytes, Descriptor]:
-    """The pushed manifest and its descriptor, if it holds the record's output."""
+def confirm_pushed(client: RegistryClient, pushed: Reference, record: BuildRecord,
+                   output: Output | None = None) -> tuple[bytes, Descriptor]:
+    """The pushed manifest and its descriptor, if it holds the record's output (or
+    `output`, one of a split build's)."""
     where = str(pushed)
     try:
         manifest, _, digest = client.get_manifest(pushed)
@@ -49,7 +50,7 @@ def confirm_pushed(client: RegistryClient, pushed: Reference,
         raise PublishRefused(f"{where}: the pushed package cannot be read: {exc.message}",
                              reason=exc.reason) from exc
     artifact = parse_fileset_manifest(manifest, where)
-    output = record.output
+    output = output or record.output
     if (artifact.name, artifact.version) != (output.name, output.version):
         raise PublishRefused(f"{where} holds {artifact.name}@{artifact.version}, the record"
                              f" {output.name}@{output.version}")
@@ -66,11 +67,14 @@ def confirm_pushed(client: RegistryClient, pushed: Reference,
 
 
 def publish(client: RegistryClient, pushed: Reference, record: BuildRecord, signer: Signer,
-            builder: str | None = None, reproduction: Reproduction | None = None) -> Published:
-    """Confirm, sign and attach the provenance, then tag `pushed` with its version."""
-    manifest, subject = confirm_pushed(client, pushed, record)
-    bundle, referrer = attest(package_statement(record, builder, reproduction), subject,
-                              signer, client, pushed.repository)
-    tag = version_to_tag(record.output.version)
+            builder: str | None = None, reproduction: Reproduction | None = None,
+            output: Output | None = None) -> Published:
+    """Confirm, sign and attach the provenance, then tag `pushed` with its version; for
+    a split build, `output` says which of its packages `pushed` is."""
+    output = output or record.output
+    manifest, subject = confirm_pushed(client, pushed, record, output)
+    bundle, referrer = attest(package_statement(record, builder, reproduction, output),
+                              subject, signer, client, pushed.repository)
+    tag = version_to_tag(output.version)
     client.put_manifest(pushed.repository, tag, manifest, MANIFEST_TYPE)
     return Published(pushed.with_tag(tag), subject.digest, manifest, bundle, referrer)

@@ -141,8 +141,13 @@ def build(store: Store, sandbox: Sandbox, recipes: str | Path, name: str, *,
                                     split=filesets[1:])
             published = (substitute(plan.recipe.package.name, plan.build_key)
                          if substitute is not None else None)
-            if published is not None:
-                return BuildOutcome(None, published, True, plan.build_key, substituted=True)
+            if published is not None and substitute is not None:
+                # A split build is taken whole, or built here.
+                split = [substitute(o.name, plan.build_key) for o in plan.recipe.outputs]
+                if all(split):
+                    return BuildOutcome(None, published, True, plan.build_key,
+                                        substituted=True,
+                                        split=tuple(f for f in split if f is not None))
         variations = (CHECK_VARIATIONS if check
                       else (variation(attempt),) if attempt is not None else CHECK_VARIATIONS[:1])
         try:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from kiln.record import BuildRecord
+from kiln.record import BuildRecord, Output
 from master.index.models import (
     Build,
     BuildInput,
@@ -103,13 +103,16 @@ class Published:
 
 def record_publication(engine: Engine, record: BuildRecord, published: Published, *,
                        plan_id: int | None, place: BuildPlace, builder: str = "",
-                       reproduction: Reproduction | None = None) -> int:
-    """A package the farm published, its build (record, inputs, worker), its provenance
-    and its plan package marked published: one transaction. Written again (a retry
-    after a commit whose answer was lost), it changes nothing."""
+                       reproduction: Reproduction | None = None,
+                       output: Output | None = None) -> int:
+    """A package the farm published (the record's, or `output`, another package of a
+    split build), its build (record, inputs, worker), its provenance and its plan
+    package marked published: one transaction. Written again (a retry after a commit
+    whose answer was lost), it changes nothing."""
+    output = output or record.output
     with Session(engine) as session, session.begin():
-        package = package_row(session, record.output.name, record.output.version,
-                              record.output.digest, record.output.archive)
+        package = package_row(session, output.name, output.version, output.digest,
+                              output.archive)
         build = session.scalars(select(Build).where(
             Build.package_id == package.id, Build.build_key == record.build_key,
             Build.started == record.started)).one_or_none()
@@ -131,7 +134,7 @@ def record_publication(engine: Engine, record: BuildRecord, published: Published
         if plan_id is not None:
             planned = session.scalars(select(PlanPackage).where(
                 PlanPackage.plan_id == plan_id,
-                PlanPackage.name == record.output.name)).one_or_none()
+                PlanPackage.name == output.name)).one_or_none()
         session.flush()
         publication = publication_row(session, package, published, build_id=build.id,
                                       requires=planned.requires if planned else None)

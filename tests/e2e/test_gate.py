@@ -56,6 +56,16 @@ HOSTILE = {
     "stamp-host": "uname -n > /out/stamp",
 }
 DECLARED = "writes the day it was built into /stamp (upstream's build does)"
+# Split recipes: one whose two packages both reproduce, one whose split-off package
+# differs between builds while the recipe's own package does not.
+SPLIT = {
+    "split-ok": ("mkdir -p /out/usr/bin /out/usr/share/doc/split-ok; echo tool > /out/usr/bin/tool;"
+                 " echo doc > /out/usr/share/doc/split-ok/README", "split-ok-doc",
+                 "usr/share/doc/*"),
+    "split-differs": ("mkdir -p /out/usr/share/extra; echo same > /out/same;"
+                      " od -An -N16 -tx1 /dev/urandom > /out/usr/share/extra/stamp",
+                      "split-differs-extra", "usr/share/extra/*"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +80,10 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     recipe(seed, "declared", "date +%F > /out/stamp", SHELL)
     with (seed / "declared" / "recipe.yaml").open("a") as file:
         file.write(f"not-reproducible: {json.dumps(DECLARED)}\n")
+    for name, (build, output, paths) in SPLIT.items():
+        recipe(seed, name, build, SHELL)
+        with (seed / name / "recipe.yaml").open("a") as file:
+            file.write(f"outputs:\n  - {{name: kiln.dev/{output}, paths: [{json.dumps(paths)}]}}\n")
     with run_registry(root / "registry") as registry:
         directory = root / "farm"
         config = init_farm(directory, InitOptions(
@@ -146,6 +160,8 @@ def test_reproducible_packages_pass_the_gate_and_unreproducible_ones_publish_not
     assert "[not-reproduced]" in strict.stderr
     assert "declared not reproducible" in strict.stderr
 
+    check_split(farm, plan, builds, tmp_path, policy, env)
+
     # The console: a package page says who reproduced it; a refused one, why not.
     dashboard = f"{farm.config.www_url}plugins/wsgi_dashboards/kiln/"
     with urllib.request.urlopen(f"{dashboard}packages/kiln.dev/hello", timeout=10) as page:
@@ -183,6 +199,36 @@ def check_reproduced(farm: Farm, plan: dict[str, Any], attempts: list[dict[str, 
                                 "--policy", policy, "--json", env=env)
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["reproducedBy"] == ["w1", "w2"]
+
+
+def check_split(farm: Farm, plan: dict[str, Any], builds: dict[str, list[dict[str, Any]]],
+                tmp_path: Path, policy: Path, env: dict[str, str]) -> None:
+    """A split recipe is gated whole: both packages reproduced, each published, signed
+    and verified on its own; one whose split-off package differs publishes neither,
+    and the report names the file of that package."""
+    for name in ("kiln.dev/split-ok", "kiln.dev/split-ok-doc"):
+        assert "1" in farm.tags(name), name
+        assert plan_tag(plan["keys"]["kiln.dev/split-ok"]) in farm.tags(name)
+        verified = run_kiln_process(tmp_path / "consumer", "verify", f"{name}@1",
+                                    "--policy", policy, "--json", env=env)
+        assert verified.returncode == 0, verified.stderr
+    internal = statement_of(farm, "kiln.dev/split-ok-doc", "1")["predicate"][  # type: ignore[index]
+        "buildDefinition"]["internalParameters"]
+    assert internal["splitFrom"] == "kiln.dev/split-ok"
+    assert internal["outputs"] == ["kiln.dev/split-ok", "kiln.dev/split-ok-doc"]
+    for name in ("kiln.dev/split-differs", "kiln.dev/split-differs-extra"):
+        assert "1" not in farm.tags(name), name
+    attempts = builds["kiln.dev/split-differs"]
+    assert len(attempts) == 2
+    refused = [step for b in attempts for step in
+               (api(farm.config, f"builds/{b['buildid']}/steps") or {})["steps"]
+               if step["name"] == "gate" and step["results"] == 2]
+    assert len(refused) == 1
+    assert ("differs in packages/kiln.dev/split-differs-extra/1/usr/share/extra/stamp"
+            in refused[0]["state_string"])
+    dashboard = f"{farm.config.www_url}plugins/wsgi_dashboards/kiln/"
+    with urllib.request.urlopen(f"{dashboard}packages/kiln.dev/split-ok-doc", timeout=10) as page:
+        assert "reproduced by 2 builds" in page.read().decode()
 
 
 def check_refused(farm: Farm, plan: dict[str, Any], attempts: list[dict[str, Any]],
