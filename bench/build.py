@@ -31,6 +31,7 @@ from kiln.store import Store  # noqa: E402
 from workers.build import build  # noqa: E402
 from workers.bwrap import BwrapSandbox  # noqa: E402
 from workers.root import compose_root, forget_compositions  # noqa: E402
+from workers.rootfs import cached_root, prune_roots  # noqa: E402
 from workers.runc import RuncSandbox  # noqa: E402
 from workers.sandbox import RunSpec  # noqa: E402
 
@@ -76,12 +77,23 @@ def main() -> None:
         sandbox = BwrapSandbox()
         log = scratch / "log"
 
-        def kiln_true(backend: object = sandbox) -> None:
+        def kiln_true(backend: object = sandbox, hard: bool = False) -> None:
             root = compose_root(store, filesets)
             result = backend.run(RunSpec(  # type: ignore[attr-defined]
                 argv=("/bin/true",), env={"PATH": "/usr/bin:/bin"}, log=log,
-                mounts=root.mounts, links=root.links, links_key=root.key))
+                mounts=root.mounts, links=root.links, links_key=root.key,
+                root_cache=root.cache if hard else None))
             assert result.ok, result.log_tail()
+
+        def skeleton_first(hard: bool) -> None:
+            """Make the root's skeleton afresh: symbolic links only (the host's shared
+            cache), or a store's, with package files hard-linked (what builds use)."""
+            root = compose_root(store, filesets)
+            spec = RunSpec(argv=("/bin/true",), env={}, log=log, mounts=root.mounts,
+                           links=root.links, links_key=root.key,
+                           root_cache=root.cache if hard else None)
+            prune_roots(None, empty=True, store_cache=root.cache)
+            cached_root(spec)
 
         kiln_true()  # materialises the store's trees once, as a worker would have them
         def compose_first() -> None:
@@ -90,7 +102,11 @@ def main() -> None:
 
         compose = median(args.runs, compose_first)
         compose_root(store, filesets)  # from here on, remembered as a worker would
+        skeleton_symlinks = median(args.runs, lambda: skeleton_first(False))
+        skeleton_hard = median(args.runs, lambda: skeleton_first(True))
         in_process = median(args.runs, kiln_true)
+        kiln_true(hard=True)
+        in_process_hard = median(args.runs, lambda: kiln_true(hard=True))
         runc = median(args.runs, lambda: kiln_true(RuncSandbox()))
         script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
                   "from kiln.store import Store; from workers.root import compose_root; "
@@ -118,8 +134,14 @@ def main() -> None:
         print("| --- | ---: | ---: |")
         print(f"| compose the root the first time (in-process; later: remembered) |"
               f" {compose:.3f} | |")
+        print(f"| make the root's skeleton, symbolic links (once per composition) |"
+              f" {skeleton_symlinks:.3f} | |")
+        print(f"| make the root's skeleton, package files hard-linked (builds' roots) |"
+              f" {skeleton_hard:.3f} | |")
         print(f"| kiln bwrap sandbox, compose + start + true + tear down (in-process) |"
               f" {in_process:.3f} | {podman / in_process:.1f}x |")
+        print(f"| the same on the hard-linked root builds use (in-process) |"
+              f" {in_process_hard:.3f} | {podman / in_process_hard:.1f}x |")
         print(f"| the same with the runc backend (in-process) | {runc:.3f} |"
               f" {podman / runc:.1f}x |")
         print(f"| the same as a Python process (start-up included) | {as_process:.3f} |"

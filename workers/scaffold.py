@@ -16,7 +16,7 @@ import re
 import subprocess
 import tarfile
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.debian.apt import Apt
@@ -113,7 +113,10 @@ def _from_debian(cache: SourceCache, apt: Apt, package: str, spec: str,
     fetched = fetch_debian(cache, source)
     dsc = Dsc(fetched.dsc.path.read_text(errors="replace"))
     tarballs = [f for f in fetched.files if ".tar." in f.name]
-    upstream = next((f for f in tarballs if ".orig.tar." in f.name), None) or tarballs[0]
+    if not tarballs:
+        raise InputError(f"debian-source:{source.package}={source.version} has no tarball"
+                         " to build from", reason="bad-source")
+    upstream = next((f for f in tarballs if ".orig.tar." in f.name), tarballs[0])
     files = _tar_listing(upstream.path)
     debian_files = _debian_files(fetched)
     declared = debian_build_depends(
@@ -133,11 +136,11 @@ def _from_debian(cache: SourceCache, apt: Apt, package: str, spec: str,
         package, version or f"{upstream_version(source.version)}-1", system, mapped, tools,
         apt, origin=f"Made by `kiln recipe new --debian {spec}`: Debian's"
         f" {source.package} {source.version}, built with {system.name}.",
-        source=pin.fields, unpack=(),
+        source=pin.fields, source_options={"debian-patches": "true"}, unpack=(),
         summary=debian_summary(debian_files.get("debian/control", ""), source.package),
         license=debian_license(debian_files.get("debian/copyright", "")),
         homepage=dsc.get("Homepage", ""), notes=tuple(notes))
-    return replace(recipe, source_options={"debian-patches": "true"}), tuple(dropped)
+    return recipe, tuple(dropped)
 
 
 def _from_url(cache: SourceCache, apt: Apt, package: str, url: str,
@@ -182,7 +185,8 @@ def _from_git(cache: SourceCache, apt: Apt, package: str, spec: str,
 def _recipe(package: str, version: str, system: BuildSystem, declared: list[str],
             tools: list[str], apt: Apt, *, origin: str, source: dict[str, str],
             unpack: tuple[str, ...], summary: str, license: str, homepage: str,
-            notes: tuple[str, ...] = ()) -> NewRecipe:
+            notes: tuple[str, ...] = (), source_options: dict[str, str] | None = None
+            ) -> NewRecipe:
     validate_version(version)
     python = system.name == "python"
     base = ["dash", "coreutils", "sed", "grep", "tar", "gzip"] if python else list(C_TOOLCHAIN)
@@ -193,7 +197,7 @@ def _recipe(package: str, version: str, system: BuildSystem, declared: list[str]
     requires = (["debian.org/bookworm/python3"] if python
                 else ["debian.org/bookworm/libc6", *_runtime_libraries(apt, declared)])
     return NewRecipe(package, version, summary, license, homepage, origin, source,
-                     unpack=unpack, system=system,
+                     source_options or {}, unpack=unpack, system=system,
                      build_requires=tuple(f"debian.org/bookworm/{n}" for n in names),
                      requires=tuple(dict.fromkeys(requires)), env=env, notes=notes)
 

@@ -15,7 +15,8 @@ import git
 import pytest
 
 from kiln.recipes.lock import read_lock
-from tests.conftest import REPO, Kiln
+from tests.conftest import Kiln
+from tests.fixtures.recipes import curated_copy
 from tests.integration.test_debian import apt_lists  # noqa: F401 - a fixture
 
 pytestmark = [
@@ -27,13 +28,7 @@ pytestmark = [
 def test_new_recipes_from_debian_build_and_reproduce_without_edits(
         tmp_path: Path, kiln: Kiln, apt_lists: None,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # greet's source is Kiln's own repository, by a relative URL this copy lacks.
-    shutil.copytree(REPO / "recipes", tmp_path / "recipes",
-                    ignore=shutil.ignore_patterns("greet"))
-    recipes = tmp_path / "recipes"
-    repo = git.Repo.init(tmp_path)
-    repo.index.add(["recipes"])
-    repo.index.commit("the curated recipes")
+    recipes, repo = curated_copy(tmp_path)
     before = read_lock(recipes / "kiln.lock")
     assert before is not None
 

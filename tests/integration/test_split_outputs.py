@@ -11,10 +11,10 @@ import shutil
 import tarfile
 from pathlib import Path
 
-import git
 import pytest
 
-from tests.conftest import REPO, Kiln
+from tests.conftest import Kiln
+from tests.fixtures.recipes import curated_copy
 from tests.fixtures.registry import Registry, registry_config, run_registry
 from tests.integration.test_debian import apt_lists  # noqa: F401 - a fixture
 
@@ -44,10 +44,7 @@ test: |
 def test_one_build_makes_three_packages_each_signed_and_an_image_takes_one(
         tmp_path: Path, kiln: Kiln, apt_lists: None,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copytree(REPO / "recipes", tmp_path / "recipes",
-                    ignore=shutil.ignore_patterns("greet"))
-    recipes = tmp_path / "recipes"
-    repo = git.Repo.init(tmp_path)
+    recipes, repo = curated_copy(tmp_path)
     made = kiln("recipe", "new", "lz4", "--debian", "lz4", "--recipes", recipes, "--json")
     assert made.code == 0, made.err
     version = json.loads(made.out)["version"]
