@@ -5,11 +5,16 @@ in one config: a user namespace mapping the run's uid to the host's
 unprivileged sandbox uid (kiln.hostconfig), no capabilities, no_new_privs, the
 seccomp filter of workers.seccomp (as libseccomp rules), new PID, mount,
 network (nothing but loopback, which a hook brings up with nsenter and ip),
-IPC, UTS and cgroup namespaces, a read-only root (a symlink farm on tmpfs, made
-once per composition and shared), `/proc/sys` and its kin read-only, size-bound
-tmpfs for /tmp and the run's scratch places, and the limits of its RunSpec. A
-timeout kills the container's whole PID namespace, so a child that called
-setsid dies with the rest.
+IPC, UTS and cgroup namespaces, a read-only root (its skeleton made once per
+composition and shared, workers/rootfs.py), `/proc/sys` and its kin read-only,
+size-bound tmpfs for /tmp and the run's scratch places, and the limits of its
+RunSpec. A timeout kills the container's whole PID namespace, so a child that
+called setsid dies with the rest.
+
+runc has no die-with-parent: a container whose Kiln process was killed outright
+(SIGKILL, a test run stopped) runs on. Each run's bundle and container are named
+with its process's pid, and the first run of every process removes the containers
+of processes that are gone (`reap_orphans`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +72,8 @@ class RuncSandbox:
         return output.split()[2] if output.startswith("runc version") else "unknown"
 
     def run(self, spec: RunSpec) -> RunResult:
-        bundle = Path(tempfile.mkdtemp(prefix="kiln-run-", dir=SCRATCH))
+        _reap_once(self._runc)
+        bundle = Path(tempfile.mkdtemp(prefix=f"{BUNDLE_PREFIX}{os.getpid()}-", dir=SCRATCH))
         container = f"kiln-{os.getpid()}-{secrets.token_hex(4)}"
         state = bundle / "state"
         finished = False
@@ -107,6 +114,51 @@ class RuncSandbox:
                 output.note(f"\nkiln: killed after {spec.timeout:g} s\n")
             return RunResult(None if timed_out else code, timed_out,
                              time.monotonic() - start, spec.log)
+
+
+BUNDLE_PREFIX = "kiln-run-"  # then the pid of the Kiln process that made it
+
+
+@cache
+def _reap_once(runc: str) -> None:
+    reap_orphans(runc)
+
+
+def reap_orphans(runc: str) -> list[str]:
+    """Kill and delete the containers of Kiln processes that are gone, and remove their
+    bundles; the containers' names. Only bundles this user made are read (the
+    directory is shared: another user's could name any process as its init)."""
+    reaped = []
+    for bundle in SCRATCH.glob(f"{BUNDLE_PREFIX}*"):
+        pid = bundle.name.removeprefix(BUNDLE_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)) or not _ours(bundle):
+            continue
+        state = bundle / "state"
+        for container in (state.iterdir() if state.is_dir() else ()):
+            subprocess.run([runc, "--root", str(state), "delete", "--force", container.name],
+                           capture_output=True, check=False)
+            reaped.append(container.name)
+        shutil.rmtree(bundle, ignore_errors=True)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
+
+
+def _ours(path: Path) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+            and not info.st_mode & 0o022)
 
 
 def _config(spec: RunSpec, host_uid: int) -> dict[str, Any]:

@@ -344,3 +344,52 @@ def test_scratch_places_are_bounded(sandbox: Sandbox, root: Root, tmp_path: Path
     assert "build full" in log
     assert "tmp full" in log
     assert "No space left on device" in log
+
+
+def test_a_runc_container_whose_kiln_process_was_killed_is_reaped(
+        root: Root, tmp_path: Path) -> None:
+    import json
+    import signal
+    import sys
+    import time
+
+    from workers import runc
+    from workers.rootfs import SCRATCH
+
+    # A Kiln process running a long build in runc, killed outright (as a stopped test
+    # run or an OOM kill would): runc has no die-with-parent, the container runs on.
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"mounts": [[m.target, str(m.source)] for m in root.mounts],
+                                "links": root.links, "log": str(tmp_path / "log")}))
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from workers.runc import RuncSandbox
+from workers.sandbox import Mount, RunSpec
+plan = json.loads(Path({str(plan)!r}).read_text())
+RuncSandbox().run(RunSpec(argv=("/bin/sleep", "300"), env={ENV!r}, log=Path(plan["log"]),
+                          mounts=tuple(Mount(t, Path(s)) for t, s in plan["mounts"]),
+                          links=plan["links"]))
+"""])
+    deadline = time.monotonic() + 30
+    states: list[Path] = []
+    while time.monotonic() < deadline and not states:
+        states = list(SCRATCH.glob(f"kiln-run-{child.pid}-*/state/*/state.json"))
+        time.sleep(0.1)
+    assert states, "the container never started"
+    time.sleep(0.5)  # its init runs sleep by now
+    init = json.loads(states[0].read_text())["init_process_pid"]
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    os.kill(init, 0)  # the orphan: still running
+    assert runc.reap_orphans("runc") == [states[0].parent.name]
+    for _ in range(50):
+        try:
+            os.kill(init, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the orphaned container's init {init} still runs")
+    assert not states[0].parents[2].exists()  # its bundle went with it
