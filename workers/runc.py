@@ -27,6 +27,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,18 @@ class RuncSandbox:
         finished = False
         try:
             config = _config(spec, self.host_uid)
-            with root_in_use(spec) as cached, staging_point() as root:
-                # runc's init walks its root as the run's mapped uid: the cached root
-                # is bound where that uid can reach it, in runc's own mount namespace.
+            with root_in_use(spec) as cached, ExitStack() as staging:
+                root, binds = cached, []
+                if spec.root_cache is not None:
+                    # A store's root lies beneath directories runc's init, as the run's
+                    # mapped uid, cannot enter: bound where it can, in runc's own mount
+                    # namespace. (The host's shared roots need no staging, and a run
+                    # without it starts sooner: no fork with a preexec step.)
+                    root = staging.enter_context(staging_point())
+                    binds = [(os.fsencode(cached), os.fsencode(root))]
                 config["root"]["path"] = str(root)
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
-                result = self._run(spec, bundle, state, container,
-                                   [(os.fsencode(cached), os.fsencode(root))])
+                result = self._run(spec, bundle, state, container, binds)
             finished = not result.timed_out
             return result
         finally:
@@ -101,7 +107,8 @@ class RuncSandbox:
             process = subprocess.Popen(
                 [self._runc, "--root", str(state), "run", "--bundle", str(bundle), container],
                 stdin=spec.stdin, stdout=output.fd, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=staged([], binds))  # noqa: PLW1509
+                start_new_session=True,
+                preexec_fn=staged([], binds) if binds else None)  # noqa: PLW1509
             output.started()
 
             def kill() -> None:
