@@ -7,8 +7,10 @@ their mount; a package's own symlinks are copied verbatim, so that binutils'
 `usr/bin/as -> x86_64-linux-gnu-as` resolves across packages, as after dpkg -i.
 
 Two packages linking one path to different content is refused, naming both,
-unless one `replaces` the other: then the replacing package's link wins. The
-same links are a tmpfs in build roots and `kiln run`, and a layer in images.
+unless one `replaces` the other: then the replacing package's link wins. Debian's
+alternatives (kiln.debian.alternatives) add the links of each group's highest
+priority where no package ships the path. The same links make build roots and
+`kiln run`'s (workers/rootfs.py), and a layer in images.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from kiln.errors import ConflictError
 from kiln.fileset import FileSet
-from kiln.package import PackageMetadata
+from kiln.package import Alternative, PackageMetadata
 from kiln.store.store import Store
 from kiln.tree import DirectoryEntry, FileEntry
 
@@ -61,8 +63,42 @@ def install_links(store: Store, filesets: list[FileSet]) -> InstallPlan:
             owners[path] = (fileset, key)
             links[path] = (f"{mount_point}/{entry.path}" if isinstance(entry, FileEntry)
                            else entry.target)
+    _add_alternatives(filesets, links)
     _refuse_links_over_directories(links, owners)
     return InstallPlan(links, env)
+
+
+def _add_alternatives(filesets: list[FileSet], links: dict[str, str]) -> None:
+    """The links Debian's update-alternatives would make among these packages (awk,
+    which, cc): for each group, those of the package with the highest priority (then
+    the first by name, the same every time), where nothing a package ships stands
+    and what the link names is in the root."""
+    best: dict[str, tuple[int, str, tuple[Alternative, ...]]] = {}
+    for fileset in sorted(filesets, key=lambda f: (f.name, f.version)):
+        metadata = fileset.metadata
+        if not isinstance(metadata, PackageMetadata):
+            continue
+        groups: dict[str, list[Alternative]] = {}
+        for alternative in metadata.alternatives:
+            groups.setdefault(alternative.group, []).append(alternative)
+        for group, offered in groups.items():
+            priority = offered[0].priority
+            if group not in best or priority > best[group][0]:
+                best[group] = (priority, fileset.name, tuple(offered))
+    for group in sorted(best):
+        for alternative in best[group][2]:
+            if alternative.link not in links and alternative.path in links \
+                    and not _under_a_link(alternative.link, links):
+                links[alternative.link] = alternative.path
+
+
+def _under_a_link(path: str, links: dict[str, str]) -> bool:
+    parent = path.rpartition("/")[0]
+    while parent:
+        if parent in links:
+            return True
+        parent = parent.rpartition("/")[0]
+    return False
 
 
 def _replaces(winner: FileSet, loser: FileSet) -> bool:

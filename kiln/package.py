@@ -27,6 +27,22 @@ class Requirements:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """A link a root gets by choice among its packages, as Debian's update-alternatives
+    makes it (`/usr/bin/awk -> /usr/bin/mawk`): of the packages offering the group
+    (`awk`), the highest priority's links are made; its slaves go with it."""
+
+    group: str
+    link: str  # absolute, in the root
+    path: str  # absolute, in the root: what the link names
+    priority: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, "link": self.link, "path": self.path,
+                "priority": self.priority}
+
+
+@dataclass(frozen=True)
 class PackageMetadata(Metadata):
     """A FileSet that is a package: its relations, install links, env and requirements."""
 
@@ -40,9 +56,13 @@ class PackageMetadata(Metadata):
     install: tuple[str, ...] = DEFAULT_INSTALL
     env: Mapping[str, str] = field(default_factory=dict)
     requirements: Requirements = field(default_factory=Requirements)
+    alternatives: tuple[Alternative, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        # `alternatives` only where there are some: every other package keeps its digest.
         return {
+            **({"alternatives": [a.to_json() for a in self.alternatives]}
+               if self.alternatives else {}),
             **super().to_json(),
             "summary": self.summary,
             "license": self.license,
@@ -59,7 +79,7 @@ class PackageMetadata(Metadata):
     def from_json(cls, raw: Mapping[str, Any], *, where: str) -> PackageMetadata:
         known = {"kind", "labels", "summary", "license", "homepage", "requires", "provides",
                  "replaces", "install", "env", "requirements"}
-        if set(raw) != known:
+        if set(raw) - {"alternatives"} != known:
             raise InputError(f"{where}: package metadata has keys {sorted(raw)},"
                              f" expected {sorted(known)}", reason="bad-metadata")
         requirements = raw["requirements"]
@@ -84,7 +104,29 @@ class PackageMetadata(Metadata):
             env=string_map(raw["env"], f"{where}: env"),
             requirements=Requirements(kernel, _strings(requirements["capabilities"],
                                                        f"{where}: capabilities")),
+            alternatives=_alternatives(raw.get("alternatives", []), f"{where}: alternatives"),
         )
+
+
+def _alternatives(value: Any, where: str) -> tuple[Alternative, ...]:
+    if not isinstance(value, list):
+        raise InputError(f"{where} must be a list", reason="bad-metadata")
+    found = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"group", "link", "path", "priority"}:
+            raise InputError(f"{where}: each needs group, link, path and priority",
+                             reason="bad-metadata")
+        priority = item["priority"]
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise InputError(f"{where}: priority must be a whole number", reason="bad-metadata")
+        alternative = Alternative(_string(item["group"], where), _string(item["link"], where),
+                                  _string(item["path"], where), priority)
+        for path in (alternative.link, alternative.path):
+            if not path.startswith("/") or "/../" in f"{path}/" or "\0" in path:
+                raise InputError(f"{where}: {path!r} is not an absolute path in a root",
+                                 reason="bad-metadata")
+        found.append(alternative)
+    return tuple(found)
 
 
 def _string(value: Any, where: str) -> str:

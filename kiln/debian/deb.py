@@ -23,22 +23,34 @@ def data_tar(deb: BinaryIO, where: str) -> ByteStream:
 def control_summary(deb: BinaryIO, where: str) -> str:
     """The first line of the package's own Description (its control file). apt's record
     carries it only where apt fetched translations, which a host may not."""
+    files = control_files(deb, where, {"control"})
+    if "control" not in files:
+        raise InputError(f"{where}: control.tar has no control file", reason="bad-deb")
+    return control_description(files["control"])
+
+
+def control_files(deb: BinaryIO, where: str, names: set[str]) -> dict[str, str]:
+    """The named files of the .deb's control.tar (control, postinst ...), as text, read
+    and never extracted; each up to 1 MiB."""
     import tarfile
 
     stream = _member(deb, where, "control.tar")
+    found = {}
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for entry in tar:
-                if entry.isfile() and entry.name.lstrip("./") == "control":
-                    control = tar.extractfile(entry)
-                    assert control is not None
-                    return _description(control.read(1 << 20).decode("utf-8", "replace"))
+                name = entry.name.lstrip("./")
+                if entry.isfile() and name in names:
+                    handle = tar.extractfile(entry)
+                    assert handle is not None
+                    found[name] = handle.read(1 << 20).decode("utf-8", "replace")
     except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as exc:
         raise InputError(f"{where}: unreadable control.tar: {exc}", reason="bad-deb") from exc
-    raise InputError(f"{where}: control.tar has no control file", reason="bad-deb")
+    return found
 
 
-def _description(control: str) -> str:
+def control_description(control: str) -> str:
+    """The first line of a control file's Description."""
     for line in control.splitlines():
         if line.startswith("Description:"):
             return line.removeprefix("Description:").strip()

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kiln.archive.importer import import_tar_stream
+from kiln.debian.alternatives import postinst_alternatives
 from kiln.debian.apt import Apt, AptPackage, DebRelation
-from kiln.debian.deb import control_summary, data_tar
+from kiln.debian.deb import control_description, control_files, data_tar
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet
 from kiln.naming import DEBIAN_DOMAIN
@@ -166,13 +167,18 @@ def import_deb_file(store: Store, deb: Path, package: AptPackage, suite: str) ->
                 f"{deb}: sha256 is {actual}, apt's record for {package.name} {package.version}"
                 f" says {package.sha256}; refused")
         handle.seek(0)
-        summary = control_summary(handle, str(deb))
+        control = control_files(handle, str(deb), {"control", "postinst"})
+        if "control" not in control:
+            raise InputError(f"{deb}: control.tar has no control file", reason="bad-deb")
+        metadata = metadata_for(replace(package, summary=control_description(
+            control["control"])), suite)
+        # The links its postinst would make by update-alternatives (awk, which, cc).
+        metadata = replace(metadata, alternatives=postinst_alternatives(
+            control.get("postinst", "")))
         handle.seek(0)
         result = import_tar_stream(store, data_tar(handle, str(deb)), str(deb),
                                    name=kiln_name(suite, package.name), version=package.version,
-                                   metadata=metadata_for(replace(package, summary=summary),
-                                                         suite),
-                                   strip_setuid=True)
+                                   metadata=metadata, strip_setuid=True)
     return result.fileset
 
 

@@ -113,6 +113,8 @@ def ensure_locked(store: Store, lock: Lock, names: set[str]) -> dict[str, Digest
                 if fileset.digest != locked.digest:
                     raise StoreError(
                         f"{locked.name}@{locked.version} re-imported as {fileset.digest}, but"
-                        f" the lock pins {locked.digest}; run `kiln lock update`",
+                        f" the lock pins {locked.digest} (apt serves another .deb, or"
+                        " another Kiln made the lock's FileSet); `kiln lock update --only"
+                        f" {locked.name}` imports it again and pins what it makes",
                         reason="lock-digest-mismatch")
     return {p.name: p.digest for p in wanted}

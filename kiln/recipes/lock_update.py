@@ -50,7 +50,10 @@ class LockChange:
 
     def diff_lines(self) -> list[str]:
         return ([f"+ {p.name} {p.version}" for p in self.added]
-                + [f"~ {new.name} {old.version} -> {new.version}" for old, new in self.updated]
+                + [f"~ {new.name} {old.version} -> {new.version}" if old.version != new.version
+                   # The same .deb made another FileSet (a newer Kiln's importer).
+                   else f"~ {new.name} {new.version}: FileSet {old.digest[:19]}... ->"
+                        f" {new.digest[:19]}..." for old, new in self.updated]
                 + [f"- {p.name} {p.version}" for p in self.removed])
 
 

@@ -70,3 +70,25 @@ def test_a_pipeline_runs_is_recorded_and_keys_exactly_its_users(
              for name in ("tiny", "other")}
     assert after["tiny"].build_key != before["tiny"].build_key
     assert after["other"].build_key == before["other"].build_key
+
+
+def test_a_build_root_has_the_links_debians_alternatives_make(
+        recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None) -> None:  # noqa: F811
+    # mawk's postinst makes /usr/bin/awk, debianutils' /usr/bin/which: configure scripts
+    # and makefiles call them by those names.
+    (recipes / "alts").mkdir()
+    (recipes / "alts" / "recipe.yaml").write_text(
+        "package: {name: kiln.dev/alts, version: '1'}\n"
+        "build-requires: [debian.org/bookworm/dash, debian.org/bookworm/mawk,"
+        " debian.org/bookworm/debianutils]\n"
+        "build: |\n  awk 'BEGIN { print \"awk runs\" }' > /out/awk.txt\n"
+        "  which awk nawk > /out/which.txt\n")
+    repo = git.Repo(recipes.parent)
+    repo.index.add(["recipes/alts"])
+    repo.index.commit("a recipe that calls awk and which")
+    built = kiln("build", "alts", "--recipes", recipes)
+    assert built.code == 0, built.err
+    out = tmp_path / "alts"
+    assert kiln("fileset", "materialize", "kiln.dev/alts@1", out).code == 0
+    assert (out / "awk.txt").read_text() == "awk runs\n"
+    assert (out / "which.txt").read_text() == "/usr/bin/awk\n/usr/bin/nawk\n"
