@@ -170,8 +170,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.record:
         args.record.write_bytes(outcome.record.to_bytes())
     if args.json:
+        # `signed` is the package's, as for any build; a split build's other packages
+        # are in `signed_outputs`.
         print_json({**outcome.record.to_json(), "reused": outcome.reused,
-                    **({"signed": signed} if args.sign else {})})
+                    **({"signed": signed[0]} if args.sign else {}),
+                    **({"signed_outputs": signed[1:]} if args.sign and outcome.split else {})})
     else:
         state = "already built" if outcome.reused else (
             "built twice, identical" if args.check else "built")

@@ -66,7 +66,8 @@ def test_one_build_makes_three_packages_each_signed_and_an_image_takes_one(
         names = ["kiln.dev/lz4", "kiln.dev/liblz4-1", "kiln.dev/liblz4-dev"]
         # One build, one record, three packages, each signed where it lives.
         assert [record["output"]["name"], *(o["name"] for o in record["outputs"])] == names
-        assert [s["name"] for s in record["signed"]] == names
+        assert [record["signed"]["name"], *(s["name"] for s in record["signed_outputs"])] \
+            == names
         for name in names:
             verified = kiln("verify", f"{name}@{version}", "--key", keys["public"], "--json")
             assert verified.code == 0, verified.err
