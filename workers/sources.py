@@ -18,10 +18,7 @@ import hashlib
 import os
 import secrets
 import shutil
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -155,6 +152,10 @@ def _download(cache: SourceCache, url: str, expected: str | None, name: str,
     if not url.startswith("https://"):
         raise InputError(f"{url}: only https:// and file: sources are fetched",
                          reason="bad-source")
+    import ssl  # here, not at import: a build that fetches nothing starts sooner
+    import urllib.error
+    import urllib.request
+
     # The system's CA store; SSL_CERT_FILE points it at a private CA.
     context = ssl.create_default_context()
     try:

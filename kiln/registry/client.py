@@ -17,23 +17,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import io
 import json
 import re
-import socket
-import ssl
 import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from kiln.canonical import Digest
 from kiln.errors import InputError, KilnError, NotFound
 from kiln.registry.config import Credentials, RegistryConfig, credentials_for
 from kiln.registry.reference import Reference
+
+if TYPE_CHECKING:
+    import http.client
 
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.oci.image.index.v1+json",
@@ -87,6 +87,8 @@ class Response:
         # http.client answers a body cut short with b"" (and IncompleteRead only when
         # reading all at once); a broken-off body must be retried, not taken as whole.
         if not data and size != 0 and self._raw.length:
+            import http.client
+
             raise http.client.IncompleteRead(b"", self._raw.length)
         return data
 
@@ -204,6 +206,8 @@ class RegistryClient:
 
     def retrying(self, operation: Callable[[], T]) -> T:
         """Run `operation`, again from the start when a response body breaks off."""
+        import http.client  # here, not at import: a command that asks nothing is quicker
+
         attempt = 0
         while True:
             try:
@@ -249,6 +253,10 @@ class RegistryClient:
 
     def _send(self, method: str, url: str, body: Body | None, headers: dict[str, str],
               kind: str) -> Response:
+        import http.client
+        import socket
+        import ssl
+
         headers = {**headers, **self._authorization(url)}
         if body is not None:
             headers["Content-Length"] = str(body.size)
@@ -298,6 +306,8 @@ class RegistryClient:
             f"{self.scheme}://{self.host}{url}"
 
     def _connect(self) -> http.client.HTTPConnection:
+        import http.client
+
         if self._connection is None:
             host, _, port = self.host.rpartition(":") if self.host.count(":") == 1 else (
                 self.host, "", "")
@@ -427,7 +437,7 @@ def _error_detail(body: bytes) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout):
+    if isinstance(exc, TimeoutError):  # socket.timeout, since Python 3.10
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
