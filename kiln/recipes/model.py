@@ -213,9 +213,12 @@ def _outputs(reader: Reader, node: Node | None, package: PackageInfo | None
         paths = tuple(reader.parsed(fields.get("paths"), "paths", check_path))
         if name is None:
             continue
-        if (package is not None and name == package.name) or name in {o.name for o in found}:
-            reader.problem(item.line, f"output {name} is named twice (the recipe's package"
-                           " is an output already)", "duplicate-output")
+        if package is not None and name == package.name:
+            reader.problem(item.line, f"output {name} is the recipe's own package, which"
+                           " keeps what no output claims", "duplicate-output")
+            continue
+        if name in {o.name for o in found}:
+            reader.problem(item.line, f"output {name} is named twice", "duplicate-output")
             continue
         if "paths" in fields and not paths:
             reader.problem(fields["paths"].line, f"output {name} claims no path")

@@ -220,3 +220,53 @@ def test_a_broken_recipe_is_not_buried_under_drift_it_does_not_cause(tmp_path: P
     _repository, problems = check_repository(tmp_path)
     assert [p.reason for p in problems] == ["unknown-key"]
     assert problems[0].line == 4
+
+
+def test_split_outputs_are_checked_as_packages_of_the_repository(tmp_path: Path) -> None:
+    write(tmp_path, "lz4", """\
+        package: {name: kiln.dev/lz4, version: '1.9.4-1'}
+        build: make
+        outputs:
+          - {name: kiln.dev/liblz4-1, paths: ["usr/lib/liblz4.so.*"]}
+          - name: kiln.dev/liblz4-dev
+            paths: ["usr/include/*"]
+            requires: ["kiln.dev/liblz4-1 (= 1.9.4-1)", kiln.dev/nowhere]
+          - {name: kiln.dev/lz4, paths: [usr/bin/lz4]}
+          - {name: kiln.dev/liblz4-1, paths: [x]}
+          - {name: kiln.dev/empty, paths: []}
+        """)
+    # Another recipe may build with a split output, at the recipe's version.
+    write(tmp_path, "user", "package: {name: kiln.dev/user, version: '1'}\nbuild: make\n"
+          "build-requires: ['kiln.dev/liblz4-dev (>= 1.9)']\n")
+    write(tmp_path, "zclash", "package: {name: kiln.dev/zclash, version: '1'}\nbuild: make\n"
+          "outputs:\n  - {name: kiln.dev/liblz4-1, paths: [y]}\n")
+    _repository, problems = check_repository(tmp_path)
+    found = sorted((Path(p.file).parent.name, p.line, p.reason) for p in problems)
+    assert found == [
+        ("lz4", 8, "duplicate-output"),  # the recipe's own package
+        ("lz4", 9, "duplicate-output"),  # named twice
+        ("lz4", 10, "bad-recipe"),  # claims no path
+        ("user", 3, "missing-build-require"),  # a broken recipe makes nothing
+    ]
+    # A recipe with problems is not loaded; once they go, its outputs are its own.
+    write(tmp_path, "lz4", """\
+        package: {name: kiln.dev/lz4, version: '1.9.4-1'}
+        build: make
+        outputs:
+          - {name: kiln.dev/liblz4-1, paths: ["usr/lib/liblz4.so.*"]}
+          - name: kiln.dev/liblz4-dev
+            paths: ["usr/include/*"]
+            requires: ["kiln.dev/liblz4-1 (= 1.9.4-1)", kiln.dev/nowhere]
+        """)
+    repository, problems = check_repository(tmp_path)
+    found = sorted((Path(p.file).parent.name, p.line, p.reason) for p in problems)
+    assert found == [
+        ("lz4", 5, "missing-require"),  # kiln.dev/nowhere
+        ("zclash", 1, "duplicate-package"),  # lz4, read first, makes kiln.dev/liblz4-1
+    ]
+    assert "output kiln.dev/liblz4-dev" in next(p for p in problems
+                                                if p.reason == "missing-require").message
+    recipe = repository.recipe_making("kiln.dev/liblz4-dev")
+    assert recipe is not None
+    assert recipe.package.name == "kiln.dev/lz4"
+    assert repository.made_here()["kiln.dev/liblz4-1"] == "kiln.dev/lz4"
