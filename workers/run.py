@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kiln.errors import CheckFailed, InputError
 from kiln.fileset import FileSet
-from kiln.image.compose import DEFAULT_PATH, aggregate_requirements, kernel_key
+from kiln.image.requirements import DEFAULT_PATH, aggregate_requirements, kernel_key
 from kiln.image.spec import RunConfig
 from kiln.store.store import Store
 from workers.root import compose_root

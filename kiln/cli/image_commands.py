@@ -83,10 +83,10 @@ def _add_destination(parser: argparse.ArgumentParser, *, required: bool) -> None
 def spec_set(spec: ImageSpec, config: RegistryConfig,
              ) -> tuple[Digest, tuple[LockedPackage, ...]] | None:
     """The digest and pins of the set `spec` draws its versions from, if any."""
+    if not spec.set:
+        return None  # (before the import: a registry client is no small import)
     from kiln.image.sets import fetch_set
 
-    if not spec.set:
-        return None
     fetched = fetch_set(spec.set, config)
     return fetched.digest, fetched.packages
 

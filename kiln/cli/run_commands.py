@@ -29,8 +29,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def cmd_run(args: argparse.Namespace) -> int:
     from kiln.cli.image_commands import spec_set
     from kiln.image.build import ensure_package, resolve_spec
-    from kiln.image.inspect import run_config_of, summarize
-    from kiln.image.location import open_location, packages_from_layers
     from kiln.image.spec import load_image_spec
     from kiln.registry.config import load_config
     from kiln.registry.fetch import registry_fetcher
@@ -48,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                                        fetch=registry_fetcher(store, config))
             run = spec.run
         else:
+            from kiln.image.inspect import run_config_of, summarize
+            from kiln.image.location import open_location, packages_from_layers
+
             location = open_location(args.image, config)
             try:
                 manifest, digest = location.manifest()

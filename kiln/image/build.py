@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kiln.canonical import Digest
 from kiln.errors import InputError, NotFound
 from kiln.fileset import FileSet
-from kiln.image.compose import Image, compose_image
-from kiln.image.inspect import ImageSummary
 from kiln.image.resolve import resolve_packages
 from kiln.image.spec import (
     ImageLock,
@@ -23,6 +22,10 @@ from kiln.image.spec import (
 from kiln.naming import next_version, validate_version
 from kiln.relations import Relation
 from kiln.store.store import Store
+
+if TYPE_CHECKING:  # composing is imported where an image is composed: `kiln run` does not
+    from kiln.image.compose import Image
+    from kiln.image.inspect import ImageSummary
 
 FetchPackage = Callable[[str, str], FileSet]
 """Brings NAME@VERSION when the store lacks it (from a registry, or an image's layer)."""
@@ -44,6 +47,8 @@ def build_from_spec(store: Store, spec: ImageSpec, *, locked: bool = False,
                                   fetch=fetch)
     if admit is not None:
         admit(packages)
+    from kiln.image.compose import compose_image
+
     image = compose_image(store, spec.name, spec.version, packages, spec.run,
                           budget=spec.layers, overrides=spec.overrides, set_digest=lock.set,
                           wanted=[str(relation) for relation in spec.packages])
@@ -138,6 +143,8 @@ def update_image(store: Store, previous: ImageSummary, changes: Mapping[str, str
     if version == previous.version:
         raise InputError(f"{previous.name}@{version} is the image being updated: an update"
                          " is a new version", reason="same-version")
+    from kiln.image.compose import compose_image
+
     image = compose_image(store, previous.name, version, resolved, run, budget=budget,
                           overrides=previous.overrides, set_digest=set_digest,
                           previous=previous.digest, wanted=previous.wanted)

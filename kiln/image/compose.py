@@ -44,14 +44,13 @@ from kiln.image.annotations import (
     SET,
     WANTED,
 )
+from kiln.image.requirements import DEFAULT_PATH, aggregate_requirements
 from kiln.image.spec import RunConfig
 from kiln.install import install_links
 from kiln.naming import version_key
-from kiln.package import PackageMetadata
 from kiln.registry.artifact import LAYER_TYPE, ArchiveCache, Descriptor
 from kiln.store.store import Store
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
@@ -154,28 +153,6 @@ def compose_image(store: Store, name: str, version: str, packages: list[FileSet]
     })
     return Image(name, version, manifest, config, tuple(layers), tuple(packages), set_digest,
                  previous)
-
-
-def aggregate_requirements(packages: list[FileSet]) -> dict[str, Any]:
-    """What a host must offer to run all of `packages`."""
-    kernels: list[str] = []
-    capabilities: set[str] = set()
-    for fileset in packages:
-        if isinstance(fileset.metadata, PackageMetadata):
-            if fileset.metadata.requirements.kernel:
-                kernels.append(fileset.metadata.requirements.kernel)
-            capabilities.update(fileset.metadata.requirements.capabilities)
-    kernel = max(kernels, key=kernel_key) if kernels else None
-    return {"kernel": kernel, "capabilities": sorted(capabilities)}
-
-
-def kernel_key(version: str) -> tuple[int, ...]:
-    """`5.10.0-21-amd64` -> (5, 10, 0): the numeric release, compared part by part."""
-    numbers = []
-    for part in version.split("-", maxsplit=1)[0].split(".")[:3]:
-        digits = "".join(c for c in part if c.isdigit()) or "0"
-        numbers.append(int(digits))
-    return tuple(numbers)
 
 
 def _group(packages: list[FileSet], archives: Mapping[Digest, tuple[Descriptor, Path]],
