@@ -45,7 +45,11 @@ def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str |
                      allow_dirty: bool, into: Path) -> Checkout:
     """The recipe repository at a commit: a directory in a git working tree, or a git
     URL (`URL#PATH`, PATH by default `recipes` if the repository has it, else its top)."""
-    import git
+    if Path(recipes).is_dir():
+        local = _in_work_tree(Path(recipes), name, commit, allow_dirty, into)
+        if local is not None:
+            return local
+    import git  # a URL, or a bare repository: GitPython (no small import)
 
     if Path(recipes).is_dir():
         try:
@@ -66,14 +70,14 @@ def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str |
     dirty = (commit is None and repo.working_tree_dir is not None
              and bool(repo.git.status("--porcelain", "--", str(relative))))
     if Path(recipes).is_dir():
-        origin = _remote_holding(repo, rev_sha) or f"{LOCAL_REPOSITORY}{top}"
+        origin = _remote_holding(str(repo.git_dir), rev_sha) or f"{LOCAL_REPOSITORY}{top}"
     if dirty and not allow_dirty:
         raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
                          " --allow-dirty (the record says so)", reason="dirty-recipes")
     if dirty:
         shutil.copytree(location, into, symlinks=True)
     else:
-        _extract(repo, rev_sha, relative, into)
+        _extract(str(repo.git_dir), rev_sha, relative, into)
     repository = load_repository(into)
     # The recipe's own last commit, whether it was asked for by directory or by package
     # name (the same build either way: the epoch is in the build key).
@@ -83,6 +87,49 @@ def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str |
                              str(relative / directory)) or 0) if directory else 0
     epoch = epoch or int(repo.commit(rev_sha).committed_date)
     return Checkout(repository, rev_sha, origin, dirty, epoch, location)
+
+
+def _in_work_tree(recipes: Path, name: str, commit: str | None, allow_dirty: bool,
+                  into: Path) -> Checkout | None:
+    """`checkout_recipes` for a directory of a git working tree, with git itself (a
+    handful of git calls cost less than importing GitPython); None for a directory
+    that is not in one, which the caller reports (or reads, if it is bare)."""
+    found = _git(recipes, "rev-parse", "--show-toplevel", "--absolute-git-dir")
+    if found.returncode != 0 or len(found.stdout.splitlines()) != 2:
+        return None
+    top_text, git_dir = found.stdout.splitlines()
+    top = Path(top_text).resolve()
+    location = recipes.resolve()
+    relative = location.relative_to(top)
+    asked = commit or "HEAD"
+    resolved = _git(top, "rev-parse", "--verify", "--quiet", f"{asked}^{{commit}}")
+    if resolved.returncode != 0:
+        raise InputError(f"{recipes}: no commit {asked}", reason="not-found")
+    rev_sha = resolved.stdout.strip()
+    dirty = commit is None and bool(
+        _git(top, "status", "--porcelain", "--", str(relative)).stdout.strip())
+    if dirty and not allow_dirty:
+        raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
+                         " --allow-dirty (the record says so)", reason="dirty-recipes")
+    origin = _remote_holding(git_dir, rev_sha) or f"{LOCAL_REPOSITORY}{top}"
+    if dirty:
+        shutil.copytree(location, into, symlinks=True)
+    else:
+        _extract(git_dir, rev_sha, relative, into)
+    repository = load_repository(into)
+    directory = next((recipe.directory.name for recipe in repository.recipes.values()
+                      if name in (recipe.package.name, recipe.directory.name)), None)
+    epoch = 0
+    if directory:
+        epoch = int(_git(top, "log", "-1", "--format=%ct", rev_sha, "--",
+                         str(relative / directory)).stdout.strip() or 0)
+    epoch = epoch or int(_git(top, "show", "-s", "--format=%ct", rev_sha).stdout.strip())
+    return Checkout(repository, rev_sha, origin, dirty, epoch, location)
+
+
+def _git(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                          text=True, check=False)
 
 
 def repository_at(recipes: Path, rev: str, into: Path) -> tuple[RecipeRepository, str]:
@@ -108,11 +155,11 @@ def repository_in(repo: Any, relative: Path, commit: str, into: Path) -> RecipeR
     into.mkdir(parents=True, exist_ok=True)
     target = into / commit
     if not target.exists():
-        _extract(repo, commit, relative, target)
+        _extract(str(repo.git_dir), commit, relative, target)
     return load_repository(target)
 
 
-def _extract(repo: Any, commit: str, relative: Path, into: Path) -> None:
+def _extract(git_dir: str, commit: str, relative: Path, into: Path) -> None:
     """Lay the directory `relative` of `commit` at `into`, as git itself writes a tree:
     never through a symlink the tree holds, whatever a hostile recipe commits. (Through
     an index of its own, so a bare repository's is untouched; not `git archive` and
@@ -120,7 +167,7 @@ def _extract(repo: Any, commit: str, relative: Path, into: Path) -> None:
     tree = commit if str(relative) == "." else f"{commit}:{relative.as_posix()}"
     into.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="kiln-checkout-") as scratch:
-        git = ["git", f"--git-dir={repo.git_dir}", f"--work-tree={into}"]
+        git = ["git", f"--git-dir={git_dir}", f"--work-tree={into}"]
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
         for command in (["read-tree", tree], ["checkout-index", "--all"]):
             done = subprocess.run([*git, *command], env=env, capture_output=True, text=True,
@@ -131,22 +178,24 @@ def _extract(repo: Any, commit: str, relative: Path, into: Path) -> None:
                                  f" {done.stderr.strip()}", reason="bad-recipe")
 
 
-def _remote_holding(repo: Any, commit: str) -> str | None:
-    """The URL of a remote of `repo` that holds `commit`, fetched now to be sure.
+def _remote_holding(git_dir: str, commit: str) -> str | None:
+    """The URL of a remote of the repository at `git_dir` that holds `commit`, fetched
+    now to be sure.
 
     The record names the repository a consumer can get the recipes from: a
     commit never pushed is in none, whatever the checkout's first remote says."""
-    for remote in repo.remotes:
-        fetched = subprocess.run(["git", "-C", repo.git_dir, "fetch", "--quiet", "--no-tags",
-                                  remote.name], capture_output=True, timeout=FETCH_TIMEOUT,
+    for remote in _git(Path(git_dir), "remote").stdout.split():
+        fetched = subprocess.run(["git", "-C", git_dir, "fetch", "--quiet", "--no-tags",
+                                  remote], capture_output=True, timeout=FETCH_TIMEOUT,
                                  env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, check=False)
         if fetched.returncode != 0:
             continue  # unreachable now: it cannot be said to hold the commit
-        holding = subprocess.run(["git", "-C", repo.git_dir, "branch", "--remotes",
-                                  "--contains", commit, "--list", f"{remote.name}/*"],
+        holding = subprocess.run(["git", "-C", git_dir, "branch", "--remotes",
+                                  "--contains", commit, "--list", f"{remote}/*"],
                                  capture_output=True, text=True, check=False)
         if holding.returncode == 0 and holding.stdout.strip():
-            return str(remote.url)
+            url = _git(Path(git_dir), "remote", "get-url", remote).stdout.strip()
+            return url or None
     return None
 
 
