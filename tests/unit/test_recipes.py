@@ -222,19 +222,19 @@ def test_a_broken_recipe_is_not_buried_under_drift_it_does_not_cause(tmp_path: P
     assert problems[0].line == 4
 
 
+LZ4 = (
+    "package: {name: kiln.dev/lz4, version: '1.9.4-1'}\n"
+    "build: make\n"
+    "outputs:\n"
+    '  - {name: kiln.dev/liblz4-1, paths: ["usr/lib/liblz4.so.*"]}\n'
+    "  - name: kiln.dev/liblz4-dev\n"
+    '    paths: ["usr/include/*"]\n'
+    '    requires: ["kiln.dev/liblz4-1 (= 1.9.4-1)", kiln.dev/nowhere]\n')
+
+
 def test_split_outputs_are_checked_as_packages_of_the_repository(tmp_path: Path) -> None:
-    write(tmp_path, "lz4", """\
-        package: {name: kiln.dev/lz4, version: '1.9.4-1'}
-        build: make
-        outputs:
-          - {name: kiln.dev/liblz4-1, paths: ["usr/lib/liblz4.so.*"]}
-          - name: kiln.dev/liblz4-dev
-            paths: ["usr/include/*"]
-            requires: ["kiln.dev/liblz4-1 (= 1.9.4-1)", kiln.dev/nowhere]
-          - {name: kiln.dev/lz4, paths: [usr/bin/lz4]}
-          - {name: kiln.dev/liblz4-1, paths: [x]}
-          - {name: kiln.dev/empty, paths: []}
-        """)
+    write(tmp_path, "lz4", LZ4 + "  - {name: kiln.dev/lz4, paths: [usr/bin/lz4]}\n"
+          "  - {name: kiln.dev/liblz4-1, paths: [x]}\n  - {name: kiln.dev/empty, paths: []}\n")
     # Another recipe may build with a split output, at the recipe's version.
     write(tmp_path, "user", "package: {name: kiln.dev/user, version: '1'}\nbuild: make\n"
           "build-requires: ['kiln.dev/liblz4-dev (>= 1.9)']\n")
@@ -249,15 +249,7 @@ def test_split_outputs_are_checked_as_packages_of_the_repository(tmp_path: Path)
         ("user", 3, "missing-build-require"),  # a broken recipe makes nothing
     ]
     # A recipe with problems is not loaded; once they go, its outputs are its own.
-    write(tmp_path, "lz4", """\
-        package: {name: kiln.dev/lz4, version: '1.9.4-1'}
-        build: make
-        outputs:
-          - {name: kiln.dev/liblz4-1, paths: ["usr/lib/liblz4.so.*"]}
-          - name: kiln.dev/liblz4-dev
-            paths: ["usr/include/*"]
-            requires: ["kiln.dev/liblz4-1 (= 1.9.4-1)", kiln.dev/nowhere]
-        """)
+    write(tmp_path, "lz4", LZ4)
     repository, problems = check_repository(tmp_path)
     found = sorted((Path(p.file).parent.name, p.line, p.reason) for p in problems)
     assert found == [
