@@ -37,7 +37,7 @@ from kiln.hostconfig import host_config
 from workers import seccomp
 from workers.rootfs import SCRATCH, root_in_use
 from workers.sandbox import RunOutput, RunResult, RunSpec, require_tool, wait_with_deadline
-from workers.staging import staged, staging_point
+from workers.staging import process_alive, staged, staging_point
 
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -138,7 +138,7 @@ def reap_orphans(runc: str) -> list[str]:
     reaped = []
     for bundle in SCRATCH.glob(f"{BUNDLE_PREFIX}*"):
         pid = bundle.name.removeprefix(BUNDLE_PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)) or not _ours(bundle):
+        if not pid.isdigit() or process_alive(int(pid)) or not _ours(bundle):
             continue
         state = bundle / "state"
         for container in (state.iterdir() if state.is_dir() else ()):
@@ -147,16 +147,6 @@ def reap_orphans(runc: str) -> list[str]:
             reaped.append(container.name)
         shutil.rmtree(bundle, ignore_errors=True)
     return reaped
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process: alive
-    return True
 
 
 def _ours(path: Path) -> bool:

@@ -25,17 +25,55 @@ _CLONE_NEWNS = 0x00020000
 _MS_BIND, _MS_REC, _MS_PRIVATE = 0x1000, 0x4000, 0x40000
 
 
+STAGE_PREFIX = "kiln-stage-"  # then the pid of the process that made it
+
+
 @contextmanager
 def staging_point() -> Iterator[Path]:
     """An empty directory the run's uid can reach, where the root is bound (in the run's
     own mount namespace only) before its inputs are: a root cached in a store's
     directory lies beneath directories only root may enter."""
-    point = Path(tempfile.mkdtemp(prefix="kiln-stage-", dir=SCRATCH))
+    _sweep_once()
+    point = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", dir=SCRATCH))
     try:
         point.chmod(0o755)
         yield point
     finally:
         point.rmdir()
+
+
+@cache
+def _sweep_once() -> None:
+    sweep_staging_points()
+
+
+def sweep_staging_points() -> int:
+    """Remove the staging points of processes that are gone (a process killed outright
+    never removes its own); how many. Only empty directories this user made go."""
+    removed = 0
+    for point in SCRATCH.glob(f"{STAGE_PREFIX}*"):
+        pid = point.name.removeprefix(STAGE_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        try:
+            if point.lstat().st_uid != os.geteuid():
+                continue
+            point.rmdir()  # refuses anything not empty
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of that pid runs (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
 
 
 def staged(procs_files: list[str], binds: list[tuple[bytes, bytes]]) -> Callable[[], None]:
