@@ -88,17 +88,18 @@ def _add_alternatives(filesets: list[FileSet], links: dict[str, str]) -> None:
     for group in sorted(best):
         for alternative in best[group][2]:
             if alternative.link not in links and alternative.path in links \
-                    and not _under_a_link(alternative.link, links):
+                    and _linked_parent(alternative.link, links) is None:
                 links[alternative.link] = alternative.path
 
 
-def _under_a_link(path: str, links: dict[str, str]) -> bool:
+def _linked_parent(path: str, links: dict[str, str]) -> str | None:
+    """The nearest directory above `path` that is itself a link, if any."""
     parent = path.rpartition("/")[0]
     while parent:
         if parent in links:
-            return True
+            return parent
         parent = parent.rpartition("/")[0]
-    return False
+    return None
 
 
 def _replaces(winner: FileSet, loser: FileSet) -> bool:
@@ -109,10 +110,8 @@ def _replaces(winner: FileSet, loser: FileSet) -> bool:
 def _refuse_links_over_directories(links: dict[str, str],
                                    owners: dict[str, tuple[FileSet, str]]) -> None:
     for path in links:
-        parent = path.rpartition("/")[0]
-        while parent:
-            if parent in links:
-                raise ConflictError(f"{path} of {owners[path][0].label} lies under {parent},"
-                                    f" a link of {owners[parent][0].label}",
-                                    reason="path-claimed-twice")
-            parent = parent.rpartition("/")[0]
+        parent = _linked_parent(path, links)
+        if parent is not None:
+            raise ConflictError(f"{path} of {owners[path][0].label} lies under {parent},"
+                                f" a link of {owners[parent][0].label}",
+                                reason="path-claimed-twice")

@@ -180,7 +180,7 @@ class Checker:
         """Verify an image's provenance and every package's."""
         from kiln.image.inspect import summarize
 
-        manifest, digest = _image_manifest(location)
+        manifest, digest = as_check_named(location.manifest)
         summary = as_check(lambda: summarize(manifest, digest, location.describe()))
         bundles = as_check(lambda: location.attachments(digest, BUNDLE_TYPE))
         verified = self.first_verified(bundles, summary.name, digest, location.describe())
@@ -212,7 +212,7 @@ class Checker:
         from kiln.image.inspect import summarize
 
         if self.policy is not None:
-            manifest, digest = _image_manifest(location)
+            manifest, digest = as_check_named(location.manifest)
             summary = as_check(lambda: summarize(manifest, digest, location.describe()))
             denied = []
             for package in summary.packages:
@@ -246,11 +246,11 @@ def _check_layers(summary: ImageSummary, proofs: list[PackageProof], where: str)
                                   f" archive", reason="layer-mismatch")
 
 
-def _image_manifest(location: LayoutStore | RegistryImageStore) -> tuple[bytes, Digest]:
-    """The image's manifest; an image that is not there is bad input (exit 2), as for
-    `kiln pull`, while anything else wrong with it fails the check."""
+def as_check_named(action: Callable[[], T]) -> T:
+    """`as_check` for what the user named: if it is not there at all, that stays bad
+    input (exit 2), as `kiln pull` says it; anything else wrong fails the check."""
     try:
-        return location.manifest()
+        return action()
     except NotFound:
         raise
     except KilnError as exc:

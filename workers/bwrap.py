@@ -40,7 +40,7 @@ from workers.sandbox import (
     require_tool,
     wait_with_deadline,
 )
-from workers.staging import staged, staging_point
+from workers.staging import reachable_root, staged
 
 # Parts of procfs that change the host, made read-only over the run's own procfs
 # (the rest of it is the run's PID namespace, or read-only to a non-root uid).
@@ -75,7 +75,8 @@ class BwrapSandbox:
 
     def _run(self, spec: RunSpec, cgroups: RunCgroups, seccomp_fd: int) -> RunResult:
         start = time.monotonic()
-        with root_in_use(spec) as cached, staging_point() as root, RunOutput(spec) as output:
+        with root_in_use(spec) as cached, reachable_root(spec, cached) as (root, staging), \
+                RunOutput(spec) as output:
             uid = str(self.host_uid)
             try:
                 process = subprocess.Popen(
@@ -84,8 +85,7 @@ class BwrapSandbox:
                     env={}, stdin=spec.stdin, stdout=output.fd,
                     stderr=subprocess.STDOUT, pass_fds=(seccomp_fd,), start_new_session=True,
                     preexec_fn=staged(cgroups.procs_files,  # noqa: PLW1509
-                                      [(os.fsencode(cached), os.fsencode(root)),
-                                       *_binds(spec, root)]))
+                                      [*staging, *_binds(spec, root)]))
             except subprocess.SubprocessError as exc:
                 # Fails closed: a run that could not join its cgroups, or stage its
                 # root, does not run at all.

@@ -69,24 +69,11 @@ def checkout_recipes(store: Store, recipes: str | Path, name: str, commit: str |
     rev_sha = repo.commit(commit or "HEAD").hexsha
     dirty = (commit is None and repo.working_tree_dir is not None
              and bool(repo.git.status("--porcelain", "--", str(relative))))
+    _refuse_dirty(recipes, dirty, allow_dirty)
     if Path(recipes).is_dir():
         origin = _remote_holding(str(repo.git_dir), rev_sha) or f"{LOCAL_REPOSITORY}{top}"
-    if dirty and not allow_dirty:
-        raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
-                         " --allow-dirty (the record says so)", reason="dirty-recipes")
-    if dirty:
-        shutil.copytree(location, into, symlinks=True)
-    else:
-        _extract(str(repo.git_dir), rev_sha, relative, into)
-    repository = load_repository(into)
-    # The recipe's own last commit, whether it was asked for by directory or by package
-    # name (the same build either way: the epoch is in the build key).
-    directory = next((recipe.directory.name for recipe in repository.recipes.values()
-                      if name in (recipe.package.name, recipe.directory.name)), None)
-    epoch = int(repo.git.log("-1", "--format=%ct", rev_sha, "--",
-                             str(relative / directory)) or 0) if directory else 0
-    epoch = epoch or int(repo.commit(rev_sha).committed_date)
-    return Checkout(repository, rev_sha, origin, dirty, epoch, location)
+    return _checked_out(Path(repo.git_dir), rev_sha, relative, location, dirty, origin,
+                        name, into)
 
 
 def _in_work_tree(recipes: Path, name: str, commit: str | None, allow_dirty: bool,
@@ -108,22 +95,35 @@ def _in_work_tree(recipes: Path, name: str, commit: str | None, allow_dirty: boo
     rev_sha = resolved.stdout.strip()
     dirty = commit is None and bool(
         _git(top, "status", "--porcelain", "--", str(relative)).stdout.strip())
+    _refuse_dirty(recipes, dirty, allow_dirty)
+    origin = _remote_holding(git_dir, rev_sha) or f"{LOCAL_REPOSITORY}{top}"
+    return _checked_out(Path(git_dir), rev_sha, relative, location, dirty, origin, name, into)
+
+
+def _refuse_dirty(recipes: str | Path, dirty: bool, allow_dirty: bool) -> None:
     if dirty and not allow_dirty:
         raise InputError(f"{recipes} has uncommitted changes; commit them or pass"
                          " --allow-dirty (the record says so)", reason="dirty-recipes")
-    origin = _remote_holding(git_dir, rev_sha) or f"{LOCAL_REPOSITORY}{top}"
+
+
+def _checked_out(git_dir: Path, rev_sha: str, relative: Path, location: Path, dirty: bool,
+                 origin: str, name: str, into: Path) -> Checkout:
+    """The recipe repository laid out at `into` (copied when dirty, from the commit
+    otherwise), and the recipe `name`'s own last commit's time."""
     if dirty:
         shutil.copytree(location, into, symlinks=True)
     else:
-        _extract(git_dir, rev_sha, relative, into)
+        _extract(str(git_dir), rev_sha, relative, into)
     repository = load_repository(into)
+    # The recipe's own last commit, whether it was asked for by directory or by package
+    # name (the same build either way: the epoch is in the build key).
     directory = next((recipe.directory.name for recipe in repository.recipes.values()
                       if name in (recipe.package.name, recipe.directory.name)), None)
     epoch = 0
     if directory:
-        epoch = int(_git(top, "log", "-1", "--format=%ct", rev_sha, "--",
+        epoch = int(_git(git_dir, "log", "-1", "--format=%ct", rev_sha, "--",
                          str(relative / directory)).stdout.strip() or 0)
-    epoch = epoch or int(_git(top, "show", "-s", "--format=%ct", rev_sha).stdout.strip())
+    epoch = epoch or int(_git(git_dir, "show", "-s", "--format=%ct", rev_sha).stdout.strip())
     return Checkout(repository, rev_sha, origin, dirty, epoch, location)
 
 

@@ -226,9 +226,7 @@ class _PackageFiles:
             os.link(name, name, src_dir_fd=source, dst_dir_fd=destination,
                     follow_symlinks=False)
         except FileExistsError:
-            raise ConflictError(f"{path}: a package links a path the root already has (a"
-                                " mount point or Kiln's own directory)",
-                                reason="root-path-taken") from None
+            raise _taken(path) from None
         except OSError as exc:
             if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 return False  # another filesystem, or links refused: a symbolic link
@@ -308,10 +306,14 @@ def _make_link(top: int, path: str, target: str) -> None:
     try:
         os.symlink(target, name, dir_fd=directory)
     except FileExistsError:
-        raise ConflictError(f"{path}: a package links a path the root already has (a mount"
-                            " point or Kiln's own directory)", reason="root-path-taken") from None
+        raise _taken(path) from None
     finally:
         os.close(directory)
+
+
+def _taken(path: str) -> ConflictError:
+    return ConflictError(f"{path}: a package links a path the root already has (a mount"
+                         " point or Kiln's own directory)", reason="root-path-taken")
 
 
 def _parts(path: str) -> list[str]:

@@ -27,7 +27,6 @@ import stat
 import subprocess
 import tempfile
 import time
-from contextlib import ExitStack
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from kiln.hostconfig import host_config
 from workers import seccomp
 from workers.rootfs import SCRATCH, root_in_use
 from workers.sandbox import RunOutput, RunResult, RunSpec, require_tool, wait_with_deadline
-from workers.staging import process_alive, staged, staging_point
+from workers.staging import process_alive, reachable_root, staged
 
 _MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -80,15 +79,9 @@ class RuncSandbox:
         finished = False
         try:
             config = _config(spec, self.host_uid)
-            with root_in_use(spec) as cached, ExitStack() as staging:
-                root, binds = cached, []
-                if spec.root_cache is not None:
-                    # A store's root lies beneath directories runc's init, as the run's
-                    # mapped uid, cannot enter: bound where it can, in runc's own mount
-                    # namespace. (The host's shared roots need no staging, and a run
-                    # without it starts sooner: no fork with a preexec step.)
-                    root = staging.enter_context(staging_point())
-                    binds = [(os.fsencode(cached), os.fsencode(root))]
+            # runc's init walks its root as the run's mapped uid: a store's root is
+            # bound where it can reach it, in runc's own mount namespace.
+            with root_in_use(spec) as cached, reachable_root(spec, cached) as (root, binds):
                 config["root"]["path"] = str(root)
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
                 result = self._run(spec, bundle, state, container, binds)

@@ -20,9 +20,11 @@ from functools import cache
 from pathlib import Path
 
 from workers.rootfs import SCRATCH
+from workers.sandbox import RunSpec
 
 _CLONE_NEWNS = 0x00020000
 _MS_BIND, _MS_REC, _MS_PRIVATE = 0x1000, 0x4000, 0x40000
+Binds = list[tuple[bytes, bytes]]  # (source, mount point), as the kernel takes paths
 
 
 STAGE_PREFIX = "kiln-stage-"  # then the pid of the process that made it
@@ -76,7 +78,19 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def staged(procs_files: list[str], binds: list[tuple[bytes, bytes]]) -> Callable[[], None]:
+@contextmanager
+def reachable_root(spec: RunSpec, cached: Path) -> Iterator[tuple[Path, Binds]]:
+    """The path a sandbox takes as the root of `spec`, and the bind that puts the cached
+    root there: a store's root (RunSpec.root_cache) on a staging point; the host's
+    shared roots are reachable as they are, and a run without staging starts sooner."""
+    if spec.root_cache is None:
+        yield cached, []
+        return
+    with staging_point() as point:
+        yield point, [(os.fsencode(cached), os.fsencode(point))]
+
+
+def staged(procs_files: list[str], binds: Binds) -> Callable[[], None]:
     """What the forked child does as root before it executes the sandbox: join the
     run's cgroups (`procs_files`), then make `binds` in a mount namespace of its own.
 

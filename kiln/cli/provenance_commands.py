@@ -194,18 +194,12 @@ def _located(config: RegistryConfig, text: str) -> Reference:
 
 def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]:
     """A package or an image, told apart by the manifest's artifactType."""
-    from kiln.errors import CheckFailed, KilnError, NotFound
     from kiln.registry.artifact import ARTIFACT_TYPE
+    from provenance.check import as_check_named
 
     client = check.client(reference.host)
-    try:
-        manifest, _, _ = client.get_manifest(reference)
-    except NotFound:
-        # What the user named is not there: bad input (exit 2), as `kiln pull` says it;
-        # a package an image names and the registry lacks fails the image's check (1).
-        raise
-    except KilnError as exc:  # a manifest not of its digest fails the check (1)
-        raise CheckFailed(exc.message, reason=exc.reason, temporary=exc.temporary) from exc
+    # A package an image names and the registry lacks fails the image's check instead.
+    manifest, _, _ = as_check_named(lambda: client.get_manifest(reference))
     if json.loads(manifest).get("artifactType") == ARTIFACT_TYPE:
         return dict(check.package(reference).to_json())
     from kiln.image.location import RegistryImageStore
