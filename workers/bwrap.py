@@ -8,10 +8,11 @@ in three steps, each dropping something:
 
 1. as root, in the forked child before it executes anything: join the run's
    memory and pids cgroups (the limits hold from the first instruction), enter
-   a mount namespace of its own and bind every input (package trees, /src, the
-   host-side /out) onto the mount points of the run's root. Root can reach them
-   wherever they lie, a 0700 home included. (System calls through ctypes: a
-   `mount` process per input cost 1.3 ms each, 90 ms for the gcc root);
+   a mount namespace of its own and bind every input the root does not hold
+   (/src, the host-side /out; package trees, unless the root is a store's, which
+   holds them hard-linked) onto the mount points of the run's root. Root can
+   reach them wherever they lie, a 0700 home included. (System calls through
+   ctypes: a `mount` process per input cost 1.3 ms each, 90 ms for the gcc root);
 2. `setpriv` to the host's sandbox uid (kiln.hostconfig), no groups;
 3. bubblewrap as that uid: a user namespace mapping its root to that uid, the
    staged root whole and read-only, new PID, network, IPC, UTS and cgroup
@@ -31,7 +32,7 @@ from pathlib import Path
 from kiln.hostconfig import host_config
 from workers import seccomp
 from workers.cgroups import RunCgroups
-from workers.rootfs import root_in_use
+from workers.rootfs import mounts_to_bind, root_in_use
 from workers.sandbox import (
     RunOutput,
     RunResult,
@@ -127,6 +128,7 @@ class BwrapSandbox:
 
 
 def _binds(spec: RunSpec, root: Path) -> list[tuple[bytes, bytes]]:
-    """(source, mount point in the root) of every input, as the kernel takes paths."""
+    """(source, mount point in the root) of every input the root does not hold, as the
+    kernel takes paths."""
     return [(os.fsencode(mount.source), os.fsencode(root / mount.target.lstrip("/")))
-            for mount in spec.mounts]
+            for mount in mounts_to_bind(spec)]

@@ -36,7 +36,7 @@ from workers.sandbox import Mount, RunSpec
 
 # Fast, and cleaned up with the machine: the farm holds thousands of symlinks.
 SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-ROOT_FORMAT = "kiln.root/v5"  # bump when _make_root changes what it makes
+ROOT_FORMAT = "kiln.root/v6"  # bump when _make_root changes what it makes
 KEPT_ROOTS = 32
 PACKAGES = "/packages/"  # where package trees are mounted (DESIGN.md 2b)
 _DIRECTORY = os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY | os.O_CLOEXEC
@@ -50,10 +50,32 @@ def roots_directory(store_cache: Path | None = None) -> Path:
 
 
 def _package_mounts(spec: RunSpec) -> list[Mount]:
-    """The package trees a root's links may hard-link into (DESIGN.md 2b: /packages/)."""
+    """The package trees (DESIGN.md 2b: /packages/) a store's root holds, hard-linked
+    into its skeleton: those on the cache's filesystem. The host's shared roots hold
+    none (tmpfs: no hard link reaches the store)."""
     if spec.root_cache is None:
         return []
-    return [m for m in spec.mounts if m.target.startswith(PACKAGES) and not m.writable]
+    try:
+        device = os.stat(spec.root_cache).st_dev
+    except OSError:
+        return []
+    return [m for m in spec.mounts if m.target.startswith(PACKAGES) and not m.writable
+            and _on_device(m.source, device)]
+
+
+def _on_device(path: Path, device: int) -> bool:
+    try:
+        return os.stat(path).st_dev == device
+    except OSError:
+        return False
+
+
+def mounts_to_bind(spec: RunSpec) -> list[Mount]:
+    """What a sandbox binds into the root as a run starts: every mount of `spec` but the
+    package trees its skeleton holds already. A build's root is then one bind mount
+    (and its writable places), where binding each package cost one mount each."""
+    held = {mount.target for mount in _package_mounts(spec)}
+    return [mount for mount in spec.mounts if mount.target not in held]
 
 
 @contextmanager
@@ -83,13 +105,13 @@ def root_in_use(spec: RunSpec) -> Iterator[Path]:
 def cached_root(spec: RunSpec) -> Path:
     """The root's skeleton for `spec`, made on first use (runs take it with
     `root_in_use`, which keeps it from being pruned)."""
+    roots = roots_directory(spec.root_cache)
     links = spec.links_key or sorted(spec.links.items())
     # Hard links hold the packages' content: which trees they came from is the key's too.
     packages = sorted((m.target, str(m.source)) for m in _package_mounts(spec))
     key = hashlib.sha256(json.dumps(
         [ROOT_FORMAT, spec.hostname, sorted(m.target for m in spec.mounts),
          sorted(s.target for s in spec.scratch), links, packages]).encode()).hexdigest()
-    roots = roots_directory(spec.root_cache)
     final = roots / key
     if final.exists():
         os.utime(final)  # recently used: the last to be pruned
@@ -179,7 +201,10 @@ def _make_root(rootfs: Path, spec: RunSpec) -> None:
         for path, text in basics.items():
             if f"/{path}" not in spec.links:
                 _write_new_file(top, path, text.encode())
-        with _PackageFiles(_package_mounts(spec)) as files:
+        held = _package_mounts(spec)
+        for mount in held:
+            _copy_package_tree(mount, top)
+        with _PackageFiles(held) as files:
             for path, target in sorted(spec.links.items()):
                 if not files.hard_link(target, top, path):
                     _make_link(top, path, target)
@@ -259,6 +284,70 @@ class _PackageFiles:
             os.close(self.parent[1])
         self.parent = (key, current)
         return current
+
+
+def _copy_package_tree(mount: Mount, top: int) -> None:
+    """The package tree of `mount` at its mount point in the root, its files hard links
+    to the store's: the package is then in the root, and needs no mount of its own.
+    The tree is walked a directory at a time without following a link; its links are
+    copied as links, whatever they name (they resolve inside the sandbox)."""
+    source = os.open(mount.source, _DIRECTORY)
+    try:
+        destination = _make_directories(top, mount.target)
+        try:
+            _copy_directory(source, destination)
+            os.fchmod(destination, stat.S_IMODE(os.fstat(source).st_mode))
+        finally:
+            os.close(destination)
+    finally:
+        os.close(source)
+
+
+def _copy_directory(source: int, destination: int) -> None:
+    with os.scandir(source) as entries:
+        for entry in entries:
+            name = entry.name
+            if entry.is_symlink():
+                os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=destination)
+            elif entry.is_dir(follow_symlinks=False):
+                os.mkdir(name, 0o700, dir_fd=destination)
+                inner = os.open(name, _DIRECTORY, dir_fd=source)
+                made = os.open(name, _DIRECTORY, dir_fd=destination)
+                try:
+                    _copy_directory(inner, made)
+                    # The package's mode, given once its contents are in (it may be 0555).
+                    os.fchmod(made, stat.S_IMODE(os.fstat(inner).st_mode))
+                finally:
+                    os.close(inner)
+                    os.close(made)
+            elif entry.is_file(follow_symlinks=False):
+                _link_or_copy(name, source, destination)
+            # Nothing else is in a FileSet (no devices, fifos or sockets): left out.
+
+
+def _link_or_copy(name: str, source: int, destination: int) -> None:
+    """A hard link to the store's file; a copy where the filesystem refuses one (the
+    inode's link count at its limit: an empty file many packages hold)."""
+    try:
+        os.link(name, name, src_dir_fd=source, dst_dir_fd=destination, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EMLINK, errno.EPERM, errno.EXDEV):
+            raise
+    reading = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source)
+    try:
+        writing = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                          | os.O_CLOEXEC, 0o600, dir_fd=destination)
+        try:
+            size = os.fstat(reading).st_size
+            while size > 0 and (sent := os.sendfile(writing, reading, None, size)):
+                size -= sent
+            # Modes as the store keeps them; never a setuid or setgid bit.
+            os.fchmod(writing, stat.S_IMODE(os.fstat(reading).st_mode) & 0o777)
+        finally:
+            os.close(writing)
+    finally:
+        os.close(reading)
 
 
 def _make_directories(top: int, path: str) -> int:

@@ -79,6 +79,7 @@ def run_image(store: Store, packages: Sequence[FileSet], run: RunConfig,
     env: Mapping[str, str] = {"PATH": DEFAULT_PATH, **root.env, **run.env}
     return sandbox.run(RunSpec(
         argv=tuple(argv), env=env, log=log, output_fd=output_fd, mounts=root.mounts,
-        links=root.links, links_key=root.key, cwd=run.workdir or "/", hostname=hostname,
+        links=root.links, links_key=root.key, root_cache=root.cache,
+        cwd=run.workdir or "/", hostname=hostname,
         timeout=RUN_TIMEOUT, capabilities=tuple(requirements["capabilities"]),
         user=numeric_user(run.user)))

@@ -34,7 +34,7 @@ from typing import Any
 from kiln.errors import InputError
 from kiln.hostconfig import host_config
 from workers import seccomp
-from workers.rootfs import SCRATCH, root_in_use
+from workers.rootfs import SCRATCH, mounts_to_bind, root_in_use
 from workers.sandbox import RunOutput, RunResult, RunSpec, require_tool, wait_with_deadline
 from workers.staging import process_alive, reachable_root, staged
 
@@ -173,7 +173,7 @@ def _config(spec: RunSpec, host_uid: int) -> dict[str, Any]:
     mounts += [{"destination": scratch.target, "type": "tmpfs", "source": "tmpfs",
                 "options": ["nosuid", "nodev", "mode=0755", f"size={scratch.size}"]}
                for scratch in spec.scratch]
-    for mount in spec.mounts:
+    for mount in mounts_to_bind(spec):
         options = ["rbind", "nosuid", "nodev", "rw" if mount.writable else "ro"]
         mounts.append({"destination": mount.target, "type": "bind",
                        "source": str(mount.source), "options": options})

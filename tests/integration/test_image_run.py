@@ -115,6 +115,16 @@ def test_two_images_sharing_a_package_read_the_same_inodes(debian_store: Path,
     assert inodes == [str(on_host), str(on_host)]
 
 
+def test_a_program_sees_itself_where_the_image_puts_it(debian_store: Path,
+                                                      tmp_path: Path) -> None:
+    # cmake, gcc and python find their own files from /proc/self/exe: in a root of
+    # symbolic links that was the package's own tree, where another package's data
+    # is not. Kiln's links to package files are hard links in the roots it runs.
+    spec = write_spec(tmp_path / "image.yaml", [debian("coreutils")])
+    assert kiln_ok(debian_store, "run", spec, "--", "/bin/readlink",
+                   "/proc/self/exe").strip() == "/bin/readlink"
+
+
 def test_kiln_run_refuses_a_kernel_older_than_the_image_requires(debian_store: Path,
                                                                  tmp_path: Path) -> None:
     make_package(Store.open(debian_store), tmp_path, "kiln.dev/needs-future-kernel", "1-1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -14,11 +15,11 @@ from kiln.package import PackageMetadata
 from kiln.store import Store
 from kiln.store.ingest import ingest_directory
 from kiln.store.materialize import remove_tree
-from tests.treespec import File, Link, Spec, write_tree
+from tests.treespec import Dir, File, Link, Spec, write_tree
 from workers import rootfs
 from workers.root import compose_root
-from workers.rootfs import cached_root
-from workers.sandbox import RunSpec
+from workers.rootfs import cached_root, mounts_to_bind
+from workers.sandbox import Mount, RunSpec
 
 
 def package(store: Store, tmp_path: Path, name: str, spec: Spec,
@@ -208,3 +209,59 @@ def test_a_root_never_hard_links_through_a_packages_directory_link(
                                    mounts=root.mounts, links=links, root_cache=root.cache))
     assert (skeleton / "usr/host/secret").is_symlink()
     assert secret.stat().st_nlink == 1
+
+
+def test_a_stores_root_holds_its_package_trees_and_binds_none_of_them(
+        tmp_path: Path, store: Store) -> None:
+    tools = package(store, tmp_path, "tools", {
+        "usr/bin/tool": File(b"tool", True),
+        "usr/share/tool/data": File(b"data"),
+        "usr/lib/libtool.so": Link("libtool.so.1"),
+        "usr/lib/libtool.so.1": File(b"\x7fELF"),
+        "var/empty": Dir()})
+    root = compose_root(store, [tools])
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = RunSpec(argv=("true",), env={}, log=Path("/dev/null"),
+                   mounts=(*root.mounts, Mount("/out", out, writable=True)),
+                   links=root.links, links_key=root.key, root_cache=root.cache)
+    skeleton = cached_root(spec)
+    tree = next(m.source for m in root.mounts)
+    held = skeleton / "packages/kiln.dev/tools/1"
+    for path in ("usr/bin/tool", "usr/share/tool/data", "usr/lib/libtool.so.1"):
+        assert (held / path).stat().st_ino == (tree / path).stat().st_ino, path
+    assert os.readlink(held / "usr/lib/libtool.so") == "libtool.so.1"
+    assert (held / "var/empty").is_dir()
+    # The package's directory modes, not the umask's or the composer's.
+    for directory in ("", "usr", "usr/share/tool", "var/empty"):
+        assert (held / directory).stat().st_mode == (tree / directory).stat().st_mode
+    # One bind for the run: its writable /out. The package is in the root already.
+    assert [m.target for m in mounts_to_bind(spec)] == ["/out"]
+    # The host's shared roots (tmpfs: no hard link reaches the store) bind every tree.
+    shared = RunSpec(argv=("true",), env={}, log=Path("/dev/null"), mounts=root.mounts,
+                     links=root.links, links_key=root.key)
+    assert mounts_to_bind(shared) == list(root.mounts)
+
+
+def test_a_file_the_filesystem_will_not_link_again_is_copied_into_the_root(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = package(store, tmp_path, "tools", {"usr/share/empty": File(b""),
+                                              "usr/bin/tool": File(b"tool", True)})
+    root = compose_root(store, [tools])
+    real_link = os.link
+
+    def at_its_limit(source: str, *args: object, **kwargs: object) -> None:
+        if source == "empty":  # an inode at ext4's 65,000 links
+            raise OSError(errno.EMLINK, "Too many links")
+        real_link(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", at_its_limit)
+    skeleton = cached_root(RunSpec(argv=("true",), env={}, log=Path("/dev/null"),
+                                   mounts=root.mounts, links=root.links,
+                                   links_key=root.key, root_cache=root.cache))
+    held = skeleton / "packages/kiln.dev/tools/1/usr"
+    tree = next(m.source for m in root.mounts) / "usr"
+    assert (held / "share/empty").read_bytes() == b""
+    assert (held / "share/empty").stat().st_ino != (tree / "share/empty").stat().st_ino
+    assert (held / "share/empty").stat().st_mode == (tree / "share/empty").stat().st_mode
+    assert (held / "bin/tool").stat().st_ino == (tree / "bin/tool").stat().st_ino
