@@ -23,7 +23,6 @@ Read with the recipes' reader: every problem at once, each with file and line.
 from __future__ import annotations
 
 import os
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -32,11 +31,10 @@ from typing import TYPE_CHECKING
 
 from kiln.errors import InputError
 from kiln.limits import ImportLimits, Limits, parse_limit, parse_size, read_limits, with_values
-from kiln.recipes.yamldoc import Node, Reader, load_yaml_file
-from kiln.store.caches import CachePolicy
 
 if TYPE_CHECKING:
     from kiln.recipes.model import GitSource, UrlSource
+    from kiln.recipes.yamldoc import Node, Reader
 
 DEFAULT_PATH = Path("/etc/kiln/kiln.yaml")
 # Far from any uid a distribution hands out (systemd's container ranges start at
@@ -47,6 +45,19 @@ DEFAULT_CEILINGS = Limits(wall_time=6 * 3600.0, memory=16 << 30, pids=4096,
                           out_files=1_000_000, log_size=256 << 20, source_size=8 << 30)
 _IMPORT_KEYS = {"archive-size": "archive_size", "archive-ratio": "archive_ratio",
                 "archive-entries": "archive_entries", "bundle-size": "bundle_size"}
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """The bounds of the store's caches (kiln.store.caches), from `gc:`."""
+
+    keep_days: float | None = None  # None: no bound by age
+    max_size: int | None = None  # bytes; None: no bound by size
+    threshold: int | None = None  # a worker collects after a build past this many bytes
+
+    @property
+    def bounded(self) -> bool:
+        return self.keep_days is not None or self.max_size is not None
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class HostConfig:
 
 def file_url_path(url: str) -> Path:
     """The host path a file: URL names."""
+    import urllib.parse
+
     return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
 
 
@@ -125,6 +138,9 @@ def host_config() -> HostConfig:
 def _load(path: Path | None) -> HostConfig:
     if path is None:
         return HostConfig()
+    # YAML only where there is a file: a host without one starts sooner.
+    from kiln.recipes.yamldoc import Reader, load_yaml_file
+
     root = load_yaml_file(path)
     reader = Reader(str(path), "bad-config")
     top = reader.mapping(root, "the host configuration",

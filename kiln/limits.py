@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 from kiln.errors import InputError
-from kiln.recipes.yamldoc import Node, Reader
+
+if TYPE_CHECKING:  # a host without a configuration file reads no YAML
+    from kiln.recipes.yamldoc import Node, Reader
 
 _SIZE = re.compile(r"([0-9]+)\s*([KMGT]?)i?B?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

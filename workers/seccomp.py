@@ -15,7 +15,7 @@ runs strangers' code.
 from __future__ import annotations
 
 import errno
-import platform
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +144,7 @@ _NR, _ARCH_OFFSET, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (arg0's lo
 
 def machine() -> str:
     """The architecture this filter is for; another one is refused, not guessed."""
-    arch = platform.machine()
+    arch = os.uname().machine
     if arch not in _ARCHES:
         from kiln.errors import InputError
 

@@ -9,7 +9,8 @@ from kiln.cli.common import add_json_flag, open_store, resolve_ref
 from kiln.cli.output import human_size, print_json
 
 if TYPE_CHECKING:
-    from kiln.store.caches import CachePolicy, Freed
+    from kiln.hostconfig import CachePolicy
+    from kiln.store.caches import Freed
     from kiln.store.gc import GcReport
     from kiln.store.store import Store
 
@@ -111,9 +112,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def gc_policy(args: argparse.Namespace) -> CachePolicy:
     """The command line's bounds, else the host configuration's."""
-    from kiln.hostconfig import host_config, parse_days
+    from kiln.hostconfig import CachePolicy, host_config, parse_days
     from kiln.limits import parse_size
-    from kiln.store.caches import CachePolicy
 
     configured = host_config().gc
     days = parse_days(args.keep_days) if args.keep_days else configured.keep_days

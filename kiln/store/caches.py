@@ -26,23 +26,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kiln.hostconfig import CachePolicy
 from kiln.store.store import Store
 
 DAY = 86400.0
 # The order gc reports them in; the index of a kind also breaks ties of age.
 KINDS = ("sources", "git-mirrors", "build-records", "kept-builds", "hash-indexes", "apt",
          "archives", "bundles", "materialized")
-
-
-@dataclass(frozen=True)
-class CachePolicy:
-    keep_days: float | None = None  # None: no bound by age
-    max_size: int | None = None  # bytes; None: no bound by size
-    threshold: int | None = None  # a worker collects after a build past this many bytes
-
-    @property
-    def bounded(self) -> bool:
-        return self.keep_days is not None or self.max_size is not None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from kiln.canonical import Digest
 from kiln.errors import KilnError
 from kiln.faults import crash_point
-from kiln.store.caches import CachePolicy, CacheReport, bound_caches
+from kiln.hostconfig import CachePolicy
+from kiln.store.caches import CacheReport, bound_caches
 from kiln.store.materialize import remove_tree
 from kiln.store.store import Store
 

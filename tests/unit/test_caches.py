@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kiln.hostconfig import CachePolicy
 from kiln.store import Store
-from kiln.store.caches import CachePolicy, bound_caches, cache_entries
+from kiln.store.caches import bound_caches, cache_entries
 
 
 def test_kept_bundles_and_their_lists_are_entries_each(tmp_path: Path) -> None:

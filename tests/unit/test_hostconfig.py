@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import InputError
-from kiln.hostconfig import DEFAULT_SANDBOX_UID, HostConfig, host_config
+from kiln.hostconfig import DEFAULT_SANDBOX_UID, CachePolicy, HostConfig, host_config
 from kiln.limits import Limits
 from kiln.recipes.model import load_recipe
-from kiln.store.caches import CachePolicy
 
 
 def test_no_configuration_is_a_locked_down_host(monkeypatch: pytest.MonkeyPatch) -> None:
