@@ -62,6 +62,8 @@ class CachePolicy:
 
 @dataclass(frozen=True)
 class HostConfig:
+    """This host's settings (see the module's text); every one has a safe default."""
+
     sandbox_uid: int = DEFAULT_SANDBOX_UID
     file_sources: Path | None = None  # None: file:// sources are refused
     limits: Limits = field(default_factory=Limits)

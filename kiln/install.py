@@ -27,6 +27,8 @@ from kiln.tree import DirectoryEntry, FileEntry
 
 @dataclass(frozen=True)
 class InstallPlan:
+    """A root's links to package files, and the environment its packages ask for."""
+
     links: dict[str, str]  # absolute path in the root -> link target
     env: dict[str, str]  # the packages' `env`, merged in name order
 

@@ -25,6 +25,8 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class RecipeRef:
+    """The recipe a build ran: its repository, commit, directory and tree."""
+
     repo: str  # a URL or path that holds `commit`, or `local:PATH` when none does
     commit: str
     path: str  # the recipe's directory in the repository
@@ -52,12 +54,16 @@ class Dependency:
 
 @dataclass(frozen=True)
 class SandboxRef:
+    """The sandbox backend a build ran in, and its version."""
+
     backend: str
     version: str
 
 
 @dataclass(frozen=True)
 class KilnRef:
+    """The Kiln that built: its version, and its checkout's commit when it has one."""
+
     version: str
     commit: str | None  # of Kiln's own checkout, when Kiln runs from one
     dirty: bool = False  # that checkout had uncommitted changes to Kiln's sources
@@ -70,6 +76,8 @@ class KilnRef:
 
 @dataclass(frozen=True)
 class Output:
+    """One package a build made: its FileSet and that FileSet's archive."""
+
     name: str
     version: str
     digest: Digest  # the FileSet digest
@@ -78,6 +86,8 @@ class Output:
 
 @dataclass(frozen=True)
 class BuildRecord:
+    """Everything a build read and made: what its provenance states."""
+
     recipe: RecipeRef
     sources: tuple[SourceRef, ...]
     build_requires: tuple[Dependency, ...]

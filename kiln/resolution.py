@@ -17,6 +17,8 @@ from kiln.store.store import Store
 
 
 class Candidate(Protocol):
+    """What the resolver chooses: anything with a FileSet digest."""
+
     @property
     def digest(self) -> Digest: ...
 

@@ -48,6 +48,8 @@ _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 @dataclass(frozen=True)
 class RecipeSource:
+    """Where the farm reads its recipes: repository, branch and directory."""
+
     repository: str  # a path or URL
     branch: str = "main"
     path: str = "recipes"
@@ -57,6 +59,8 @@ class RecipeSource:
 
 @dataclass(frozen=True)
 class RegistrySettings:
+    """The registry the farm publishes to."""
+
     host: str
     prefix: str = "kiln"  # packages live at HOST/PREFIX/<last part of the name>
     http: bool = False
@@ -64,12 +68,16 @@ class RegistrySettings:
 
 @dataclass(frozen=True)
 class ConsoleSettings:
+    """Who may read the console, and how long a login lasts."""
+
     public: bool = True  # anonymous users read builds and the dashboard
     session: int = 8 * 3600  # seconds a login lasts
 
 
 @dataclass(frozen=True)
 class FarmConfig:
+    """farm.yaml as read: recipes, registry, workers, signer, console."""
+
     directory: Path  # where farm.yaml lies: relative paths start here
     name: str
     recipes: RecipeSource

@@ -31,6 +31,8 @@ MAX_PATHS = 50  # differing paths named in the report's summary
 
 @dataclass(frozen=True)
 class Divergence:
+    """How two builds of a package differ: the paths, and the report."""
+
     paths: tuple[str, ...]  # the archive paths that differ (every one, sorted)
     report: str  # what a maintainer reads: the summary, then diffoscope's text
 

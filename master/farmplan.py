@@ -24,6 +24,8 @@ from workers.checkout import repository_in
 
 @dataclass(frozen=True)
 class FarmPlan:
+    """A plan for one commit of the recipes, with each recipe's inputs."""
+
     commit: str
     plan: Plan
     inputs: dict[str, RecipeInputs]

@@ -71,6 +71,8 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The gate's decision on a package's builds so far."""
+
     state: str  # "publish", "wait" or "refuse"
     agreeing: tuple[Attempt, ...] = ()  # publish: the builds that agree, one per worker
     compared: tuple[Attempt, ...] = ()  # refuse: what to compare (or the failed ones)

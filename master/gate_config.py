@@ -31,6 +31,8 @@ _PREFIX = re.compile(r"[a-z0-9][a-z0-9.+/_-]*\*")
 
 @dataclass(frozen=True)
 class GateRule:
+    """How many builds (N) are made, and how many (K) must agree."""
+
     builds: int  # N
     agree: int  # K
 
@@ -40,6 +42,8 @@ class GateRule:
 
 @dataclass(frozen=True)
 class Reproducibility:
+    """farm.yaml's reproducibility: the gate's rule for each package."""
+
     default: GateRule = GateRule(1, 1)
     packages: dict[str, GateRule] = field(default_factory=dict)  # name, or prefix*
     allow_unreproducible: bool = False

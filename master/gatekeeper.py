@@ -34,6 +34,8 @@ from provenance.publish import Published
 
 @dataclass(frozen=True)
 class GateResult:
+    """What became of a package at the gate, and why."""
+
     state: str  # "published", "waiting", "refused", "failed" (every build did), or
     # "decided" (by an earlier build)
     summary: str

@@ -58,6 +58,8 @@ exec {python} -m master.hook {farm}
 
 @dataclass(frozen=True)
 class InitOptions:
+    """What `kiln farm init` sets up."""
+
     workers: int = 2
     registry: str = "127.0.0.1:5000"
     recipes: str | None = None  # a repository URL; None: a bare one here, seeded

@@ -44,6 +44,8 @@ class RecipeInputs:
 
 @dataclass(frozen=True)
 class Plan:
+    """The recipes to build for a push, wave by wave, with their plan keys."""
+
     waves: tuple[tuple[str, ...], ...]  # the recipes to build, wave by wave
     keys: Mapping[str, str]  # plan key of every recipe that has one
     published: frozenset[str] = frozenset()  # recipes whose key is published: not built

@@ -23,6 +23,8 @@ from provenance.verify import Trust, verify_bundle
 
 @dataclass(frozen=True)
 class ProvenanceState:
+    """Whether a publication's provenance verified, and who signed it."""
+
     verified: bool
     signer: str  # "key <hint>": who signed, never where the key lies
     problem: str = ""

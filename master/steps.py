@@ -56,6 +56,8 @@ INDEX_PATIENCE = 600.0  # seconds a publication waits for the index before it gi
 
 
 class PlanStep(BuildStep):
+    """Plans a push or a rebuild: the recipes to build, then a trigger for each wave."""
+
     name = "plan"
 
     def __init__(self, farm: FarmConfig, names: PackageNames | None = None,

@@ -24,6 +24,8 @@ from provenance.signers import Signer
 
 @dataclass(frozen=True)
 class Attested:
+    """A signed statement's bundle, and where it was pushed."""
+
     bundle: bytes
     artifact: Reference | None  # where the FileSet and its bundle are, if pushed
     referrer: str | None

@@ -45,6 +45,8 @@ def key_bundle(envelope: Envelope, public_key: ec.EllipticCurvePublicKey) -> byt
 
 @dataclass(frozen=True)
 class ParsedBundle:
+    """A Sigstore bundle as read, before its signature is checked."""
+
     raw: bytes  # as it came
     envelope: Envelope
     key_hint: str | None  # a key-signed bundle's hint; None for keyless

@@ -30,7 +30,7 @@ from kiln.registry.reference import Reference
 from kiln.registry.referrers import remembered_blobs
 from kiln.store.store import Store
 from provenance.bundle import BUNDLE_TYPE, parse_bundle
-from provenance.policy import Evidence, TrustPolicy
+from provenance.policy import Evidence, TrustPolicy, trusted_for
 from provenance.registry import fetch_bundles
 from provenance.statement import IMAGE_TYPE
 from provenance.verify import Trust, Verified, verify_bundle
@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class PackageProof:
+    """A package verified: who signed it, and what its provenance says."""
+
     name: str
     version: str
     digest: Digest
@@ -67,6 +69,8 @@ class PackageProof:
 
 @dataclass(frozen=True)
 class ImageProof:
+    """An image verified with each of its packages."""
+
     name: str
     version: str
     digest: Digest
@@ -108,12 +112,7 @@ class Checker:
         return self.store.layout.cache / "bundles"
 
     def trust_for(self, name: str) -> Trust:
-        if self.trust is not None:
-            return self.trust
-        if self.policy is None:
-            raise CheckFailed("say whom to trust: --key, --identity and --issuer, or --policy",
-                              reason="no-trust")
-        return self.policy.trust_for(name)
+        return trusted_for(name, self.trust, self.policy)
 
     def check_rules(self, evidence: Evidence) -> None:
         if self.policy is not None:

@@ -22,6 +22,8 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Envelope:
+    """A DSSE envelope: the signed payload, its type and signatures."""
+
     payload_type: str
     payload: bytes  # the statement's bytes, as signed
     signatures: tuple[tuple[str, bytes], ...]  # (keyid, signature)

@@ -21,6 +21,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a file name's stem, no
 
 @dataclass(frozen=True)
 class KeyPair:
+    """A signing key's two files, and the hint verifiers print."""
+
     private: Path
     public: Path
     hint: str  # what `kiln verify` prints as the signer: "key <hint>"

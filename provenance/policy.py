@@ -50,11 +50,15 @@ class Evidence:
 
 
 class Rule(Protocol):
+    """A policy rule: passes, or raises CheckFailed saying why not."""
+
     def verify(self, evidence: Evidence) -> None: ...
 
 
 @dataclass(frozen=True)
 class AllOf:
+    """A rule every one of `rules` must pass."""
+
     rules: tuple[Rule, ...]
 
     def verify(self, evidence: Evidence) -> None:
@@ -64,6 +68,8 @@ class AllOf:
 
 @dataclass(frozen=True)
 class AnyOf:
+    """A rule one of `rules` must pass; none listed admits nothing."""
+
     rules: tuple[Rule, ...]
 
     def verify(self, evidence: Evidence) -> None:
@@ -84,6 +90,8 @@ class AnyOf:
 
 @dataclass(frozen=True)
 class NotDenied:
+    """A rule that refuses the versions the policy denies."""
+
     denied: tuple[Relation, ...]
 
     def verify(self, evidence: Evidence) -> None:
@@ -95,6 +103,8 @@ class NotDenied:
 
 @dataclass(frozen=True)
 class BuilderIn:
+    """A rule that a package was built by one of `builders`."""
+
     builders: tuple[str, ...]
 
     def verify(self, evidence: Evidence) -> None:
@@ -133,6 +143,8 @@ class RecipeRepositoryIn:
 
 @dataclass(frozen=True)
 class ToolchainPinned:
+    """A rule that a build used exactly these toolchain digests."""
+
     digests: dict[str, str]  # name -> sha256:...
 
     def verify(self, evidence: Evidence) -> None:
@@ -176,6 +188,8 @@ class ReproducedBy:
 
 @dataclass(frozen=True)
 class TrustPolicy:
+    """A policy file: whom to trust for which names, and the rules all must pass."""
+
     trust: dict[str, Trust] = field(default_factory=dict)  # name prefix -> who
     rules: AllOf = field(default_factory=lambda: AllOf(()))  # every rule, denial included
     denied: NotDenied = field(default_factory=lambda: NotDenied(()))
@@ -187,6 +201,17 @@ class TrustPolicy:
                 return self.trust[prefix]
         raise CheckFailed(f"the policy trusts nobody to sign for {name}",
                           reason="untrusted-signer")
+
+
+def trusted_for(name: str, trust: Trust | None, policy: TrustPolicy | None) -> Trust:
+    """Whom to trust to sign for `name`: the trust the command line gives, else the
+    policy's."""
+    if trust is not None:
+        return trust
+    if policy is None:
+        raise CheckFailed("say whom to trust: --key, --identity and --issuer, or --policy",
+                          reason="no-trust")
+    return policy.trust_for(name)
 
 
 def load_policy(path: Path) -> TrustPolicy:

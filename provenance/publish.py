@@ -32,6 +32,8 @@ class PublishRefused(CheckFailed):
 
 @dataclass(frozen=True)
 class Published:
+    """A package published under its version's tag, with its bundle."""
+
     reference: Reference  # the version's tag, now pointing at the package
     manifest: Digest
     manifest_bytes: bytes  # as the registry holds it, for tagging it again

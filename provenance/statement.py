@@ -27,7 +27,6 @@ from kiln.canonical import Digest, canonical_json
 from kiln.errors import InputError
 from kiln.fileset import FileSet
 from kiln.package import PackageMetadata
-from kiln.recipes.repository import LOCAL_REPOSITORY
 from kiln.record import BuildRecord, Output
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -123,6 +122,8 @@ def _statement(subject: list[dict[str, Any]], build_type: str, external: dict[st
 
 def repository_uri(repo: str) -> str:
     """A recipe repository as statements name it."""
+    from kiln.recipes.repository import LOCAL_REPOSITORY  # a verifier needs no recipes
+
     return repo if "://" in repo or repo.startswith(LOCAL_REPOSITORY) else f"git+file://{repo}"
 
 

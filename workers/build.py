@@ -76,6 +76,8 @@ Substitute = Callable[[str, Digest], FileSet | None]
 
 @dataclass(frozen=True)
 class BuildOutcome:
+    """What a build left: its FileSet, its record, and whether it was built before."""
+
     record: BuildRecord | None  # None for a substitute: the farm's signed record stands
     fileset: FileSet
     reused: bool  # the build key was built before (here or, substituted, on a farm)

@@ -22,6 +22,8 @@ from kiln.store.store import Store
 
 @dataclass(frozen=True)
 class BuildLog:
+    """A build's kept log, and what built it."""
+
     name: str
     version: str
     build_key: str

@@ -26,6 +26,8 @@ SYSTEM_LIST = Path("/etc/apt/sources.list")
 
 @dataclass(frozen=True)
 class FetchedDebianSource:
+    """A Debian source package fetched: its .dsc and the files it lists."""
+
     dsc: FetchedFile
     files: tuple[FetchedFile, ...]  # what the .dsc lists: orig tarballs, debian tarball
 

@@ -24,6 +24,8 @@ from workers.sandbox import Mount, RunSpec, Sandbox
 
 @dataclass(frozen=True)
 class Debugging:
+    """What to do with a failed build: keep its state, open a shell in it."""
+
     keep: bool = False  # keep a failed run's /build and /out
     shell: bool = False  # and open a shell in its sandbox, on this process's terminal
 

@@ -34,6 +34,8 @@ DEBIAN_PATCHES = ("Debian's patches are not applied: the build finds the .dsc an
 
 @dataclass(frozen=True)
 class Pin:
+    """A recipe's source entry as pinned, in YAML's order."""
+
     fields: dict[str, str]  # the recipe's source entry, in its order
     note: str = ""  # what the maintainer should know besides
 

@@ -27,6 +27,8 @@ from kiln.store.store import Store
 
 @dataclass(frozen=True)
 class Candidate:
+    """A FileSet that may satisfy a build requirement."""
+
     name: str
     version: str
     digest: Digest

@@ -18,6 +18,8 @@ from workers.sandbox import Mount
 
 @dataclass(frozen=True)
 class Root:
+    """A composed root: its package mounts, links and environment."""
+
     mounts: tuple[Mount, ...]
     links: dict[str, str]
     env: dict[str, str]

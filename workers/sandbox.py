@@ -55,6 +55,8 @@ class Scratch:
 
 @dataclass(frozen=True)
 class RunSpec:
+    """Everything about one run: root, command, environment and limits."""
+
     argv: tuple[str, ...]
     env: Mapping[str, str]
     log: Path
@@ -98,6 +100,8 @@ def bounded(spec: RunSpec, limits: Limits) -> RunSpec:
 
 @dataclass(frozen=True)
 class RunResult:
+    """How a run ended, and where its log is."""
+
     exit_code: int | None  # None when it was killed for its time
     timed_out: bool
     seconds: float

@@ -48,6 +48,8 @@ DEFAULT_PREFIX = "kiln.dev"
 
 @dataclass(frozen=True)
 class CreatedRecipe:
+    """A recipe `kiln recipe new` wrote, and the lock change it made."""
+
     file: Path
     recipe: NewRecipe
     lock: LockChange | None  # None: not asked to update the lock

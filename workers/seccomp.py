@@ -128,6 +128,8 @@ PERSONALITY_QUERY = 0xFFFFFFFF  # reads the persona; allowed where the filter ca
 
 @dataclass(frozen=True)
 class _Arch:
+    """An architecture the filter knows: its audit number and its name in OCI's profile."""
+
     audit: int  # AUDIT_ARCH_*
     oci: str  # SCMP_ARCH_*
     x32_bit: int  # syscall numbers with this bit are another ABI (x86_64's x32)

@@ -25,6 +25,8 @@ FAKETIME_MOUNT = "/.kiln-check/faketime"  # where the library's directory is mou
 
 @dataclass(frozen=True)
 class Variation:
+    """What a check build varies from the first build (the reprotest set)."""
+
     directory: str = "/build"
     umask: str = "022"
     jobs: int | None = None  # None: the build's own
@@ -74,6 +76,8 @@ CHECK_VARIATIONS = (variation(1), variation(2))
 
 @dataclass(frozen=True)
 class Varied:
+    """A run's environment and mounts with a variation applied."""
+
     env: dict[str, str]
     mounts: tuple[Mount, ...]
 

@@ -15,6 +15,8 @@ _TAIL = 4096  # bytes read from the log's end for its last line
 
 
 class BuildWatcher(Protocol):
+    """What a build tells as it runs (its progress, on a terminal or a farm's log)."""
+
     def phase(self, name: str) -> None:
         """The build entered a phase: fetching sources, building, testing, ..."""
 

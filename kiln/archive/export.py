@@ -36,6 +36,8 @@ MANIFEST_SUFFIX = ".fileset.json"
 
 @dataclass(frozen=True)
 class ArchiveInfo:
+    """A FileSet's stable archive: its digest and size."""
+
     digest: Digest
     size: int
 

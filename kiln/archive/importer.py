@@ -56,6 +56,8 @@ _MAX_MANIFEST = 16 << 20
 
 @dataclass(frozen=True)
 class ImportResult:
+    """A FileSet imported from an archive, and how many files it holds."""
+
     fileset: FileSet
     files: int
 

@@ -255,6 +255,8 @@ def _truncated(what: str) -> InputError:
 
 @dataclass(frozen=True)
 class _Header:
+    """One tar header, as read, before it is checked."""
+
     name: bytes
     mode: int
     size: int

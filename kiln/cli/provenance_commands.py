@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from kiln.store.store import Store
     from provenance.attest import Attested
     from provenance.check import Checker
+    from provenance.policy import TrustPolicy
+    from provenance.verify import Trust
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,8 +75,16 @@ def add_trust_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def checker(store: Store, config: RegistryConfig, args: argparse.Namespace) -> Checker:
-    from kiln.errors import InputError
     from provenance.check import Checker
+
+    trust, policy = trust_given(args)
+    return Checker(store, config, policy, trust)
+
+
+def trust_given(args: argparse.Namespace) -> tuple[Trust | None, TrustPolicy | None]:
+    """The trust the command line names (--key, or --identity with --issuer) and the
+    policy file (--policy), either of them None."""
+    from kiln.errors import InputError
     from provenance.policy import load_policy
     from provenance.verify import Identity, Trust, load_public_key
 
@@ -85,8 +95,7 @@ def checker(store: Store, config: RegistryConfig, args: argparse.Namespace) -> C
         trust = Trust(keys=(load_public_key(args.key),) if args.key else (),
                       identities=(Identity(args.identity, args.issuer),) if args.identity
                       else (), trusted_root=args.trusted_root)
-    policy = load_policy(args.policy) if args.policy else None
-    return Checker(store, config, policy, trust)
+    return trust, load_policy(args.policy) if args.policy else None
 
 
 def sign_fileset(store: Store, fileset: FileSet, statement: bytes, signer_uri: str,
@@ -151,17 +160,20 @@ def cmd_key_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    if args.bundle:  # the store and a file: no registry, so none of its modules
+        with store.shared():
+            result = _verify_bundle_file(store, args)
+        _print_verified(args, result)
+        return 0
     from kiln.registry.config import load_config
     from kiln.registry.reference import is_registry_reference, parse_reference
 
-    store = open_store(args)
     config = load_config()
     check = checker(store, config, args)
     try:
         with store.shared():
-            if args.bundle:
-                result = _verify_bundle_file(store, check, args)
-            elif args.target.startswith("oci:"):
+            if args.target.startswith("oci:"):
                 from kiln.image.location import open_location
 
                 result = check.image(open_location(args.target, config)).to_json()
@@ -171,6 +183,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 result = _verify_reference(check, reference)
     finally:
         check.close()
+    _print_verified(args, result)
+    return 0
+
+
+def _print_verified(args: argparse.Namespace, result: dict[str, object]) -> None:
     if args.json:
         print_json(result)
     else:
@@ -179,7 +196,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         extra = f" and its {count} packages" if count else ""
         print(f"verified {result['name']}@{result['version']} ({result['digest']}){extra},"
               f" signed by {result['signer']}")
-    return 0
 
 
 def _located(config: RegistryConfig, text: str) -> Reference:
@@ -207,17 +223,18 @@ def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]
     return check.image(RegistryImageStore(reference, client)).to_json()
 
 
-def _verify_bundle_file(store: Store, check: Checker,
-                        args: argparse.Namespace) -> dict[str, object]:
+def _verify_bundle_file(store: Store, args: argparse.Namespace) -> dict[str, object]:
     from provenance.bundle import parse_bundle, read_bundle_file
-    from provenance.policy import Evidence
+    from provenance.policy import Evidence, trusted_for
     from provenance.verify import verify_bundle
 
+    trust, policy = trust_given(args)
     fileset = resolve_ref(store, args.target)
     bundle = parse_bundle(read_bundle_file(args.bundle), str(args.bundle))
-    verified = verify_bundle(bundle, check.trust_for(fileset.name), fileset.digest,
+    verified = verify_bundle(bundle, trusted_for(fileset.name, trust, policy), fileset.digest,
                              str(args.bundle))
-    check.check_rules(Evidence(fileset.name, fileset.version, verified))
+    if policy is not None:
+        policy.rules.verify(Evidence(fileset.name, fileset.version, verified))
     return {"name": fileset.name, "version": fileset.version, "digest": fileset.digest,
             "signer": verified.signer, "buildType": verified.build_type,
             "builder": verified.builder}

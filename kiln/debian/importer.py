@@ -37,6 +37,8 @@ class DebDigestMismatch(InputError):
 
 @dataclass(frozen=True)
 class DebianImport:
+    """A .deb apt found, and the FileSet it became."""
+
     package: AptPackage
     fileset: FileSet
 

@@ -33,6 +33,8 @@ FetchPackage = Callable[[str, str], FileSet]
 
 @dataclass(frozen=True)
 class Composed:
+    """An image composed from FileSets, and the lock that pins them."""
+
     image: Image
     lock: ImageLock
 

@@ -27,12 +27,16 @@ from kiln.registry.artifact import Descriptor
 
 @dataclass(frozen=True)
 class Layer:
+    """An image layer and the packages it holds."""
+
     descriptor: Descriptor
     packages: tuple[LockedPackage, ...]  # empty for the install-links layer
 
 
 @dataclass(frozen=True)
 class ImageSummary:
+    """What an image's manifest and config say: its packages, layers and run settings."""
+
     digest: Digest
     name: str
     version: str
@@ -111,6 +115,8 @@ def _packages(text: str | None) -> tuple[LockedPackage, ...]:
 
 @dataclass(frozen=True)
 class Change:
+    """A package an update adds, moves or removes (None on the side it is absent)."""
+
     name: str
     before: LockedPackage | None
     after: LockedPackage | None

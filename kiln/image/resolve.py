@@ -27,6 +27,8 @@ from kiln.store.store import Store
 
 @dataclass(frozen=True)
 class Candidate:
+    """A stored FileSet that may satisfy a requirement of an image."""
+
     identifier: str  # the name it was found for (a provided name, for a provider)
     name: str
     version: str

@@ -39,6 +39,8 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 @dataclass(frozen=True)
 class PackageSet:
+    """A named, versioned set of package versions images draw from."""
+
     name: str
     version: str
     packages: tuple[LockedPackage, ...]

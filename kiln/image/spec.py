@@ -50,6 +50,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class ImageSpec:
+    """An image spec as read: its packages and how the image runs."""
+
     file: Path
     name: str
     version: str
@@ -133,6 +135,8 @@ def _pairs(reader: Reader, node: Node | None, what: str) -> tuple[tuple[str, int
 
 @dataclass(frozen=True)
 class LockedPackage:
+    """A package an image pins (image.lock), by name, version and FileSet digest."""
+
     name: str
     version: str
     digest: Digest

@@ -26,6 +26,8 @@ LOCK_FORMAT = "kiln.lock/v1"
 
 @dataclass(frozen=True)
 class LockedPackage:
+    """A Debian package at the version the lock pins, with its FileSet and .deb digests."""
+
     name: str
     version: str
     digest: Digest
@@ -39,6 +41,8 @@ class LockedPackage:
 
 @dataclass(frozen=True)
 class Lock:
+    """recipes.lock: the Debian packages builds may use, each at one version."""
+
     suite: str
     packages: tuple[LockedPackage, ...]
 

@@ -32,6 +32,8 @@ from kiln.store.store import Store
 
 @dataclass(frozen=True)
 class LockChange:
+    """A lock after an update, and what the update added, moved and removed."""
+
     lock: Lock
     added: tuple[LockedPackage, ...] = ()
     updated: tuple[tuple[LockedPackage, LockedPackage], ...] = ()  # (before, after)

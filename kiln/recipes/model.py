@@ -93,6 +93,8 @@ Source = UrlSource | GitSource | PathSource | DebianSource
 
 @dataclass(frozen=True)
 class PackageInfo:
+    """What a recipe says of its package: name, version, summary, license."""
+
     name: str
     version: str
     summary: str

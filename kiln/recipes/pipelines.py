@@ -48,12 +48,16 @@ _PLACEHOLDER = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
 
 @dataclass(frozen=True)
 class PipelineInput:
+    """An input a pipeline declares: its default, or none when a recipe must give it."""
+
     default: str | None  # None: the recipe must give it
     description: str = ""
 
 
 @dataclass(frozen=True)
 class Pipeline:
+    """A reusable build pipeline, as a file of the recipe repository."""
+
     name: str  # its path under pipelines/, without .yaml
     file: Path
     sha256: str  # of the file's bytes: what a build that uses it records
@@ -64,12 +68,16 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class RunStep:
+    """A build step that runs a script."""
+
     script: str
     line: int = 0
 
 
 @dataclass(frozen=True)
 class UseStep:
+    """A build step that uses a pipeline, with the inputs the recipe gives it."""
+
     pipeline: str
     values: Mapping[str, str]
     line: int = 0

@@ -32,6 +32,8 @@ LOCAL_REPOSITORY = "local:"
 
 @dataclass(frozen=True)
 class RecipeRepository:
+    """A recipe repository as read: its recipes, their problems and its lock."""
+
     root: Path
     recipes: dict[str, Recipe]  # by package name
     problems: tuple[Problem, ...]

@@ -41,6 +41,8 @@ _MAX_CONFIG = 16 << 20
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor: media type, digest, size."""
+
     media_type: str
     digest: Digest
     size: int
@@ -51,6 +53,8 @@ class Descriptor:
 
 @dataclass(frozen=True)
 class Pushed:
+    """A FileSet pushed as an artifact, and what each of its blobs took."""
+
     reference: Reference  # with the manifest digest
     fileset: FileSet
     layer: Descriptor

@@ -37,12 +37,16 @@ from kiln.registry.reference import Reference, parse_reference
 
 @dataclass(frozen=True)
 class Mapping:
+    """Where packages whose names start with `prefix` are published."""
+
     prefix: str
     location: str
 
 
 @dataclass(frozen=True)
 class RegistryConfig:
+    """registries.yaml: where names are published, and which hosts speak plain http."""
+
     mappings: tuple[Mapping, ...] = ()
     insecure: frozenset[str] = frozenset()
     secure: frozenset[str] = frozenset()
@@ -125,6 +129,8 @@ def _text(node: Node, path: Path, key: str) -> str:
 
 @dataclass(frozen=True)
 class Credentials:
+    """A login for a registry, from podman's or skopeo's auth file."""
+
     username: str
     password: str
 

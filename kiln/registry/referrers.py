@@ -25,6 +25,8 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 @dataclass(frozen=True)
 class Referrer:
+    """A manifest that refers to another (a bundle to its package)."""
+
     digest: Digest
     artifact_type: str
     annotations: dict[str, str]

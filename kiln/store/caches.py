@@ -37,6 +37,8 @@ KINDS = ("sources", "git-mirrors", "build-records", "kept-builds", "hash-indexes
 
 @dataclass(frozen=True)
 class CacheEntry:
+    """What gc removes of a cache at once, with its size and last use."""
+
     kind: str
     paths: tuple[Path, ...]  # removed together (a record and its log)
     size: int  # bytes its removal frees
@@ -45,12 +47,16 @@ class CacheEntry:
 
 @dataclass
 class Freed:
+    """How many entries, and bytes, gc freed of one kind."""
+
     entries: int = 0
     bytes: int = 0
 
 
 @dataclass
 class CacheReport:
+    """What gc freed by kind, and what the caches hold after."""
+
     freed: dict[str, Freed] = field(default_factory=dict)
     kept_bytes: int = 0  # what the caches hold after the bounds
 

@@ -31,6 +31,8 @@ class Problem:
 
 @dataclass
 class FsckReport:
+    """What `kiln store fsck` checked and found wrong."""
+
     objects_checked: int = 0
     bytes_checked: int = 0
     filesets_checked: int = 0

@@ -22,6 +22,8 @@ from kiln.store.store import Store
 
 @dataclass
 class GcReport:
+    """What `kiln store gc` removed and freed."""
+
     filesets_removed: list[str] = field(default_factory=list)
     trees_removed: int = 0
     objects_removed: int = 0

@@ -58,6 +58,8 @@ def file_entry(path: str, entry: bytes) -> FileEntry:
 
 
 class Index(NamedTuple):
+    """A directory's remembered hashes: its files, other entries, and tree digest."""
+
     files: Files
     others: Others
     tree: str | None

@@ -47,6 +47,8 @@ SHARES_PER_JOB = 8
 
 @dataclass(frozen=True)
 class IngestResult:
+    """A FileSet ingested, and how much of its tree had to be hashed."""
+
     fileset: FileSet
     files: int
     bytes_total: int

@@ -23,10 +23,12 @@ DIGEST = 71  # "sha256:" and 64 hex digits
 
 
 class Base(DeclarativeBase):
-    pass
+    """The index's tables."""
 
 
 class Package(Base):
+    """A package version published, by its FileSet."""
+
     __tablename__ = "packages"
     __table_args__ = (UniqueConstraint("name", "version", "fileset"),)
 
@@ -68,6 +70,8 @@ class Build(Base):
 
 
 class BuildInput(Base):
+    """An input a published build read: a source, a lock entry, a toolchain."""
+
     __tablename__ = "build_inputs"
     __table_args__ = (Index("build_inputs_by_package", "name", "version"),)
 
@@ -113,6 +117,8 @@ class Provenance(Base):
 
 
 class PackageSet(Base):
+    """A package set published, by name and version."""
+
     __tablename__ = "package_sets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -120,6 +126,8 @@ class PackageSet(Base):
 
 
 class Image(Base):
+    """An image at a tag of a repository."""
+
     __tablename__ = "images"
     __table_args__ = (UniqueConstraint("repository", "tag"),)
 
@@ -138,6 +146,8 @@ class Image(Base):
 
 
 class ImagePackage(Base):
+    """A package an image holds, at its version."""
+
     __tablename__ = "image_packages"
     __table_args__ = (Index("image_packages_by_name", "name", "version"),)
 

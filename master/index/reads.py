@@ -84,6 +84,8 @@ def package_lines(engine: Engine) -> list[PackageLine]:
 
 @dataclass(frozen=True)
 class PackageHistory:
+    """A package's publications and plans, newest first."""
+
     name: str
     publications: list[PublicationView]  # newest first
     planned: list[PlanPackage]  # newest first, with their plans

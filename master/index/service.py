@@ -35,6 +35,8 @@ _STATES = {SUCCESS: writes.PUBLISHED, WARNINGS: writes.PUBLISHED, FAILURE: write
 
 
 class IndexService(service.BuildbotService):  # type: ignore[misc]
+    """Keeps the index in step with the registry while the master runs."""
+
     name = "kiln-index"
 
     def checkConfig(self, farm: FarmConfig) -> None:

@@ -51,6 +51,8 @@ _INPUT = re.compile(r"kiln:(?P<name>[^@]+)@(?P<version>.+)")
 
 @dataclass
 class SyncReport:
+    """What a sync of the index with the registry found."""
+
     repositories: int = 0
     packages: int = 0  # manifests indexed as packages
     images: int = 0
@@ -162,6 +164,8 @@ def tags(client: RegistryClient, repository: str) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class _Proof:
+    """A publication's provenance as the sync checked it."""
+
     signer: str
     verified: bool | None
     problem: str

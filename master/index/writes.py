@@ -30,6 +30,8 @@ PUBLISHED, FAILED, SKIPPED, STOPPED, BROKEN = "published", "failed", "skipped", 
 
 @dataclass(frozen=True)
 class PlannedPackage:
+    """A recipe's place in a plan: its wave and plan key."""
+
     name: str
     wave: int  # 0: not built
     plan_key: str = ""

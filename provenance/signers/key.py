@@ -15,6 +15,8 @@ from provenance.statement import PAYLOAD_TYPE
 
 
 class KeySigner:
+    """Signs with a private key of the host's."""
+
     def __init__(self, key: ec.EllipticCurvePrivateKey, where: str) -> None:
         self._key = key
         self.description = f"key {key_hint(key.public_key())} ({where})"

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 class KeylessSigner:
+    """Signs with Sigstore: an identity token, Fulcio and Rekor."""
+
     def __init__(self, instance: str) -> None:
         self.instance = instance
         self.description = f"sigstore ({instance})"
