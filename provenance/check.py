@@ -30,10 +30,10 @@ from kiln.registry.reference import Reference
 from kiln.registry.referrers import remembered_blobs
 from kiln.store.store import Store
 from provenance.bundle import BUNDLE_TYPE, parse_bundle
-from provenance.policy import Evidence, TrustPolicy, trusted_for
+from provenance.policy import Evidence, TrustPolicy
 from provenance.registry import fetch_bundles
 from provenance.statement import IMAGE_TYPE
-from provenance.verify import Trust, Verified, verify_bundle
+from provenance.verify import Trust, Verified, trusted_for, verify_bundle
 
 if TYPE_CHECKING:  # a package's check needs neither: `kiln verify NAME@V` imports less
     from kiln.image.inspect import ImageSummary

@@ -203,17 +203,6 @@ class TrustPolicy:
                           reason="untrusted-signer")
 
 
-def trusted_for(name: str, trust: Trust | None, policy: TrustPolicy | None) -> Trust:
-    """Whom to trust to sign for `name`: the trust the command line gives, else the
-    policy's."""
-    if trust is not None:
-        return trust
-    if policy is None:
-        raise CheckFailed("say whom to trust: --key, --identity and --issuer, or --policy",
-                          reason="no-trust")
-    return policy.trust_for(name)
-
-
 def load_policy(path: Path) -> TrustPolicy:
     """Read a policy file; every problem, with its line, in one error."""
     root = load_yaml_file(path)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiln.canonical import Digest, canonical_json
 from kiln.errors import InputError
-from kiln.fileset import FileSet
-from kiln.package import PackageMetadata
-from kiln.record import BuildRecord, Output
+
+if TYPE_CHECKING:  # making statements needs them; reading one (a verifier) does not
+    from kiln.fileset import FileSet
+    from kiln.record import BuildRecord, Output
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -189,6 +190,8 @@ def package_statement(record: BuildRecord, builder: str | None = None,
 
 def debian_statement(fileset: FileSet, builder: str | None = None) -> bytes:
     """The provenance of a Debian package imported through apt: the .deb it came from."""
+    from kiln.package import PackageMetadata
+
     metadata = fileset.metadata
     labels = metadata.labels if isinstance(metadata, PackageMetadata) else {}
     deb_sha = labels.get("debian.deb-sha256")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,6 +20,9 @@ from kiln.errors import CheckFailed, InputError
 from provenance.bundle import ParsedBundle, key_hint
 from provenance.dsse import is_low_s, pae
 from provenance.statement import PAYLOAD_TYPE, SLSA_PROVENANCE, STATEMENT_TYPE
+
+if TYPE_CHECKING:
+    from provenance.policy import TrustPolicy
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,17 @@ class Trust:
         parts = [f"key {key_hint(k)}" for k in self.keys]
         parts += [f"{i.identity} ({i.issuer})" for i in self.identities]
         return ", ".join(parts) or "nobody"
+
+
+def trusted_for(name: str, trust: Trust | None, policy: TrustPolicy | None) -> Trust:
+    """Whom to trust to sign for `name`: the trust the command line gives, else the
+    policy's."""
+    if trust is not None:
+        return trust
+    if policy is None:
+        raise CheckFailed("say whom to trust: --key, --identity and --issuer, or --policy",
+                          reason="no-trust")
+    return policy.trust_for(name)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,6 @@ def trust_given(args: argparse.Namespace) -> tuple[Trust | None, TrustPolicy | N
     """The trust the command line names (--key, or --identity with --issuer) and the
     policy file (--policy), either of them None."""
     from kiln.errors import InputError
-    from provenance.policy import load_policy
     from provenance.verify import Identity, Trust, load_public_key
 
     if bool(args.identity) != bool(args.issuer):
@@ -95,7 +94,11 @@ def trust_given(args: argparse.Namespace) -> tuple[Trust | None, TrustPolicy | N
         trust = Trust(keys=(load_public_key(args.key),) if args.key else (),
                       identities=(Identity(args.identity, args.issuer),) if args.identity
                       else (), trusted_root=args.trusted_root)
-    return trust, load_policy(args.policy) if args.policy else None
+    if not args.policy:
+        return trust, None
+    from provenance.policy import load_policy  # a key alone needs none of the policy's rules
+
+    return trust, load_policy(args.policy)
 
 
 def sign_fileset(store: Store, fileset: FileSet, statement: bytes, signer_uri: str,
@@ -225,8 +228,7 @@ def _verify_reference(check: Checker, reference: Reference) -> dict[str, object]
 
 def _verify_bundle_file(store: Store, args: argparse.Namespace) -> dict[str, object]:
     from provenance.bundle import parse_bundle, read_bundle_file
-    from provenance.policy import Evidence, trusted_for
-    from provenance.verify import verify_bundle
+    from provenance.verify import trusted_for, verify_bundle
 
     trust, policy = trust_given(args)
     fileset = resolve_ref(store, args.target)
@@ -234,6 +236,8 @@ def _verify_bundle_file(store: Store, args: argparse.Namespace) -> dict[str, obj
     verified = verify_bundle(bundle, trusted_for(fileset.name, trust, policy), fileset.digest,
                              str(args.bundle))
     if policy is not None:
+        from provenance.policy import Evidence
+
         policy.rules.verify(Evidence(fileset.name, fileset.version, verified))
     return {"name": fileset.name, "version": fileset.version, "digest": fileset.digest,
             "signer": verified.signer, "buildType": verified.build_type,

@@ -26,14 +26,24 @@ that keeps nothing it was not told to flush, and finds every reported FileSet.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.errors import StoreError
 
-_libc = ctypes.CDLL(None, use_errno=True)
+if TYPE_CHECKING:
+    import ctypes
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    """libc, for syncfs (not in Python's os); loaded by the first write, not by readers."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def sync_mode() -> str:
@@ -57,7 +67,9 @@ def sync_file_system(path: Path) -> None:
     """Everything written to the file system holding `path`, on the disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
+        if _libc().syncfs(fd) != 0:
+            import ctypes
+
             code = ctypes.get_errno()
             raise StoreError(f"the disk under {path} did not confirm the writes:"
                              f" {os.strerror(code)}", reason="store-write")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 from kiln.canonical import Digest, digest_hex
@@ -74,7 +73,7 @@ class StoreLayout:
         return self.materialized / digest_hex(digest)
 
     def temp_name(self, prefix: str) -> Path:
-        return self.tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+        return self.tmp / f"{prefix}-{os.getpid()}-{_token()}"
 
 
 def mark_used(path: Path) -> None:
@@ -86,7 +85,7 @@ def mark_used(path: Path) -> None:
 
 def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o444) -> None:
     """Write a whole file so that readers see either nothing or all of it."""
-    tmp = tmp_dir / f"write-{os.getpid()}-{secrets.token_hex(6)}"
+    tmp = tmp_dir / f"write-{os.getpid()}-{_token()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         write_all(fd, data)
@@ -106,3 +105,9 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _token() -> str:
+    """A unique part for a temporary name (os.urandom: `secrets` costs every command an
+    import of hmac and random)."""
+    return os.urandom(6).hex()

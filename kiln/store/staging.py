@@ -15,7 +15,6 @@ open, read, close the source; create, write, close the object.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import itertools
@@ -64,17 +63,29 @@ class _NoReplaceRename:
     _RENAME_NOREPLACE = 1
 
     def __init__(self) -> None:
-        try:
-            self._call: Callable[..., int] | None = ctypes.CDLL(None, use_errno=True).renameat2
-        except (AttributeError, OSError):
-            self._call = None
+        self._call: Callable[..., int] | None = None
+        self._looked_up = False  # by the first rename: a reader of the store needs no libc
+
+    def _renameat2(self) -> Callable[..., int] | None:
+        if not self._looked_up:
+            import ctypes
+
+            try:
+                self._call = ctypes.CDLL(None, use_errno=True).renameat2
+            except (AttributeError, OSError):
+                self._call = None
+            self._looked_up = True
+        return self._call
 
     def __call__(self, source: str, target: str) -> bool:
         """Move `source` to `target` unless `target` exists; True if it was moved."""
-        if self._call is not None:
-            if self._call(self._AT_FDCWD, os.fsencode(source), self._AT_FDCWD,
-                          os.fsencode(target), self._RENAME_NOREPLACE) == 0:
+        call = self._renameat2()
+        if call is not None:
+            if call(self._AT_FDCWD, os.fsencode(source), self._AT_FDCWD,
+                    os.fsencode(target), self._RENAME_NOREPLACE) == 0:
                 return True
+            import ctypes
+
             code = ctypes.get_errno()
             if code == errno.EEXIST:
                 os.unlink(source)
