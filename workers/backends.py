@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kiln.errors import InputError
-from workers.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from workers.sandbox import Sandbox
 
 BACKENDS = ("bwrap", "runc")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import time
 from pathlib import Path
 
 from kiln.errors import InputError
+from kiln.store.layout import unique_part
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -24,7 +24,7 @@ class RunCgroups:
     """The cgroup(s) of one run, which its first process joins before it executes."""
 
     def __init__(self, memory_bytes: int, pids: int) -> None:
-        name = f"kiln-{os.getpid()}-{secrets.token_hex(4)}"
+        name = f"kiln-{os.getpid()}-{unique_part(4)}"
         if (ROOT / "cgroup.controllers").exists():  # v2, unified
             self.directories = [ROOT / name]
             limits = {"memory.max": memory_bytes, "memory.swap.max": 0, "pids.max": pids}

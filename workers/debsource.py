@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.debian.apt import network_failure
 from kiln.errors import InputError
 from kiln.recipes.model import DebianSource
 from workers.sources import FetchedFile, SourceCache
@@ -74,6 +73,8 @@ class DebianSourceApt:
             raise InputError("apt-get is not installed; Debian sources need apt",
                              reason="apt-missing") from exc
         if result.returncode != 0:
+            from kiln.debian.apt import network_failure
+
             raise InputError(f"apt-get {' '.join(args)}: {result.stderr.strip()}",
                              reason="source-unreachable",
                              temporary=network_failure(result.stderr))

@@ -16,10 +16,13 @@ import shutil
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.errors import InputError
 from kiln.store.store import Store
-from workers.sandbox import Mount, RunSpec, Sandbox
+
+if TYPE_CHECKING:
+    from workers.sandbox import RunSpec, Sandbox
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ def open_shell(sandbox: Sandbox, failed: RunSpec, kept: Path, directory: str) ->
     """A shell in the failed run's sandbox: its root, /src, environment and limits, with
     the kept /build (at `directory`) and /out writable; on this process's stdin and
     stdout. Its exit status (None if it outlived the run's time limit)."""
+    from workers.sandbox import Mount
+
     mounts = tuple(mount for mount in failed.mounts if mount.target not in ("/out", directory))
     spec = replace(failed, argv=("/bin/sh", "-i"), cwd=directory, input_fd=0, output_fd=1,
                    mounts=(*mounts, Mount(directory, kept / "build", writable=True),

@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import stat
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from kiln.errors import ConflictError, StoreError
 from kiln.ownership import owned_directory
+from kiln.store.layout import unique_part
 from workers.sandbox import Mount, RunSpec
 
 # Fast, and cleaned up with the machine: the farm holds thousands of symlinks.
@@ -154,7 +154,7 @@ def _remove_unless_used(roots: Path, path: Path) -> bool:
         except BlockingIOError:
             return False  # a run uses it
         # Out of sight while locked: a run that opened it before must see it gone.
-        dead = roots / f".dead-{secrets.token_hex(6)}"
+        dead = roots / f".dead-{unique_part()}"
         try:
             os.rename(path, dead)
         except OSError:

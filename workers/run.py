@@ -10,7 +10,7 @@ image's user (numeric: images carry no /etc/passwd).
 
 from __future__ import annotations
 
-import platform
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,7 +35,7 @@ GRANTED_BY_DEFAULT = frozenset({
 
 def check_kernel(required: str | None, running: str | None = None) -> None:
     """Refuse to start on a kernel older than the image requires, naming both."""
-    running = running or platform.release()
+    running = running or os.uname().release
     if required and kernel_key(running) < kernel_key(required):
         raise CheckFailed(f"the image requires kernel {required} or newer; this host runs"
                           f" {running}", reason="kernel-too-old")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import stat
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any
 
 from kiln.errors import InputError
 from kiln.hostconfig import host_config
+from kiln.store.layout import unique_part
 from workers import seccomp
 from workers.rootfs import SCRATCH, mounts_to_bind, root_in_use
 from workers.sandbox import RunOutput, RunResult, RunSpec, require_tool, wait_with_deadline
@@ -74,7 +74,7 @@ class RuncSandbox:
     def run(self, spec: RunSpec) -> RunResult:
         _reap_once(self._runc)
         bundle = Path(tempfile.mkdtemp(prefix=f"{BUNDLE_PREFIX}{os.getpid()}-", dir=SCRATCH))
-        container = f"kiln-{os.getpid()}-{secrets.token_hex(4)}"
+        container = f"kiln-{os.getpid()}-{unique_part(4)}"
         state = bundle / "state"
         finished = False
         try:

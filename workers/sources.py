@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 import urllib.parse
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from kiln.errors import InputError
 from kiln.hostconfig import HostConfig, file_url_path, host_config, local_source_problem
 from kiln.recipes.model import GitSource, PathSource, UrlSource
-from kiln.store.layout import mark_used
+from kiln.store.layout import mark_used, unique_part
 
 if TYPE_CHECKING:
     from git import Repo
@@ -82,7 +81,7 @@ class SourceCache:
 
         Past `max_size` bytes the copy stops and nothing is kept. `tell_digest`
         False keeps the actual digest out of the refusal (a host file's)."""
-        tmp = self.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}"
+        tmp = self.root / "tmp" / f"{os.getpid()}-{unique_part()}"
         digest = hashlib.sha256()
         copied = 0
         try:
@@ -205,7 +204,7 @@ def fetch_git(cache: SourceCache, source: GitSource, recipe_repository: Path | N
     mirror = cache.mirror_path(source.url)
     try:
         if not mirror.exists():
-            scratch = cache.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}.git"
+            scratch = cache.root / "tmp" / f"{os.getpid()}-{unique_part()}.git"
             try:
                 git.Repo.clone_from(source.url, scratch, mirror=True)
                 os.rename(scratch, mirror)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import secrets
 from pathlib import Path
 
 from kiln.errors import InputError
 from kiln.recipes.model import SplitOutput
+from kiln.store.layout import unique_part
 
 
 def split_out(out: Path, outputs: tuple[SplitOutput, ...], where: str
@@ -42,7 +42,7 @@ def split_out(out: Path, outputs: tuple[SplitOutput, ...], where: str
                              f" (paths: {', '.join(output.paths)})", reason="empty-output")
     places = []
     for output, paths in zip(outputs, claimed, strict=True):
-        place = out / f".kiln-split-{secrets.token_hex(8)}"
+        place = out / f".kiln-split-{unique_part(8)}"
         os.mkdir(place, 0o755)  # fails on anything there already, a link too
         for path in paths:
             target = place / path

@@ -14,7 +14,6 @@ from kiln.cli.output import print_json
 if TYPE_CHECKING:
     from kiln.store import Store
     from workers.build import BuildOutcome
-    from workers.sandbox import Sandbox
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,8 +94,8 @@ def cmd_build_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watched_build(args: argparse.Namespace, store: Store, sandbox: Sandbox,
-                   fetch: Any, substitute: Any) -> BuildOutcome:
+def _watched_build(args: argparse.Namespace, store: Store, fetch: Any,
+                   substitute: Any) -> BuildOutcome:
     """The build, its phase and log's last line on stderr while it runs."""
     from kiln.cli.progress import BuildLines
     from workers.build import build
@@ -105,7 +104,8 @@ def _watched_build(args: argparse.Namespace, store: Store, sandbox: Sandbox,
     # The shell's own prompt has the terminal: no status line over it.
     watcher = None if args.shell else BuildLines(args.recipe)
     try:
-        return build(store, sandbox, args.recipes, args.recipe, commit=args.commit,
+        # The backend by name: opened only if the build runs.
+        return build(store, args.sandbox, args.recipes, args.recipe, commit=args.commit,
                      allow_dirty=args.allow_dirty, jobs=args.jobs, check=args.check,
                      fetch=fetch, substitute=substitute, attempt=args.attempt,
                      debugging=Debugging(keep=args.keep_failed, shell=args.shell),
@@ -116,14 +116,11 @@ def _watched_build(args: argparse.Namespace, store: Store, sandbox: Sandbox,
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from workers.backends import open_sandbox
-
-    sandbox = open_sandbox(args.sandbox)
     store = open_store(args)
     if args.deps:
-        _build_needs(args, store, sandbox)
+        _build_needs(args, store)
     fetch, substitute = _substitution(args, store)
-    outcome = _watched_build(args, store, sandbox, fetch, substitute)
+    outcome = _watched_build(args, store, fetch, substitute)
     if outcome.record is None:  # a substitute: the farm built, signed and published it
         if args.json:
             print_json({"output": {"name": outcome.fileset.name,
@@ -189,17 +186,18 @@ def _collect_past_threshold(store: Store) -> None:
     """Between builds, never during one: past the host's gc threshold, a build that
     ended bounds the store's caches (gc's exclusive lock waits for other builds).
     Without a max-size, the threshold is the bound."""
-    import dataclasses
-
-    from kiln.cli.output import human_size
-    from kiln.cli.store_commands import collect_bounded, describe_freed
     from kiln.hostconfig import host_config
-    from kiln.store.caches import caches_size
 
     policy = host_config().gc
     threshold = policy.threshold
     if threshold is None:
         return
+    import dataclasses
+
+    from kiln.cli.output import human_size
+    from kiln.cli.store_commands import collect_bounded, describe_freed
+    from kiln.store.caches import caches_size
+
     size = caches_size(store)
     if size <= threshold:
         return
@@ -211,7 +209,7 @@ def _collect_past_threshold(store: Store) -> None:
           f" {human_size(threshold)}: {freed}", file=sys.stderr)
 
 
-def _build_needs(args: argparse.Namespace, store: Store, sandbox: Sandbox) -> None:
+def _build_needs(args: argparse.Namespace, store: Store) -> None:
     """Build, wave by wave, the recipes the one asked for needs (not itself)."""
     from kiln.errors import InputError
     from master.planning import closure_plan
@@ -226,7 +224,7 @@ def _build_needs(args: argparse.Namespace, store: Store, sandbox: Sandbox) -> No
         for needed in wave:
             if needed == name:
                 continue
-            outcome = build(store, sandbox, recipes, needed, commit=args.commit,
+            outcome = build(store, args.sandbox, recipes, needed, commit=args.commit,
                             allow_dirty=args.allow_dirty, jobs=args.jobs)
             state = "already built" if outcome.reused else "built"
             print(f"wave {index}: {outcome.fileset.label} ({state})", file=sys.stderr)

@@ -75,7 +75,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from kiln.store.gc import live_filesets
-    from workers.build import forget_dead_builds
+    from workers.build_records import forget_dead_builds
 
     store = open_store(args)
     policy = gc_policy(args)

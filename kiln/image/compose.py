@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +119,7 @@ def compose_image(store: Store, name: str, version: str, packages: list[FileSet]
                        data=install))
     env = {"PATH": DEFAULT_PATH, **plan.env, **run.env}
     config = canonical_json({
-        "architecture": _ARCHITECTURES.get(platform.machine(), platform.machine()),
+        "architecture": _ARCHITECTURES.get(os.uname().machine, os.uname().machine),
         "os": "linux",
         "config": _run_config(run, env),
         "rootfs": {"type": "layers", "diff_ids": [blob.descriptor.digest for blob in layers]},

@@ -73,7 +73,7 @@ class StoreLayout:
         return self.materialized / digest_hex(digest)
 
     def temp_name(self, prefix: str) -> Path:
-        return self.tmp / f"{prefix}-{os.getpid()}-{_token()}"
+        return self.tmp / f"{prefix}-{os.getpid()}-{unique_part()}"
 
 
 def mark_used(path: Path) -> None:
@@ -85,7 +85,7 @@ def mark_used(path: Path) -> None:
 
 def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o444) -> None:
     """Write a whole file so that readers see either nothing or all of it."""
-    tmp = tmp_dir / f"write-{os.getpid()}-{_token()}"
+    tmp = tmp_dir / f"write-{os.getpid()}-{unique_part()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         write_all(fd, data)
@@ -107,7 +107,7 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def _token() -> str:
-    """A unique part for a temporary name (os.urandom: `secrets` costs every command an
-    import of hmac and random)."""
-    return os.urandom(6).hex()
+def unique_part(size: int = 6) -> str:
+    """A unique part for a temporary name: `size` random bytes in hex (os.urandom, as
+    `secrets` uses, whose import of hmac and random costs every command)."""
+    return os.urandom(size).hex()

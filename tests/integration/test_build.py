@@ -451,7 +451,7 @@ def test_a_host_file_is_no_source_for_kiln_build_or_recipe_check(
 
 def test_the_build_key_counts_only_the_builds_own_closure_of_the_lock(
         recipes: Path, kiln: Kiln, tmp_path: Path, apt_lists: None) -> None:  # noqa: F811
-    from workers.build import prepare
+    from workers.build_plan import prepare
 
     store = Store.open(kiln.store_dir)
     before = prepare(store, recipes, "tiny", tmp_path / "one", sandbox="bwrap")

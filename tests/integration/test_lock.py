@@ -118,7 +118,7 @@ def test_adding_a_package_moves_no_pin_and_no_unrelated_build_key(
         apt_lists: None) -> None:  # noqa: F811
     import git
 
-    from workers.build import prepare
+    from workers.build_plan import prepare
 
     before_key = prepare(store, curated, "tiny", tmp_path / "one", sandbox="bwrap").build_key
     before = entries(curated / "kiln.lock")

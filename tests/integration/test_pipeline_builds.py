@@ -15,7 +15,7 @@ import pytest
 from kiln.store import Store
 from tests.conftest import REPO, Kiln
 from tests.integration.test_debian import apt_lists  # noqa: F401 - a fixture
-from workers.build import prepare
+from workers.build_plan import prepare
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 

@@ -103,7 +103,7 @@ def test_the_build_key_is_pinned_and_covers_every_input() -> None:
 
 
 def test_the_kiln_commit_is_kilns_own_and_says_when_it_was_dirty(tmp_path: Path) -> None:
-    from workers.build import kiln_source
+    from workers.execute import kiln_source
 
     # Kiln's sources inside some other project's repository: no commit is Kiln's.
     other = tmp_path / "project"
