@@ -179,24 +179,42 @@ def _extract(git_dir: str, commit: str, relative: Path, into: Path) -> None:
 
 
 def _remote_holding(git_dir: str, commit: str) -> str | None:
-    """The URL of a remote of the repository at `git_dir` that holds `commit`, fetched
-    now to be sure.
+    """The URL of a remote of the repository at `git_dir` that holds `commit`.
 
     The record names the repository a consumer can get the recipes from: a
-    commit never pushed is in none, whatever the checkout's first remote says."""
-    for remote in _git(Path(git_dir), "remote").stdout.split():
-        fetched = subprocess.run(["git", "-C", git_dir, "fetch", "--quiet", "--no-tags",
-                                  remote], capture_output=True, timeout=FETCH_TIMEOUT,
-                                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, check=False)
-        if fetched.returncode != 0:
-            continue  # unreachable now: it cannot be said to hold the commit
-        holding = subprocess.run(["git", "-C", git_dir, "branch", "--remotes",
-                                  "--contains", commit, "--list", f"{remote}/*"],
-                                 capture_output=True, text=True, check=False)
-        if holding.returncode == 0 and holding.stdout.strip():
-            url = _git(Path(git_dir), "remote", "get-url", remote).stdout.strip()
-            return url or None
-    return None
+    commit never pushed is in none, whatever the checkout's first remote says. A
+    commit a remote-tracking branch already holds (pushed, or fetched) costs no
+    fetch, so a build of it neither waits for the network nor needs it; any other
+    is looked for again after fetching each remote, to be sure."""
+    remotes = _git(Path(git_dir), "remote").stdout.split()
+    holder = _remote_with(git_dir, commit, remotes)
+    if holder is None:
+        for remote in remotes:
+            fetched = subprocess.run(
+                ["git", "-C", git_dir, "fetch", "--quiet", "--no-tags", remote],
+                capture_output=True, timeout=FETCH_TIMEOUT,
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, check=False)
+            if fetched.returncode != 0:
+                continue  # unreachable now: it cannot be said to hold the commit
+            holder = _remote_with(git_dir, commit, [remote])
+            if holder is not None:
+                break
+        else:
+            return None
+    return _git(Path(git_dir), "remote", "get-url", holder).stdout.strip() or None
+
+
+def _remote_with(git_dir: str, commit: str, remotes: list[str]) -> str | None:
+    """The first of `remotes` one of whose remote-tracking branches contains `commit`."""
+    holding = subprocess.run(["git", "-C", git_dir, "branch", "--remotes", "--contains",
+                              commit, "--format=%(refname)"],
+                             capture_output=True, text=True, check=False)
+    if holding.returncode != 0:
+        return None
+    branches = holding.stdout.split()
+    return next((remote for remote in remotes
+                 if any(branch.startswith(f"refs/remotes/{remote}/") for branch in branches)),
+                None)
 
 
 def _mirror(store: Store, url: str) -> Any:

@@ -227,8 +227,17 @@ def test_the_record_names_a_repository_only_if_it_holds_the_commit(
     pushed = checkout_recipes(store, recipes, "tool", None, False, tmp_path / "c2")
     assert pushed.origin == upstream.git_dir
 
+    # Offline: the remote-tracking branch the push left says the remote holds it; a
+    # build of a pushed commit needs no fetch (it once fetched every remote, each build).
+    (tmp_path / "upstream.git").rename(tmp_path / "away.git")
+    offline = checkout_recipes(store, recipes, "tool", None, False, tmp_path / "c2-offline")
+    assert offline.origin == upstream.git_dir
+
     recipe.write_text("package: {name: kiln.dev/tool, version: '2'}\nbuild: 'true'\n")
     clone.index.add([str(recipe)])
-    clone.index.commit("tool 2")  # committed, not pushed: local again
+    clone.index.commit("tool 2")  # committed, not pushed (and unreachable): local again
     assert checkout_recipes(store, recipes, "tool", None, False,
                             tmp_path / "c3").origin.startswith("local:")
+    (tmp_path / "away.git").rename(tmp_path / "upstream.git")
+    assert checkout_recipes(store, recipes, "tool", None, False,
+                            tmp_path / "c4").origin.startswith("local:")  # reachable: still
