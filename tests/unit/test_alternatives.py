@@ -40,6 +40,35 @@ def test_debians_literal_calls_are_read_with_their_slaves() -> None:
         "which", "/usr/bin/which", "/usr/bin/which.debianutils", 0)
 
 
+# automake's postinst (Debian 12) sets its version and priority in variables first.
+AUTOMAKE = """#!/bin/sh
+
+set -e
+
+ver=1.16
+prio=34
+
+update-alternatives --install /usr/bin/automake automake \\
+	/usr/bin/automake-$ver $prio \\
+	--slave /usr/bin/aclocal aclocal /usr/bin/aclocal-${ver}
+"""
+
+
+def test_variables_set_once_to_a_literal_are_read_as_the_shell_would() -> None:
+    assert postinst_alternatives(AUTOMAKE) == (
+        Alternative("automake", "/usr/bin/automake", "/usr/bin/automake-1.16", 34),
+        Alternative("automake", "/usr/bin/aclocal", "/usr/bin/aclocal-1.16", 34))
+    # A variable set again (under a condition), read, looped over, set by a command or
+    # to a path that leaves the root; or one in single quotes: the call is skipped.
+    for script in (AUTOMAKE.replace("prio=34", "prio=34\nif true; then\n  prio=50\nfi"),
+                   AUTOMAKE.replace("set -e", "set -e\nread prio"),
+                   AUTOMAKE.replace("set -e", "set -e\nfor ver in 1 2; do :; done"),
+                   AUTOMAKE.replace("ver=1.16", "ver=$(uname -r)"),
+                   AUTOMAKE.replace("ver=1.16", "ver=/../../etc/passwd"),
+                   AUTOMAKE.replace("$prio", "'$prio'")):
+        assert postinst_alternatives(script) == (), script
+
+
 def test_calls_kiln_cannot_read_literally_or_that_leave_the_root_are_skipped() -> None:
     assert postinst_alternatives(
         'update-alternatives --install /usr/bin/cc cc "$path" 20\n'
