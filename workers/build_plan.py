@@ -1,8 +1,9 @@
 """What a build is, before it runs: a recipe at a commit, its root resolved from the
 lock and the store, its sources' pins, and its build key (DESIGN.md 2c, section 3).
 
-Nothing is fetched or built here, so that a build found built before, or published by
-a farm under the same key, costs a read of the recipes and no sandbox."""
+No source is fetched and nothing runs in a sandbox here (only the root's packages a
+worker's store lacks are brought), so that a build found built before, or published
+by a farm under the same key, costs a read of the recipes and a resolution."""
 
 from __future__ import annotations
 
