@@ -97,7 +97,8 @@ def _convert(node: object, file: str) -> Node:
     if isinstance(node, yaml.SequenceNode):
         return Node("seq", line, items=tuple(_convert(item, file) for item in node.value))
     assert isinstance(node, yaml.ScalarNode)
-    is_null = node.tag == "tag:yaml.org,2002:null" and node.style is None
+    # Plain style is None to the Python parser and "" to LibYAML's.
+    is_null = node.tag == "tag:yaml.org,2002:null" and not node.style
     return Node("scalar", line, text=None if is_null else node.value)
 
 

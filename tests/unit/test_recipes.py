@@ -83,6 +83,20 @@ def test_a_good_recipe_parses_into_typed_values(tmp_path: Path) -> None:
     assert check_repository(tmp_path)[1] == []
 
 
+def test_an_empty_value_is_no_value_and_an_empty_string_is_one(tmp_path: Path) -> None:
+    # LibYAML's parser calls a plain scalar's style "", the Python one None: an empty
+    # `build-requires:` is none with either, not a list of one blank requirement.
+    write(tmp_path, "tiny", "package: {name: kiln.dev/tiny, version: '1'}\nbuild: make\n"
+                            "build-requires:\nrequires: ~\n")
+    recipe, problems = load_recipe(tmp_path / "tiny/recipe.yaml")
+    assert problems == []
+    assert recipe is not None
+    assert recipe.build_requires == ()
+    assert recipe.requires == ()
+    write(tmp_path, "blank", "package: {name: kiln.dev/blank, version: ''}\nbuild: make\n")
+    _, problems = load_recipe(tmp_path / "blank/recipe.yaml")
+    assert [(p.line, p.reason) for p in problems] == [(1, "bad-version")]
+
 # (what is broken, the recipe text, the line of the problem, its reason)
 BROKEN = [
     ("unknown top key", "package: {name: kiln.dev/x, version: '1'}\nbuild: make\nbuilt: x\n",
