@@ -15,8 +15,7 @@ from kiln.store.layout import mark_used
 from kiln.store.store import Store
 
 
-def previous(store: Store, build_key: Digest
-              ) -> tuple[BuildRecord, tuple[FileSet, ...]] | None:
+def previous(store: Store, build_key: Digest) -> tuple[BuildRecord, tuple[FileSet, ...]] | None:
     """The record of `build_key` built here, and every FileSet it made (all still here)."""
     path = store.layout.cache / "builds" / f"{build_key.split(':')[1]}.json"
     try:
@@ -29,6 +28,7 @@ def previous(store: Store, build_key: Digest
 
 
 def remember(store: Store, record: BuildRecord, log: Path) -> None:
+    """Keep a build's record and log under its build key."""
     directory = store.layout.cache / "builds"
     directory.mkdir(exist_ok=True)
     name = record.build_key.split(":")[1]
