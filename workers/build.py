@@ -114,11 +114,11 @@ def build(store: Store, sandbox: Sandbox | str, recipes: str | Path, name: str, 
 
 def _with_kept_log(store: Store, plan: BuildPlan, exc: BuildFailed) -> BuildFailed:
     """The failure, its logs kept whole, and where to read them."""
-    package = plan.recipe.package
-    runs = [*sorted(plan.scratch.glob("run*/build.log")), plan.scratch / "test.log"]
     from workers.build_logs import keep_failed_logs
     from workers.execute import BuildFailed
 
+    package = plan.recipe.package
+    runs = [*sorted(plan.scratch.glob("run*/build.log")), plan.scratch / "test.log"]
     kept = keep_failed_logs(store, package.name, package.version, plan.build_key, runs,
                             exc.reason)
     if kept is None:
