@@ -50,14 +50,19 @@ def attest_fileset(store: Store, fileset: FileSet, statement: bytes, signer: Sig
     reference = reference.with_tag(reference.tag or version_to_tag(fileset.version))
     client = client_for(reference.host, config)
     try:
-        pushed = push_fileset(store, fileset, client, reference)
+        # Blobs and manifest by digest, the bundle next, the tag last: whoever follows
+        # the tag (a consumer, the farm's index) finds the bundle already attached.
+        pushed = push_fileset(store, fileset, client, reference.with_tag(None))
         manifest = fileset_manifest(fileset, pushed.layer)
         assert pushed.reference.digest is not None
         subject = Descriptor(MANIFEST_TYPE, pushed.reference.digest, len(manifest))
         referrer = attach_bundle(client, reference.repository, subject, bundle)
+        assert reference.tag is not None
+        client.put_manifest(reference.repository, reference.tag, manifest, MANIFEST_TYPE)
     finally:
         client.close()
-    return Attested(bundle, pushed.reference, referrer, signer.description)
+    return Attested(bundle, reference.with_digest(pushed.reference.digest), referrer,
+                    signer.description)
 
 
 def attest(statement: bytes, subject: Descriptor, signer: Signer, client: RegistryClient,

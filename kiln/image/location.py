@@ -219,11 +219,15 @@ class RegistryImageStore:
             self.client.push_blob(repository, blob.descriptor.digest,
                                   Body(blob.descriptor.size, blob.open),
                                   mounts.get(blob.descriptor.digest))
-        self.client.put_manifest(repository, self.reference.tag or image.digest,
-                                 image.manifest, MANIFEST_TYPE)
+        # The manifest by digest, its attachments next, the tag last: whoever follows
+        # the tag (a consumer verifying, a farm's index) finds the provenance attached.
+        self.client.put_manifest(repository, image.digest, image.manifest, MANIFEST_TYPE)
         for attachment in attachments:
             attach(self.client, repository, image.descriptor, attachment.artifact_type,
                    attachment.blob, attachment.blob_type)
+        if self.reference.tag:
+            self.client.put_manifest(repository, self.reference.tag, image.manifest,
+                                     MANIFEST_TYPE)
         return image.digest
 
     def manifest(self) -> tuple[bytes, Digest]:

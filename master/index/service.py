@@ -56,7 +56,8 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         ]
         self._syncing = False
         self._sync_problem: str | None = None
-        self._not_ours: set[tuple[str, str, str]] = set()  # foreign manifests, read once
+        # Foreign manifests and referrers tags whose bundles are indexed, read once.
+        self._settled: set[tuple[str, str, str]] = set()
         self._sync = task.LoopingCall(self._sync_registry)
         if self.farm.index_sync > 0:
             self._sync.start(self.farm.index_sync, now=True)
@@ -93,7 +94,7 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
         if self._syncing:  # the last sync still runs (a large registry, a slow one)
             return None
         self._syncing = True
-        deferred = threads.deferToThread(sync_farm_registry, self.farm, self._not_ours)
+        deferred = threads.deferToThread(sync_farm_registry, self.farm, self._settled)
         deferred.addBoth(self._synced)
         return None
 
@@ -129,7 +130,7 @@ class IndexService(service.BuildbotService):  # type: ignore[misc]
 
 
 def sync_farm_registry(farm: FarmConfig,
-                       not_ours: set[tuple[str, str, str]] | None = None) -> SyncReport:
+                       settled: set[tuple[str, str, str]] | None = None) -> SyncReport:
     """Sync the farm's index with the farm's registry (verified with the farm's key)."""
     from master.proof import farm_trust
     from master.publishing import client
@@ -137,7 +138,7 @@ def sync_farm_registry(farm: FarmConfig,
     registry = client(farm)
     try:
         return sync_registry(farm_index(farm.index, farm.path("master")), registry,
-                             farm.registry.host, farm_trust(farm), not_ours)
+                             farm.registry.host, farm_trust(farm), settled)
     finally:
         registry.close()
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from kiln.canonical import Digest, sha256_digest
@@ -29,7 +29,16 @@ from kiln.image.inspect import summarize
 from kiln.registry.artifact import ARTIFACT_TYPE, parse_fileset_manifest
 from kiln.registry.client import RegistryClient
 from kiln.registry.reference import Reference
-from master.index.models import Build, BuildInput, Image, ImagePackage, PackageSet, Publication
+from master.index.models import (
+    Build,
+    BuildInput,
+    Image,
+    ImagePackage,
+    Package,
+    PackageSet,
+    Provenance,
+    Publication,
+)
 from master.index.writes import (
     Published,
     now,
@@ -38,12 +47,13 @@ from master.index.writes import (
     publication_row,
     reproduced_columns,
 )
-from provenance.bundle import parse_bundle
+from provenance.bundle import BUNDLE_TYPE, parse_bundle
 from provenance.registry import fetch_bundles
 from provenance.statement import BUILD_TYPE, read_reproduction
 from provenance.verify import Trust, verify_bundle
 
 _OWN_TAGS = re.compile(r"(build|plan)-[0-9a-f]{64}|sha256-[0-9a-f]{64}(\..*)?")
+_REFERRERS_TAG = re.compile(r"sha256-(?P<hex>[0-9a-f]{64})")
 _PAGE = 200
 _MANIFEST_LIMIT = 4 << 20
 _INPUT = re.compile(r"kiln:(?P<name>[^@]+)@(?P<version>.+)")
@@ -66,20 +76,25 @@ class SyncReport:
 
 def sync_registry(engine: Engine, client: RegistryClient, host: str,
                   trust: Trust | None = None,
-                  not_ours: set[tuple[str, str, str]] | None = None) -> SyncReport:
+                  settled: set[tuple[str, str, str]] | None = None) -> SyncReport:
     """Index every repository of the registry at `host`; what is indexed already at the
-    same digest is not read again, nor (with `not_ours`, kept between syncs) what was
-    found not to be Kiln's. With `trust`, bundles are verified; without, the signer is
-    recorded as the bundle names it and `verified` stays unknown."""
+    same digest is not read again, nor (with `settled`, kept between syncs) what was
+    found not to be Kiln's or a referrers tag whose bundles are indexed. With `trust`,
+    bundles are verified; without, the signer is recorded as the bundle names it and
+    `verified` stays unknown."""
     report = SyncReport()
-    not_ours = set() if not_ours is None else not_ours
+    settled = set() if settled is None else settled
     for repository in catalog(client):
         report.repositories += 1
         for tag in tags(client, repository):
-            if _OWN_TAGS.fullmatch(tag):
-                continue
             try:
-                sync_tag(engine, client, host, repository, tag, trust, report, not_ours)
+                if referrers := _REFERRERS_TAG.fullmatch(tag):
+                    sync_late_bundles(engine, client, host, repository, tag,
+                                      Digest(f"sha256:{referrers['hex']}"), trust, settled)
+                    continue
+                if _OWN_TAGS.fullmatch(tag):
+                    continue
+                sync_tag(engine, client, host, repository, tag, trust, report, settled)
             except KilnError as exc:
                 if exc.temporary:
                     raise  # the registry went away: say so, index nothing half
@@ -89,10 +104,10 @@ def sync_registry(engine: Engine, client: RegistryClient, host: str,
 
 def sync_tag(engine: Engine, client: RegistryClient, host: str, repository: str, tag: str,
              trust: Trust | None, report: SyncReport,
-             not_ours: set[tuple[str, str, str]]) -> None:
+             settled: set[tuple[str, str, str]]) -> None:
     digest = client.manifest_exists(repository, tag)
     where = f"{host}/{repository}"
-    if digest is None or (where, tag, digest) in not_ours or \
+    if digest is None or (where, tag, digest) in settled or \
             _indexed(engine, where, tag, digest):
         report.unchanged += digest is not None
         return
@@ -101,7 +116,7 @@ def sync_tag(engine: Engine, client: RegistryClient, host: str, repository: str,
         raise InputError(f"{where}:{tag}: manifest too large", reason="bad-manifest")
     kind = _kind(manifest)
     if kind is None:
-        not_ours.add((where, tag, digest))
+        settled.add((where, tag, digest))
         report.skipped.append(f"{where}:{tag}: not a Kiln package or image")
         return
     bundles = [(sha256_digest(raw), raw) for raw in fetch_bundles(client, repository, digest)]
@@ -120,13 +135,8 @@ def index_package(engine: Engine, repository: str, tag: str, digest: Digest, man
     with Session(engine) as session, session.begin():
         package = package_row(session, artifact.name, artifact.version,
                               artifact.config.digest, artifact.layer.digest)
-        build_id = None
-        for bundle_digest, raw in bundles:
-            proof = _proof(raw, trust, artifact.config.digest, f"{repository}:{tag}")
-            provenance_row(session, Published(repository, tag, digest, bundle_digest,
-                                              proof.signer, proof.verified, proof.problem))
-            if proof.statement is not None and build_id is None:
-                build_id = _build_from_statement(session, package.id, proof.statement)
+        build_id = _index_bundles(session, f"{repository}:{tag}", digest, bundles, trust,
+                                  package)
         publication_row(session, package, Published(repository, tag, digest, ""),
                         build_id=build_id, requires=None)
 
@@ -147,10 +157,67 @@ def index_image(engine: Engine, repository: str, tag: str, digest: Digest, manif
         image.packages = [ImagePackage(name=p.name, version=p.version, fileset=p.digest,
                                        overridden=p.name in summary.overrides)
                           for p in summary.packages]
-        for bundle_digest, raw in bundles:
-            proof = _proof(raw, trust, digest, f"{repository}:{tag}")
-            provenance_row(session, Published(repository, tag, digest, bundle_digest,
-                                              proof.signer, proof.verified, proof.problem))
+        _index_bundles(session, f"{repository}:{tag}", digest, bundles, trust, None)
+
+
+def sync_late_bundles(engine: Engine, client: RegistryClient, host: str, repository: str,
+                      tag: str, subject: Digest, trust: Trust | None,
+                      settled: set[tuple[str, str, str]]) -> None:
+    """The bundles of an indexed package or image, read again when its referrers tag
+    lists more than the index holds; a subject not indexed yet is left to its own tag,
+    whose sync reads its bundles."""
+    where = f"{host}/{repository}"
+    digest = client.manifest_exists(repository, tag)
+    if digest is None or (where, tag, digest) in settled:
+        return
+    with Session(engine) as session:
+        package = session.scalar(select(Package).join(
+            Publication, Publication.package_id == Package.id).where(
+            Publication.repository == where, Publication.manifest == subject).limit(1))
+        image = session.scalar(select(Image.id).where(
+            Image.repository == where, Image.digest == subject).limit(1))
+        held = session.scalar(select(func.count()).select_from(Provenance).where(
+            Provenance.subject == subject)) or 0
+    if package is None and image is None:
+        return
+    listed, _, _ = client.get_manifest(Reference(host, repository, tag=tag))
+    if len(listed) > _MANIFEST_LIMIT:
+        raise InputError(f"{where}:{tag}: referrers index too large", reason="bad-manifest")
+    try:
+        entries = json.loads(listed).get("manifests") or []
+        attached = sum(1 for entry in entries if entry.get("artifactType") == BUNDLE_TYPE)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise InputError(f"{where}:{tag}: the referrers index is malformed",
+                         reason="bad-manifest") from exc
+    if attached > held:
+        bundles = [(sha256_digest(raw), raw)
+                   for raw in fetch_bundles(client, repository, subject)]
+        with Session(engine) as session, session.begin():
+            if package is not None:
+                package = session.merge(package)
+            build_id = _index_bundles(session, f"{where}@{subject}", subject, bundles, trust,
+                                      package)
+            if build_id is not None:
+                session.execute(update(Publication).where(
+                    Publication.repository == where, Publication.manifest == subject,
+                    Publication.build_id.is_(None)).values(build_id=build_id))
+    settled.add((where, tag, digest))
+
+
+def _index_bundles(session: Session, where: str, subject: Digest,
+                   bundles: list[tuple[Digest, bytes]], trust: Trust | None,
+                   package: Package | None) -> int | None:
+    """Each bundle attached to `subject` (a package's manifest, verified against its
+    FileSet, or an image's); the build the first package statement describes."""
+    build_id = None
+    signed = Digest(package.fileset) if package is not None else subject  # what a statement names
+    for bundle_digest, raw in bundles:
+        proof = _proof(raw, trust, signed, where)
+        provenance_row(session, Published("", "", subject, bundle_digest, proof.signer,
+                                          proof.verified, proof.problem))
+        if package is not None and proof.statement is not None and build_id is None:
+            build_id = _build_from_statement(session, package.id, proof.statement)
+    return build_id
 
 
 def catalog(client: RegistryClient) -> Iterator[str]:

@@ -153,6 +153,31 @@ def signed_image(kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path]
     return reference
 
 
+def test_a_tag_names_a_package_or_image_only_once_its_provenance_is_attached(
+        kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
+        registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whoever follows a tag as it lands (a consumer verifying, the farm's index syncing
+    # every second) must find the bundle already there.
+    written: list[tuple[str, Digest, str | None]] = []  # (target, digest, subject)
+    put_manifest = RegistryClient.put_manifest
+
+    def recording(client: RegistryClient, repository: str, target: str, data: bytes,
+                  media_type: str) -> Any:
+        subject = json.loads(data).get("subject", {}).get("digest")
+        written.append((target, sha256_digest(data), subject))
+        return put_manifest(client, repository, target, data, media_type)
+
+    monkeypatch.setattr(RegistryClient, "put_manifest", recording)
+    signed_image(kiln, store, tmp_path, farm, registry, "images/ordered")
+    tagged = [(at, target, digest) for at, (target, digest, _) in enumerate(written)
+              if not target.startswith(("sha256:", "sha256-"))]
+    assert sorted(target for _, target, _ in tagged) == ["1", "1.0-1", "1.0-1"]
+    for at, target, digest in tagged:
+        attached = [i for i, (_, _, subject) in enumerate(written) if subject == digest]
+        assert attached, f"{target} was tagged with nothing attached"
+        assert max(attached) < at, f"{target} was tagged before its provenance"
+
+
 def test_an_image_and_every_package_in_it_verify(
         kiln: Kiln, store: Store, tmp_path: Path, farm: dict[str, Path],
         registry: Registry) -> None:
