@@ -17,6 +17,10 @@ from kiln.store import Store
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
+# A resident server the developer runs (`kiln server start`) must not run the tests'
+# commands: they run by themselves, unless a test starts a server of its own.
+os.environ["KILN_SERVER"] = "off"
+
 
 @pytest.fixture
 def store_dir(tmp_path: Path) -> Path:

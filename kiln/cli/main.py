@@ -33,6 +33,7 @@ _REGISTRARS = (
     ("provenance_commands", "register", ("key", "attest", "verify", "policy")),
     ("farm_commands", "register", ("farm",)),
     ("index_commands", "register", ("index", "query")),
+    ("server_commands", "register", ("server",)),
 )
 
 

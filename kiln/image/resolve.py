@@ -22,6 +22,7 @@ from kiln.image.spec import LockedPackage
 from kiln.package import PackageMetadata
 from kiln.relations import Alternatives, Relation
 from kiln.resolution import StoreProvider, describe_conflict
+from kiln.store.provides import provided
 from kiln.store.store import Store
 
 
@@ -78,16 +79,15 @@ class _Provider(StoreProvider):
     def providers(self) -> dict[str, list[Candidate]]:
         if self._providers is None:
             self._providers = {}
-            for named in self.store.named():
-                metadata = self.store.get(named.digest).metadata
-                if not isinstance(metadata, PackageMetadata):
-                    continue
+            names = list(self.store.named())
+            provides = provided(self.store, (named.digest for named in names))
+            for named in names:
                 pinned = self.pins.get(named.name)
                 if pinned is not None and pinned.digest != named.digest:
                     continue
-                for provided in metadata.provides:
-                    self._providers.setdefault(provided, []).append(
-                        Candidate(provided, named.name, named.version, named.digest))
+                for name in provides[named.digest]:
+                    self._providers.setdefault(name, []).append(
+                        Candidate(name, named.name, named.version, named.digest))
         return self._providers
 
 

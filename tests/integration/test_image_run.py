@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import kiln.resident
 from kiln.debian.importer import import_debs, suite_codename
 from kiln.store import Store
 from kiln.store.materialize import store_tree
@@ -187,3 +192,171 @@ def test_kiln_run_grants_a_dangerous_capability_only_when_allowed(debian_store: 
     allowed = kiln_ok(debian_store, "run", spec, "--allow-capability", "CAP_SYS_ADMIN", "--",
                       "/bin/dash", "-c", CAP_EFF)
     assert allowed.strip() == "0000000000200000"  # bit 21, CAP_SYS_ADMIN, and nothing else
+
+
+# -- the resident server: a served `kiln run` is the command run by itself --------
+
+KILN = Path(sys.executable).parent / "kiln"
+
+
+@contextlib.contextmanager
+def resident_server(*launcher: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """`kiln server start` (under `launcher`, e.g. prlimit), its pid and the environment
+    that reaches it; stopped after."""
+    # Short: a Unix socket's path is 108 bytes at most.
+    directory = Path(tempfile.mkdtemp(prefix="kiln-server-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k != "KILN_SERVER"}
+    env["KILN_SERVER_DIR"] = str(directory)
+    started = subprocess.run([*launcher, str(KILN), "server", "start"], env=env,
+                             capture_output=True, text=True, check=False, timeout=60)
+    assert started.returncode == 0, started.stderr
+    pid = int((directory / "server.pid").read_text())
+    try:
+        yield pid, env
+    finally:
+        subprocess.run([str(KILN), "server", "stop"], env=env, capture_output=True,
+                       check=False, timeout=60)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.05)
+
+
+def kiln_run(spec: Path, store: Path, env: dict[str, str], script: str,
+             stdin: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """`kiln run` of a dash script in the image, as a process."""
+    return subprocess.Popen(
+        [str(KILN), "--store", str(store), "run", spec, "--", "/bin/dash", "-c", script],
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+SAYS = 'echo "in $PWD"; echo to-stderr >&2; exit 7'
+SLEEPS = "sleep 120"
+
+
+def test_a_served_command_is_the_command_run_by_itself(debian_store: Path,
+                                                       tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "image.yaml", [debian("dash"), debian("coreutils")])
+    with resident_server() as (server, env):
+        by_itself = kiln_run(spec, debian_store, {**env, "KILN_SERVER": "off"}, SAYS)
+        alone = by_itself.communicate(timeout=60)
+        served = kiln_run(spec, debian_store, env, SAYS)
+        # The same streams and exit status as by itself.
+        assert served.communicate(timeout=60) == alone
+        assert (served.returncode, by_itself.returncode) == (7, 7)
+        assert alone[0] == "in /\nto-stderr\n"  # the run's output is one stream
+
+        # Served: the client starts nothing; the server's child runs the sandbox. A
+        # signal to the client reaches the command and its sandbox; the client ends as
+        # the command did, killed by it; nothing is left behind.
+        interrupted = kiln_run(spec, debian_store, env, SLEEPS)
+        wait_for(lambda: any(children_of(c) for c in children_of(server)), "a sandbox")
+        assert children_of(interrupted.pid) == []
+        interrupted.send_signal(signal.SIGTERM)
+        interrupted.communicate(timeout=60)
+        assert interrupted.returncode == -signal.SIGTERM
+        wait_for(lambda: children_of(server) == [], "the child's end")
+
+        # A client killed outright hangs up its command, as a closed terminal does.
+        abandoned = kiln_run(spec, debian_store, env, SLEEPS)
+        wait_for(lambda: any(children_of(c) for c in children_of(server)), "a sandbox")
+        abandoned.kill()
+        abandoned.communicate(timeout=60)
+        wait_for(lambda: children_of(server) == [], "the hung-up child's end")
+
+        # The environment is the client's, read after the server started: a crash point
+        # armed by a test kills the served command, and the client dies the same way.
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "file").write_text("content\n")
+        crashed = subprocess.run(
+            [str(KILN), "--store", str(tmp_path / "fresh"), "fileset", "add", str(tree),
+             "--name", "kiln.dev/tree", "--version", "1"],
+            env={**env, "KILN_CRASH_AT": "object-write"}, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+
+        # The client's limits, not the server's (a lower one is given).
+        limited = subprocess.run(
+            ["prlimit", "--nofile=123:123", str(KILN), "--store", str(debian_store), "run",
+             spec, "--", "/bin/dash", "-c", "ulimit -n"], env=env, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert limited.stdout.strip() == "123", limited.stderr
+        assert Path(f"/proc/{server}").exists()
+
+
+def test_where_the_server_cannot_be_the_client_the_command_runs_by_itself(
+        debian_store: Path, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "image.yaml", [debian("dash"), debian("coreutils")])
+
+    def runs_by_itself(server: int, env: dict[str, str], *launcher: str,
+                       stdin: int = subprocess.DEVNULL) -> None:
+        client = subprocess.Popen(
+            [*launcher, str(KILN), "--store", str(debian_store), "run", spec, "--",
+             "/bin/dash", "-c", SLEEPS], stdin=stdin, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            wait_for(lambda: any(children_of(c) for c in children_of(client.pid)),
+                     "the client's own sandbox")
+            assert children_of(server) == []
+        finally:
+            client.terminate()
+            client.communicate(timeout=60)
+
+    with resident_server("prlimit", "--nofile=200:200") as (server, env):
+        # A limit above what the server may give.
+        runs_by_itself(server, env, "prlimit", "--nofile=1000:1000")
+        roomy = subprocess.run(
+            ["prlimit", "--nofile=1000:1000", str(KILN), "--store", str(debian_store), "run",
+             spec, "--", "/bin/dash", "-c", "ulimit -n"], env=env, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert roomy.stdout.strip() == "1000", roomy.stderr
+        # A terminal on stdin: the command may need it as its controlling terminal.
+        primary, secondary = os.openpty()
+        try:
+            runs_by_itself(server, env, stdin=secondary)
+        finally:
+            os.close(primary)
+            os.close(secondary)
+        # KILN_SERVER=off.
+        runs_by_itself(server, {**env, "KILN_SERVER": "off"})
+
+        # Kiln's code changed since the server started: it stops, the command runs here.
+        module = Path(kiln.resident.__file__)
+        before = module.stat()
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+        try:
+            changed = kiln_run(spec, debian_store, env, SAYS)
+            assert changed.communicate(timeout=60)[0] == "in /\nto-stderr\n"
+            wait_for(lambda: not Path(f"/proc/{server}").exists(), "the server's end")
+        finally:
+            os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    # A server directory others may enter is refused by the server and the client alike.
+    shared = Path(tempfile.mkdtemp(prefix="kiln-shared-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        refused = subprocess.run([str(KILN), "server", "start"], capture_output=True,
+                                 text=True, env={**env, "KILN_SERVER_DIR": str(shared)},
+                                 timeout=60, check=False)
+        assert refused.returncode != 0
+        assert "not this user's alone" in refused.stderr
+    finally:
+        shutil.rmtree(shared)

@@ -16,10 +16,12 @@ from kiln.canonical import sha256_digest
 from kiln.errors import KilnError
 from kiln.fileset import FileSet
 from kiln.image.build import build_from_spec
+from kiln.image.resolve import resolve_packages
 from kiln.image.spec import load_image_spec
 from kiln.registry.artifact import ArchiveCache, push_fileset
 from kiln.registry.client import RegistryClient
 from kiln.registry.reference import parse_reference
+from kiln.relations import Relation
 from kiln.store import Store
 from tests.conftest import Kiln
 from tests.fixtures.packages import make_package
@@ -59,6 +61,27 @@ def tools(store: Store, tmp_path: Path) -> dict[str, FileSet]:
         "other": make_package(store, tmp_path, "kiln.dev/other-tool", "1-1",
                               {"usr/bin/tool*": "#!/bin/sh\necho other\n"}),
     }
+
+
+def test_who_provides_a_name_is_remembered_by_digest_and_follows_the_names(
+        kiln: Kiln, store: Store, tmp_path: Path, tools: dict[str, FileSet]) -> None:
+    def awk_from() -> list[str]:
+        fresh = Store.open(store.layout.root)  # as the next command reads it
+        return [f.name for f in resolve_packages(fresh, [Relation("kiln.dev/awk")])]
+
+    assert awk_from() == ["kiln.dev/mawk"]
+    remembered = store.layout.cache / "provides.json"
+    assert json.loads(remembered.read_text())[tools["mawk"].digest] == ["kiln.dev/awk"]
+    # Another provider named later is offered; a provider unnamed is not.
+    make_package(store, tmp_path, "kiln.dev/gawk", "5.2-1", {"usr/bin/gawk*": "gawk\n"},
+                 provides=("kiln.dev/awk",))
+    assert kiln("fileset", "rm", "kiln.dev/mawk@1.3-1").code == 0
+    assert awk_from() == ["kiln.dev/gawk"]
+    assert tools["mawk"].digest not in json.loads(remembered.read_text())
+    # A torn file is read from the records again, and written whole.
+    remembered.write_text('{"sha256:')
+    assert awk_from() == ["kiln.dev/gawk"]
+    assert len(json.loads(remembered.read_text())) == len(list(store.named()))
 
 
 def test_the_listing_order_never_changes_the_image(

@@ -1,0 +1,138 @@
+"""The client's half: hand a command to the user's resident server and stand in for
+the child that runs it (its exit status, the signals sent to this process).
+
+Imported before anything else of Kiln, so it imports what costs least: the socket's
+and signal C modules (`socket.py` brings `selectors` and `array`, `signal.py` brings
+`enum`), `marshal` for the request (`json` brings `re`), and answers as lines of
+text.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # (typeshed has no stub)
+import _socket
+import marshal
+import os
+import struct
+import sys
+
+from kiln.resident.place import SOCKET, private, server_dir
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 ms)
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from types import FrameType
+
+# Signals a terminal or a supervisor sends to a command: passed to the child's
+# process group, as they would have reached the command and its sandbox.
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
+             _signal.SIGUSR1, _signal.SIGUSR2)
+PROTOCOL = 1
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def served(argv: Sequence[str]) -> int | None:
+    """The exit status of `kiln ARGV` run by the user's resident server; None where no
+    server runs or it would not take the command (it is then run in this process)."""
+    if os.environ.get("KILN_SERVER") == "off" or _interactive() or _server_command(argv):
+        return None
+    directory = server_dir()
+    if not private(directory):
+        return None
+    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        connection.connect(os.path.join(directory, SOCKET))
+        if peer_uid(connection) != os.getuid():
+            return None
+        from kiln.resident.context import describe
+
+        # marshal, not JSON: the server reads it only from a peer of its own user.
+        request = marshal.dumps({"protocol": PROTOCOL, "argv": list(argv),
+                                 "cwd": os.getcwd(), "env": dict(os.environ),
+                                 "context": describe()})
+        streams = struct.pack("3i", 0, 1, 2)
+        connection.sendmsg([struct.pack("!I", len(request))],
+                           [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, streams)])
+        connection.sendall(request)
+        return _stand_in(connection)
+    except OSError:
+        return None  # no server, or it went away before taking the command
+    finally:
+        connection.close()
+
+
+def _stand_in(connection: _socket.socket) -> int | None:
+    """Wait for the child's end, passing it the signals this process gets."""
+    child: list[int] = []
+    previous = {}
+
+    def forward(number: int, _frame: FrameType | None) -> None:
+        if child:
+            try:  # noqa: SIM105 (contextlib's import is 3 ms of every command)
+                os.killpg(child[0], number)
+            except ProcessLookupError:  # it ended: its status is on its way
+                pass
+
+    try:
+        for number in FORWARDED:
+            previous[number] = _signal.signal(number, forward)
+        for word, value in _answers(connection):
+            if word == "refused":
+                return None  # the server cannot be this process: run it here
+            if word == "pid":
+                child.append(int(value))
+            elif word == "exit":
+                return int(value)
+            elif word == "signal":
+                return _die_like(int(value))
+        if not child:
+            return None
+        print("kiln: error: the resident server went away while it ran the command"
+              " [server-lost]", file=sys.stderr)
+        return 1
+    finally:
+        for number, handler in previous.items():
+            _signal.signal(number, handler)
+
+
+def _answers(connection: _socket.socket) -> Iterator[tuple[str, str]]:
+    """The server's and the child's answers, a line each ("pid 42", "exit 0"), until
+    the connection closes (a signal's arrival does not interrupt the wait: PEP 475)."""
+    pending = b""
+    while True:
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            word, _, value = line.decode(errors="replace").partition(" ")
+            yield word, value
+        data = connection.recv(4096)
+        if not data:
+            return
+        pending += data
+
+
+def _die_like(number: int) -> int:
+    """End as the child ended, killed by `number` (a shell then reports it so)."""
+    sys.stdout.flush()
+    _signal.signal(number, _signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+    return 128 + number  # a signal this process ignores or blocks
+
+
+def peer_uid(connection: _socket.socket) -> int:
+    """The user of the process at the other end of a Unix socket, as the kernel says."""
+    credentials = connection.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED,
+                                        _CREDENTIALS.size)
+    return int(_CREDENTIALS.unpack(credentials)[1])
+
+
+def _interactive() -> bool:
+    """A terminal on stdin: the command may need it as its controlling terminal (job
+    control, Ctrl-Z), which a forked server cannot give."""
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
+def _server_command(argv: Sequence[str]) -> bool:
+    return "server" in argv[:3]
