@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from kiln.errors import InputError
@@ -54,26 +55,26 @@ class RunCgroups:
 
     def kill_all(self) -> None:
         """SIGKILL every process in the cgroup until none is left."""
-        for _ in range(100):
+        for pause in _pauses():
             pids = self._pids()
             if not pids:
                 return
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+            time.sleep(pause)
 
     def remove(self) -> None:
         self.kill_all()
         for directory in self.directories:
-            for _ in range(100):
+            for pause in _pauses():
                 try:
                     directory.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.01)  # the kernel is still reaping
+                    time.sleep(pause)  # the kernel is still reaping
 
     def _pids(self) -> set[int]:
         pids: set[int] = set()
@@ -81,3 +82,13 @@ class RunCgroups:
             with contextlib.suppress(OSError):
                 pids.update(int(line) for line in (directory / "cgroup.procs").read_text().split())
         return pids
+
+
+def _pauses() -> Iterator[float]:
+    """Waits for the kernel to finish with a run's processes: short at first (it is
+    usually done within a millisecond, and a run's end waits on it), then 10 ms
+    each, about one second in all."""
+    pause = 0.0005
+    for _ in range(100):
+        yield pause
+        pause = min(pause * 2, 0.01)

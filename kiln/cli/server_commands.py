@@ -45,10 +45,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         return 0
     make_private(directory)
     with open(os.path.join(directory, LOG), "a") as log:
+        # -P: no module of the directory it was started in may stand in for Kiln's;
+        # cwd /: it holds no directory (a mount) busy while it runs.
         child = subprocess.Popen(
-            [sys.executable, "-m", "kiln.cli.main", "server", "start", "--foreground"],
+            [sys.executable, "-P", "-m", "kiln.cli.main", "server", "start", "--foreground"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env={**os.environ, "KILN_SERVER": "off"})
+            cwd="/", env={**os.environ, "KILN_SERVER": "off"})
     deadline = time.monotonic() + _START_SECONDS
     while time.monotonic() < deadline:
         if child.poll() is not None:

@@ -15,6 +15,7 @@ so that a command never runs older code than a new process would.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib
@@ -59,13 +60,28 @@ class Child:
 
 
 def code_fingerprint() -> str:
-    """Kiln's code as it is on disk now (every module's size and time) and Python's."""
+    """Kiln's code as it is on disk now (every module's size and time), Python's, and
+    the directories packages are installed in (an install or upgrade changes them)."""
     digest = hashlib.sha256(sys.executable.encode())
-    for package in ("kiln", "workers", "provenance", "master"):
-        root = Path(importlib.import_module(package).__file__ or "").parent
-        for path in sorted(root.rglob("*.py")):
-            found = path.stat()
-            digest.update(f"{path}\0{found.st_size}\0{found.st_mtime_ns}\n".encode())
+    for installed in sys.path:
+        if os.path.basename(installed) not in ("site-packages", "dist-packages"):
+            continue  # (a checkout's root changes with every file made there)
+        with contextlib.suppress(OSError):
+            digest.update(f"{installed}\0{os.stat(installed).st_mtime_ns}\n".encode())
+    modules = []
+    directories = [os.path.dirname(importlib.import_module(package).__file__ or "")
+                   for package in ("kiln", "workers", "provenance", "master")]
+    while directories:  # os.scandir, not Path.rglob: each request pays it (0.6 ms, not 2)
+        with os.scandir(directories.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        directories.append(entry.path)
+                elif entry.name.endswith(".py"):
+                    found = entry.stat(follow_symlinks=False)
+                    modules.append(f"{entry.path}\0{found.st_size}\0{found.st_mtime_ns}\n")
+    for module in sorted(modules):
+        digest.update(module.encode())
     return digest.hexdigest()
 
 
@@ -97,10 +113,11 @@ def serve(directory: str) -> None:
     try:
         while not stopping[0]:
             for key, _events in selector.select(timeout=1.0):
-                if key.data == "listener":
-                    if not _accept(listener, selector, children, fingerprint, directory):
-                        stopping[0] = True
-                elif isinstance(key.data, tuple):
+                try:
+                    if key.data == "listener":
+                        if not _accept(listener, selector, children, fingerprint, directory):
+                            stopping[0] = True
+                        continue
                     kind, child = key.data
                     if child.pid not in children:
                         continue  # reaped earlier in this round: its client's end too
@@ -108,6 +125,8 @@ def serve(directory: str) -> None:
                         _reap(child, selector, children)
                     else:
                         _client_readable(child, selector)
+                except Exception as exc:  # one request's trouble; the server goes on
+                    _log(directory, f"unexpected: {exc!r}")
     finally:
         listener.close()
         with contextlib.suppress(FileNotFoundError):
@@ -147,8 +166,9 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector,
         children[pid] = child
         selector.register(pidfd, selectors.EVENT_READ, ("ended", child))
         selector.register(connection, selectors.EVENT_READ, ("client", child))
-        _answer(connection, "pid", pid)
         connection = None  # the child's now: closed when it ends
+        with contextlib.suppress(OSError):  # a client gone already: the child ends alone
+            _answer(child.connection, "pid", pid)
     except (OSError, ValueError, EOFError, TypeError) as exc:  # marshal's, on a bad request
         _log(directory, f"a request failed: {exc}")
     finally:
@@ -222,9 +242,9 @@ def _run_child(connection: socket.socket, request: dict[str, Any], fds: list[int
 
         code = main(request["argv"])
         sys.stdout.flush()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-        if isinstance(exc.code, str):
+    except SystemExit as exc:  # as Python ends on it: a message is printed, status 1
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
     except BrokenPipeError:
         code = 1
@@ -233,6 +253,8 @@ def _run_child(connection: socket.socket, request: dict[str, Any], fds: list[int
             print(f"kiln: error: {exc!r} [internal]", file=sys.stderr)
         code = 1
     finally:
+        with contextlib.suppress(Exception):
+            atexit._run_exitfuncs()  # as a process that ends does (multiprocessing's)
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         with contextlib.suppress(Exception):
