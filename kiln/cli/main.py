@@ -131,7 +131,26 @@ def _everywhere(parser: argparse.ArgumentParser) -> None:
             _everywhere(sub)
 
 
+def end_on_termination() -> None:
+    """SIGTERM and SIGHUP (a supervisor's stop, a closed terminal, a served command's
+    client gone) end the command as an exit does, 128 + the signal, through every
+    `finally` on the way: a run's cgroup is emptied and removed, its sandbox killed
+    with it, its staging undone. Left to the default, the process died where it
+    stood, and a sandbox that had not yet armed its parent-death signal ran on. A
+    second signal is not waited on."""
+    import signal
+
+    def terminated(number: int, _frame: object) -> None:
+        for again in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(again, signal.SIG_DFL)
+        raise SystemExit(128 + number)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, terminated)
+
+
 def run() -> None:
+    end_on_termination()
     # Close stdout ourselves so that a closed pipe (`kiln ... | head`) is not a traceback.
     code = main()
     try:

@@ -62,37 +62,44 @@ def served(argv: Sequence[str]) -> int | None:
 
 
 def _stand_in(connection: _socket.socket) -> int | None:
-    """Wait for the child's end, passing it the signals this process gets."""
+    """Wait for the child's end, passing it the signals this process gets. None only
+    while no child has said it runs: once one has, the command is never run again
+    here, whatever becomes of the server."""
     child: list[int] = []
-    previous = {}
+    pending: list[int] = []  # signals that came before the child said its pid
 
     def forward(number: int, _frame: FrameType | None) -> None:
-        if child:
-            try:  # noqa: SIM105 (contextlib's import is 3 ms of every command)
-                os.killpg(child[0], number)
-            except ProcessLookupError:  # it ended: its status is on its way
-                pass
+        if not child:
+            pending.append(number)
+            return
+        try:  # noqa: SIM105 (contextlib's import is 3 ms of every command)
+            os.killpg(child[0], number)
+        except ProcessLookupError:  # it ended: its status is on its way
+            pass
 
+    previous = {number: _signal.signal(number, forward) for number in FORWARDED}
     try:
-        for number in FORWARDED:
-            previous[number] = _signal.signal(number, forward)
         for word, value in _answers(connection):
-            if word == "refused":
+            if word == "refused" and not child:
                 return None  # the server cannot be this process: run it here
-            if word == "pid":
+            if word == "pid" and not child:
                 child.append(int(value))
+                for number in pending:
+                    forward(number, None)
             elif word == "exit":
                 return int(value)
             elif word == "signal":
                 return _die_like(int(value))
-        if not child:
-            return None
-        print("kiln: error: the resident server went away while it ran the command"
-              " [server-lost]", file=sys.stderr)
-        return 1
+    except OSError:
+        pass
     finally:
         for number, handler in previous.items():
             _signal.signal(number, handler)
+    if not child:
+        return None
+    print("kiln: error: the resident server went away while it ran the command"
+          " [server-lost]", file=sys.stderr)
+    return 1
 
 
 def _answers(connection: _socket.socket) -> Iterator[tuple[str, str]]:
@@ -113,7 +120,8 @@ def _answers(connection: _socket.socket) -> Iterator[tuple[str, str]]:
 def _die_like(number: int) -> int:
     """End as the child ended, killed by `number` (a shell then reports it so)."""
     sys.stdout.flush()
-    _signal.signal(number, _signal.SIG_DFL)
+    if number not in (_signal.SIGKILL, _signal.SIGSTOP):  # (theirs cannot be changed)
+        _signal.signal(number, _signal.SIG_DFL)
     os.kill(os.getpid(), number)
     return 128 + number  # a signal this process ignores or blocks
 

@@ -160,15 +160,16 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector,
         connection.settimeout(None)
         pid = os.fork()
         if pid == 0:
-            _run_child(connection, request, fds, listener, children)  # never returns
+            try:
+                _run_child(connection, request, fds, listener, children)
+            finally:
+                os._exit(1)  # a child never returns to the server's loop
         pidfd = os.pidfd_open(pid)
         child = Child(pid, pidfd, connection)
         children[pid] = child
         selector.register(pidfd, selectors.EVENT_READ, ("ended", child))
         selector.register(connection, selectors.EVENT_READ, ("client", child))
         connection = None  # the child's now: closed when it ends
-        with contextlib.suppress(OSError):  # a client gone already: the child ends alone
-            _answer(child.connection, "pid", pid)
     except (OSError, ValueError, EOFError, TypeError) as exc:  # marshal's, on a bad request
         _log(directory, f"a request failed: {exc}")
     finally:
@@ -219,14 +220,18 @@ def _run_child(connection: socket.socket, request: dict[str, Any], fds: list[int
     """The command, as its client would have run it; its exit status sent back."""
     code = 1
     try:
+        # Said by the child before it does anything: a client that heard it never runs
+        # the command itself; one that did not (the child died first) may.
+        _answer(connection, "pid", os.getpid())
         listener.close()
         for other in children.values():
             other.connection.close()
             os.close(other.pidfd)
         os.setsid()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
-                          else signal.SIG_DFL)
+        from kiln.cli.main import end_on_termination, main
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        end_on_termination()  # SIGTERM and SIGHUP, as the `kiln` program has them
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -238,8 +243,6 @@ def _run_child(connection: socket.socket, request: dict[str, Any], fds: list[int
         os.environ.update(request["env"])
         become(request["context"])
         sys.argv = ["kiln", *request["argv"]]
-        from kiln.cli.main import main
-
         code = main(request["argv"])
         sys.stdout.flush()
     except SystemExit as exc:  # as Python ends on it: a message is printed, status 1
@@ -253,6 +256,11 @@ def _run_child(connection: socket.socket, request: dict[str, Any], fds: list[int
             print(f"kiln: error: {exc!r} [internal]", file=sys.stderr)
         code = 1
     finally:
+        # The command is over: a signal now (the server hangs up a child whose client
+        # read its exit status and left) ends the child where it stands, not in a
+        # handler that would raise through what is left of this.
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)
         with contextlib.suppress(Exception):
             atexit._run_exitfuncs()  # as a process that ends does (multiprocessing's)
         with contextlib.suppress(Exception):
