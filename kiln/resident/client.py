@@ -34,7 +34,7 @@ _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 def served(argv: Sequence[str]) -> int | None:
     """The exit status of `kiln ARGV` run by the user's resident server; None where no
     server runs or it would not take the command (it is then run in this process)."""
-    if os.environ.get("KILN_SERVER") == "off" or _interactive() or _server_command(argv):
+    if os.environ.get("KILN_SERVER") == "off" or runs_here(argv):
         return None
     directory = server_dir()
     if not private(directory):
@@ -77,7 +77,18 @@ def _stand_in(connection: _socket.socket) -> int | None:
         except ProcessLookupError:  # it ended: its status is on its way
             pass
 
+    def suspend(_number: int, _frame: FrameType | None) -> None:
+        """Ctrl-Z: the child stops with this process, and goes on when it does (`fg`)."""
+        if child:  # SIGSTOP: a session of its own is an orphaned group, deaf to SIGTSTP
+            forward(_signal.SIGSTOP, None)
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        os.kill(os.getpid(), _signal.SIGTSTP)  # stopped here until SIGCONT
+        _signal.signal(_signal.SIGTSTP, suspend)
+        if child:
+            forward(_signal.SIGCONT, None)
+
     previous = {number: _signal.signal(number, forward) for number in FORWARDED}
+    previous[_signal.SIGTSTP] = _signal.signal(_signal.SIGTSTP, suspend)
     try:
         for word, value in _answers(connection):
             if word == "refused" and not child:
@@ -133,14 +144,17 @@ def peer_uid(connection: _socket.socket) -> int:
     return int(_CREDENTIALS.unpack(credentials)[1])
 
 
-def _interactive() -> bool:
-    """A terminal on stdin: the command may need it as its controlling terminal (job
-    control, Ctrl-Z), which a forked server cannot give."""
+def runs_here(argv: Sequence[str]) -> bool:
+    """Commands a server's child cannot run as this process would: `kiln server`
+    itself, and, with a terminal on stdin, those that take the terminal as their own
+    (a shell in a failed build's sandbox, `build --shell`; a password typed, `farm
+    passwd`): a forked child cannot make it its controlling terminal."""
+    if "server" in argv[:3]:
+        return True
     try:
-        return os.isatty(0)
+        terminal = os.isatty(0)
     except OSError:
-        return False
-
-
-def _server_command(argv: Sequence[str]) -> bool:
-    return "server" in argv[:3]
+        terminal = False
+    words = set(argv)
+    return terminal and ("--shell" in words or
+                         ("passwd" in words and "--password-stdin" not in words))

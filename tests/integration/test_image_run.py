@@ -251,6 +251,14 @@ SAYS = 'echo "in $PWD"; echo to-stderr >&2; exit 7'
 SLEEPS = "sleep 120; : kiln-served-test"  # the marker names the run's processes
 
 
+def state(pid: int) -> str:
+    """A process's state letter (R, S, T for stopped...), "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def sandboxes_left() -> list[int]:
     """Processes of a SLEEPS run (its bwrap and shell carry the marker)."""
     found = []
@@ -290,6 +298,25 @@ def test_a_served_command_is_the_command_run_by_itself(debian_store: Path,
             assert interrupted.returncode == 128 + signal.SIGTERM
             wait_for(lambda: children_of(server) == [], "the child's end")
             wait_for(lambda: sandboxes_left() == [], "the sandbox's end")
+
+        # Ctrl-Z on a terminal: the command stops with its client, and goes on with it
+        # (its sandbox, in a session of its own, runs on, as by itself).
+        primary, secondary = os.openpty()
+        try:
+            suspended = kiln_run(spec, debian_store, env, SLEEPS, stdin=secondary)
+            wait_for(lambda: any(children_of(c) for c in children_of(server)), "a sandbox")
+            [child] = children_of(server)
+            suspended.send_signal(signal.SIGTSTP)
+            wait_for(lambda: state(suspended.pid) == "T" and state(child) == "T", "stops")
+            suspended.send_signal(signal.SIGCONT)
+            wait_for(lambda: state(child) != "T", "the child to go on")
+            suspended.terminate()
+            suspended.communicate(timeout=60)
+            assert suspended.returncode == 128 + signal.SIGTERM
+        finally:
+            os.close(primary)
+            os.close(secondary)
+        wait_for(lambda: sandboxes_left() == [], "the sandbox's end")
 
         # A client killed outright hangs up its command, as a closed terminal does.
         abandoned = kiln_run(spec, debian_store, env, SLEEPS)
@@ -346,13 +373,6 @@ def test_where_the_server_cannot_be_the_client_the_command_runs_by_itself(
              spec, "--", "/bin/dash", "-c", "ulimit -n"], env=env, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=60, check=False)
         assert roomy.stdout.strip() == "1000", roomy.stderr
-        # A terminal on stdin: the command may need it as its controlling terminal.
-        primary, secondary = os.openpty()
-        try:
-            runs_by_itself(server, env, stdin=secondary)
-        finally:
-            os.close(primary)
-            os.close(secondary)
         # KILN_SERVER=off.
         runs_by_itself(server, {**env, "KILN_SERVER": "off"})
 
