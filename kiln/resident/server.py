@@ -34,7 +34,6 @@ from kiln.resident.client import PROTOCOL, peer_uid
 from kiln.resident.context import become, refusal
 from kiln.resident.place import LOG, PID, SOCKET, make_private
 
-# What the often-run commands import; loaded once, before the first request.
 # What the often-run commands import (found by running each after these: nothing
 # else of note was left); loaded once, before the first request.
 WARM = ("kiln.cli.main", "kiln.cli.run_commands", "kiln.cli.image_commands",
@@ -181,7 +180,17 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector,
 
 
 def _read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The request and the client's three streams (closed here if the rest is bad)."""
     header, fds, _flags, _address = socket.recv_fds(connection, 4, 3)
+    try:
+        return _request_after(connection, header), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _request_after(connection: socket.socket, header: bytes) -> dict[str, Any]:
     if len(header) != 4:
         raise ValueError("a truncated request")
     size = struct.unpack("!I", header)[0]
@@ -196,7 +205,7 @@ def _read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]
     request = marshal.loads(body)  # from a peer of the server's own user (checked)
     if not isinstance(request, dict):
         raise ValueError("a request that is not an object")
-    return request, fds
+    return request
 
 
 def _why_not(request: dict[str, Any], fds: list[int]) -> str | None:
