@@ -240,11 +240,14 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 20) -> N
 
 
 def kiln_run(spec: Path, store: Path, env: dict[str, str], script: str,
-             stdin: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
-    """`kiln run` of a dash script in the image, as a process."""
+             stdin: int = subprocess.DEVNULL, job: bool = False) -> subprocess.Popen[str]:
+    """`kiln run` of a dash script in the image, as a process; with `job`, in a process
+    group of its own, as a shell starts a job (a group that is not orphaned: Ctrl-Z's
+    SIGTSTP stops it, where the kernel discards it for the tests' own group under CI)."""
     return subprocess.Popen(
         [str(KILN), "--store", str(store), "run", spec, "--", "/bin/dash", "-c", script],
-        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        process_group=0 if job else None)
 
 
 SAYS = 'echo "in $PWD"; echo to-stderr >&2; exit 7'
@@ -303,7 +306,7 @@ def test_a_served_command_is_the_command_run_by_itself(debian_store: Path,
         # (its sandbox, in a session of its own, runs on, as by itself).
         primary, secondary = os.openpty()
         try:
-            suspended = kiln_run(spec, debian_store, env, SLEEPS, stdin=secondary)
+            suspended = kiln_run(spec, debian_store, env, SLEEPS, stdin=secondary, job=True)
             wait_for(lambda: any(children_of(c) for c in children_of(server)), "a sandbox")
             [child] = children_of(server)
             suspended.send_signal(signal.SIGTSTP)
