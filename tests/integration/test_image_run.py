@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ from kiln.store.materialize import store_tree
 from tests.conftest import run_kiln_process
 from tests.fixtures.packages import ensure_apt_lists, make_package
 from tests.fixtures.registry import Registry, run_registry
+from tests.fixtures.resident import KILN, resident_server
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None,
                                 reason="running images needs root and bubblewrap")
@@ -196,29 +195,6 @@ def test_kiln_run_grants_a_dangerous_capability_only_when_allowed(debian_store: 
 
 # -- the resident server: a served `kiln run` is the command run by itself --------
 
-KILN = Path(sys.executable).parent / "kiln"
-
-
-@contextlib.contextmanager
-def resident_server(*launcher: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """`kiln server start` (under `launcher`, e.g. prlimit), its pid and the environment
-    that reaches it; stopped after."""
-    # Short: a Unix socket's path is 108 bytes at most.
-    directory = Path(tempfile.mkdtemp(prefix="kiln-server-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if k != "KILN_SERVER"}
-    env["KILN_SERVER_DIR"] = str(directory)
-    started = subprocess.run([*launcher, str(KILN), "server", "start"], env=env,
-                             capture_output=True, text=True, check=False, timeout=60)
-    assert started.returncode == 0, started.stderr
-    pid = int((directory / "server.pid").read_text())
-    try:
-        yield pid, env
-    finally:
-        subprocess.run([str(KILN), "server", "stop"], env=env, capture_output=True,
-                       check=False, timeout=60)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -278,7 +254,7 @@ def sandboxes_left() -> list[int]:
 def test_a_served_command_is_the_command_run_by_itself(debian_store: Path,
                                                        tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "image.yaml", [debian("dash"), debian("coreutils")])
-    with resident_server() as (server, env):
+    with resident_server() as (_, server, env):
         by_itself = kiln_run(spec, debian_store, {**env, "KILN_SERVER": "off"}, SAYS)
         alone = by_itself.communicate(timeout=60)
         served = kiln_run(spec, debian_store, env, SAYS)
@@ -368,7 +344,7 @@ def test_where_the_server_cannot_be_the_client_the_command_runs_by_itself(
             client.terminate()
             client.communicate(timeout=60)
 
-    with resident_server("prlimit", "--nofile=200:200") as (server, env):
+    with resident_server("prlimit", "--nofile=200:200") as (_, server, env):
         # A limit above what the server may give.
         runs_by_itself(server, env, "prlimit", "--nofile=1000:1000")
         roomy = subprocess.run(

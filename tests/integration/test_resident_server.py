@@ -11,7 +11,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,24 +19,15 @@ import pytest
 
 from kiln.resident.client import PROTOCOL, served
 from kiln.resident.context import describe
-
-KILN = Path(sys.executable).parent / "kiln"
+from tests.fixtures.resident import KILN, resident_server
 
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, int]]:
-    directory = Path(tempfile.mkdtemp(prefix="kiln-server-", dir="/tmp"))  # a short path
-    monkeypatch.setenv("KILN_SERVER_DIR", str(directory))
-    monkeypatch.delenv("KILN_SERVER", raising=False)
-    started = subprocess.run([str(KILN), "server", "start"], capture_output=True, text=True,
-                             timeout=60, check=False)
-    assert started.returncode == 0, started.stderr
-    try:
-        yield directory, int((directory / "server.pid").read_text())
-    finally:
-        subprocess.run([str(KILN), "server", "stop"], capture_output=True, timeout=60,
-                       check=False)
-        shutil.rmtree(directory, ignore_errors=True)
+    with resident_server() as (directory, pid, env):
+        monkeypatch.setenv("KILN_SERVER_DIR", env["KILN_SERVER_DIR"])
+        monkeypatch.delenv("KILN_SERVER", raising=False)
+        yield directory, pid
 
 
 def ask(directory: Path, data: bytes, fds: list[int], header: bytes | None = None) -> str:
